@@ -1,0 +1,306 @@
+"""The HTML report, built from real inputs: a synthetic volume imported to OME-Zarr, its weight map, blurred
+labels as predictions, metrics from unetflow.metrics and small training logs (tests/report_fixtures.py)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from report_fixtures import BENCHMARKS, make_inputs, write_rows
+
+from unetflow.errors import InputError
+from unetflow.report import (
+    PAPER_TABLE1,
+    benchmark_times,
+    build_report,
+    config_yaml,
+    format_seconds,
+    format_value,
+    read_csv_rows,
+    slice_ranges,
+    smooth,
+)
+
+PNG = "data:image/png;base64,"
+OTHER = "isbi"
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+class Page(HTMLParser):
+    """The images, element ids and external references of an HTML page."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.images: list[dict[str, str]] = []
+        self.ids: set[str] = set()
+        self.tags: set[str] = set()
+        self.references: list[str] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {k: v or "" for k, v in attrs}
+        self.tags.add(tag)
+        if "id" in values:
+            self.ids.add(values["id"])
+        if tag == "img":
+            self.images.append(values)
+        for key in ("src", "href"):
+            if key in values and not values[key].startswith(("data:", "#")):
+                self.references.append(values[key])
+
+
+def _build(root: Path, models: list[str], **options: Any) -> tuple[dict[str, Any], str]:
+    kwargs = make_inputs(root, models, **options)
+    build_report(**kwargs)
+    return kwargs, Path(kwargs["output"]).read_text(encoding="utf-8")
+
+
+def _add_volume(metrics: Path, slices: Path) -> None:
+    """Add a second evaluated volume (all its slices count) to a model's metrics, as run_evaluate does."""
+    summary = json.loads(metrics.read_text())
+    rows = read_csv_rows(slices)
+    extra = {**rows[0], "volume": OTHER, "slice": "7", "iou": "0.5"}
+    summary["volumes"][OTHER] = {key: float(extra[key]) for key in summary["overall"]}
+    every = [*rows, extra]
+    summary["overall"] = {key: float(np.mean([float(r[key]) for r in every])) for key in summary["overall"]}
+    summary["slices_evaluated"] = len(every)
+    metrics.write_text(json.dumps(summary))
+    write_rows(slices, list(rows[0]), [list(r.values()) for r in every])
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    """The report of the main model alone, evaluated on the split volume's test slices and another volume."""
+    root = tmp_path_factory.mktemp("single")
+    kwargs = make_inputs(root, ["main"])
+    _add_volume(kwargs["metrics"][0], kwargs["slices"][0])
+    build_report(**kwargs)
+    return kwargs, Path(kwargs["output"]).read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    """The report of main and ablation; the ablation's validation log has no rows."""
+    return _build(tmp_path_factory.mktemp("pair"), ["main", "ablation"], empty_val=["ablation"])
+
+
+def _section(text: str, section_id: str) -> str:
+    match = re.search(rf'<section id="{section_id}">(.*?)</section>', text, re.S)
+    assert match, f"no section {section_id}"
+    return match.group(1)
+
+
+def _table(text: str, table_id: str) -> str:
+    match = re.search(rf'<table id="{table_id}"[^>]*>(.*?)</table>', text, re.S)
+    assert match, f"no table {table_id}"
+    return match.group(1)
+
+
+def test_page_is_self_contained_with_every_figure(single: tuple[dict[str, Any], str]) -> None:
+    kwargs, text = single
+    page = Page(text)
+    ids = [image["id"] for image in page.images]
+    assert ids == ["img-fig-predictions", "img-fig-slices", "img-fig-weight-map", "img-fig-training"]
+    assert text.count(f'src="{PNG}') == 4
+    for image in page.images:
+        assert image["alt"].strip()
+        assert image["src"].startswith(PNG)
+        png = base64.b64decode(image["src"][len(PNG) :])
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert page.references == []
+    assert not {"script", "link", "iframe"} & page.tags
+    assert "<style>" in text and text.startswith("<!DOCTYPE html>")
+    assert {"data", "results", "predictions", "slices", "weights", "training", "provenance"} <= page.ids
+    assert "ablation" not in page.ids
+    assert [p.name for p in Path(kwargs["output"]).parent.iterdir()] == ["index.html"]
+
+
+def test_metric_values_sit_beside_the_papers(single: tuple[dict[str, Any], str]) -> None:
+    kwargs, text = single
+    summary = json.loads(Path(kwargs["metrics"][0]).read_text())
+    table = _table(text, "table-metrics")
+    for key, value in summary["overall"].items():
+        assert f">{format_value(value)}<" in table, key
+    for value in PAPER_TABLE1.values():
+        assert f">{format_value(value)}<" in table
+    assert format_value(0.000353) == "0.000353" and format_value(0.0382) == "0.0382"
+    # the paper's pixel error stands in the row of the challenge's pixel error
+    pixel_row = re.search(r"<tr><th[^>]*>Pixel error \(ISBI\)</th>(.*?)</tr>", table).group(1)
+    assert "0.0611" in pixel_row
+    note = _section(text, "results")
+    assert "ISBI 2012 EM segmentation challenge test set" in note and "organisers" in note
+    assert "held-out test slices 4\u20135" in note
+    assert f">{summary['slices_evaluated']}<" in table
+
+
+def test_best_and_worst_test_slices_are_shown(single: tuple[dict[str, Any], str]) -> None:
+    kwargs, text = single
+    rows = [r for r in read_csv_rows(kwargs["slices"][0]) if r["volume"] == "synthetic"]
+    ranked = sorted(rows, key=lambda r: -float(r["iou"]))
+    assert len(ranked) == 2  # the other volume's slice (IoU 0.5) is not a test slice of the split
+    best, worst = ranked[0]["slice"], ranked[-1]["slice"]
+    alt = next(i["alt"] for i in Page(text).images if i["id"] == "img-fig-predictions")
+    assert alt.endswith(f"test slices {best}, {worst}")
+    caption = _section(text, "predictions")
+    assert "false positives" in caption and "false negatives" in caption and "0.5" in caption
+
+
+def test_provenance_lists_config_versions_hardware_and_rule_times(single: tuple[dict[str, Any], str]) -> None:
+    text = single[1]
+    page = Page(text)
+    assert {
+        "prov-run",
+        "prov-software",
+        "prov-hardware",
+        "prov-rules",
+        "prov-config",
+        "config-yaml",
+    } <= page.ids
+    software = _table(text, "table-software")
+    for package in ("python", "torch", "numpy", "scipy", "zarr", "dask", "snakemake"):
+        assert f"<td>{package}</td>" in software
+    assert f"<td>{metadata.version('numpy')}</td>" in software
+    hardware = _table(text, "table-hardware")
+    assert "CPU" in hardware and "GPU" in hardware
+    run = _table(text, "table-run")
+    commit = re.search(r"Git commit</td><td><code>([^<]*)</code>", run).group(1)
+    assert commit == "unknown" or re.fullmatch(r"[0-9a-f]{40}( \(with uncommitted changes\))?", commit)
+    assert "Generated" in run
+    rules = _table(text, "table-rules")
+    assert "<code>train</code></td><td>2</td><td>4 min 06 s</td><td>2 min 06 s</td><td>1450 MB" in rules
+    assert "<code>weights</code></td><td>1</td><td>3.00 s</td>" in rules
+    yaml_text = re.search(r'<pre id="config-yaml">(.*?)</pre>', text, re.S).group(1)
+    assert "shape: [6, 64, 64]" in yaml_text and "w0: 10.0" in yaml_text and "ablation: false" in yaml_text
+
+
+def test_ablation_compares_the_border_term(pair: tuple[dict[str, Any], str]) -> None:
+    kwargs, text = pair
+    page = Page(text)
+    assert [i["id"] for i in page.images][-1] == "img-fig-ablation"
+    assert text.count(f'src="{PNG}') == 5
+    main, ablation = (json.loads(Path(p).read_text())["overall"] for p in kwargs["metrics"])
+    table = _table(text, "table-ablation")
+    for key in ("rand_error", "v_rand", "iou"):
+        assert format_value(main[key]) in table and format_value(ablation[key]) in table
+    section = _section(text, "ablation")
+    sentence = (
+        f"Here the Rand error is {format_value(main['rand_error'])} with the border term and "
+        f"{format_value(ablation['rand_error'])} without it"
+    )
+    assert sentence in section
+    assert main["rand_error"] < ablation["rand_error"]  # the blurrier 'ablation' merges cells
+    assert "consistent with the paper's claim" in section and "touching cells" in section
+    metrics = _table(text, "table-metrics")
+    assert metrics.count('class="model"') == 2
+    training = _table(text, "table-training")
+    assert re.search(r"<td>ablation</td><td>60</td><td>[0-9.]+</td><td>n/a</td>", training)
+
+
+@pytest.mark.parametrize("key", ["metrics", "slices", "step_logs", "val_logs"])
+def test_missing_model_input_is_named(pair: tuple[dict[str, Any], str], tmp_path: Path, key: str) -> None:
+    kwargs = dict(pair[0])
+    missing = tmp_path / f"gone_{key}.csv"
+    kwargs[key] = [kwargs[key][0], missing]
+    kwargs["output"] = tmp_path / "results" / "report" / "index.html"
+    with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
+        build_report(**kwargs)
+    assert not Path(kwargs["output"]).exists()
+
+
+@pytest.mark.parametrize("key", ["data", "weights"])
+def test_missing_volume_is_named(pair: tuple[dict[str, Any], str], tmp_path: Path, key: str) -> None:
+    kwargs = {**pair[0], key: tmp_path / "absent.zarr", "output": tmp_path / "results/report/index.html"}
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "absent.zarr"))):
+        build_report(**kwargs)
+
+
+def test_missing_prediction_is_named(pair: tuple[dict[str, Any], str], tmp_path: Path) -> None:
+    kwargs = {**pair[0], "output": tmp_path / "results" / "report" / "index.html"}
+    expected = tmp_path / "results" / "predict" / "main" / "synthetic.zarr"
+    with pytest.raises(FileNotFoundError, match=re.escape(str(expected))):
+        build_report(**kwargs)
+    assert not kwargs["output"].exists()
+
+
+def test_one_path_per_model(pair: tuple[dict[str, Any], str]) -> None:
+    kwargs = {**pair[0], "metrics": pair[0]["metrics"][:1]}
+    with pytest.raises(ValueError, match="metrics: 1 path"):
+        build_report(**kwargs)
+
+
+def test_log_without_loss_column_is_named(pair: tuple[dict[str, Any], str], tmp_path: Path) -> None:
+    broken = tmp_path / "train_log.csv"
+    write_rows(broken, ["step", "lr"], [(1, 0.1)])
+    report = tmp_path / "results" / "report" / "index.html"
+    shutil.copytree(Path(pair[0]["output"]).parents[1] / "predict", tmp_path / "results" / "predict")
+    kwargs = {**pair[0], "step_logs": [broken, pair[0]["step_logs"][1]], "output": report}
+    with pytest.raises(InputError, match=r"train_log\.csv: missing column\(s\) \['loss'\]"):
+        build_report(**kwargs)
+
+
+def test_benchmark_times_per_rule(pair: tuple[dict[str, Any], str]) -> None:
+    times = {t["rule"]: t for t in benchmark_times(pair[0]["benchmarks"])}
+    assert set(times) == {name.split("/")[0].removesuffix(".tsv") for name in BENCHMARKS}
+    assert times["train"]["jobs"] == 2 and times["train"]["seconds"] == pytest.approx(245.5)
+    assert times["predict"]["longest"] == pytest.approx(14.0)
+    assert times["weights"]["seconds"] == pytest.approx(3.0)  # repeated runs of one job are averaged
+    assert times["train"]["max_rss"] == pytest.approx(1450.25)
+    assert benchmark_times(Path(pair[0]["benchmarks"]) / "nowhere") == []
+
+
+def test_formatting_helpers() -> None:
+    assert format_value(0.12345) == "0.1235"
+    assert format_value(float("nan")) == "n/a" and format_value(None) == "n/a"
+    assert slice_ranges([5, 0, 1, 2, 7, 8]) == "0\u20132, 5, 7\u20138" and slice_ranges([]) == "none"
+    assert format_seconds(3.256) == "3.26 s" and format_seconds(245.5) == "4 min 06 s"
+    assert format_seconds(7384) == "2 h 03 min"
+    assert np.allclose(smooth(np.full(10, 0.3), span=4), 0.3)
+    smoothed = smooth(np.array([1.0, math.nan, 1.0, 3.0]), span=3)
+    assert smoothed[1] == 1.0 and 1.0 < smoothed[3] < 3.0
+    assert config_yaml({"a": {"b": [1, 2]}, "c": [{"d": 1}]}) == "a:\n  b: [1, 2]\nc:\n- d: 1\n"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium not installed")
+def test_page_renders_in_chromium(pair: tuple[dict[str, Any], str], tmp_path: Path) -> None:
+    shot = tmp_path / "report.png"
+    command = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1280,3000",
+        f"--screenshot={shot}",
+        Path(pair[0]["output"]).resolve().as_uri(),
+    ]
+    subprocess.run(command, capture_output=True, timeout=60, check=False)
+    assert shot.exists() and shot.stat().st_size > 50_000
+
+
+def test_other_volumes_get_their_own_columns(single: tuple[dict[str, Any], str]) -> None:
+    kwargs, text = single
+    other = json.loads(Path(kwargs["metrics"][0]).read_text())["volumes"][OTHER]
+    table = _table(text, "table-metrics")
+    assert f"<th>synthetic (test)</th><th>{OTHER} (all slices)</th><th>overall</th>" in table
+    assert f">{format_value(other['rand_error'])}<" in table
+    assert f"<td>{OTHER}</td><td>7</td>" in _table(text, "table-slices")
+    test_iou = json.loads(Path(kwargs["metrics"][0]).read_text())["volumes"]["synthetic"]["iou"]
+    cards = re.search(r'<div class="cards" id="summary-cards">(.*?)</div></div></div>', text, re.S).group(1)
+    assert (
+        f'IoU (cells) \u2191</div><div class="v">{format_value(test_iou)}<' in cards
+    )  # headline: test slices

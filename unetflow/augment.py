@@ -1,0 +1,447 @@
+"""Training tiles with the paper's data augmentation, sampled on the compute device.
+
+Ronneberger et al. (2015) train on shifted, rotated, gray-value-varied and elastically deformed tiles: the
+elastic part draws random displacement vectors on a coarse 3x3 grid (Gaussian, 10 px std) and interpolates
+them bicubically to per-pixel displacements. Here every geometric part (tile position, rotation by any
+angle, flips, elastic displacement) composes into ONE sampling grid per tile, so raw, labels and weights are
+each interpolated once (`grid_sample`: raw bilinear or bicubic, labels nearest, weights bilinear), and the
+slice is mirrored (NumPy's 'reflect', repeatedly where needed) wherever the grid leaves it. Gray values
+(gamma, contrast, brightness) vary after warping. All random numbers come from the caller's
+`torch.Generator`, so a seed fixes a batch whatever the device.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.nn import functional
+
+ArrayLike = np.ndarray | torch.Tensor
+RAW, WEIGHTS, LABELS = 0, 1, 2
+WARP_MODES = ("bilinear", "bicubic", "nearest")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Which augmentations apply to training tiles, and how strongly (the paper's set by default)."""
+
+    enabled: bool = True
+    rotate: bool = True
+    flip: bool = True
+    elastic_std: float = 10.0
+    elastic_grid: int = 3
+    contrast: tuple[float, float] = (0.8, 1.2)
+    brightness: tuple[float, float] = (-0.1, 0.1)
+    gamma: tuple[float, float] = (0.8, 1.25)
+    interpolation: Literal["bilinear", "bicubic"] = "bilinear"
+
+    def __post_init__(self) -> None:
+        for name in ("contrast", "brightness", "gamma"):
+            value = getattr(self, name)
+            if not isinstance(value, list | tuple) or len(value) != 2:
+                raise ValueError(f"augment.{name} must be a pair [low, high], got {value!r}")
+            low, high = (float(v) for v in value)
+            if not low <= high:
+                raise ValueError(f"augment.{name} = {value!r}: low must not exceed high; swap the two values")
+            if name != "brightness" and low <= 0:
+                raise ValueError(
+                    f"augment.{name} = {value!r}: factors must be > 0 (use [1, 1] to switch it off)"
+                )
+            object.__setattr__(self, name, (low, high))
+        if not isinstance(self.elastic_grid, int) or self.elastic_grid < 2:
+            raise ValueError(f"augment.elastic_grid must be an integer >= 2, got {self.elastic_grid!r}")
+        if not self.elastic_std >= 0:
+            raise ValueError(
+                f"augment.elastic_std must be >= 0 px (0 switches it off), got {self.elastic_std!r}"
+            )
+        if self.interpolation not in ("bilinear", "bicubic"):
+            raise ValueError(
+                f"augment.interpolation must be 'bilinear' or 'bicubic', got {self.interpolation!r}"
+            )
+
+    @classmethod
+    def from_dict(cls, options: dict[str, object]) -> AugmentConfig:
+        """Build from a config mapping; an unknown key is an error that lists the known ones."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"unknown augment option(s) {unknown}; known: {sorted(known)}")
+        return cls(**options)
+
+
+@dataclass(frozen=True)
+class TileParams:
+    """The random draw behind a batch (CPU tensors): where each tile comes from and how it is transformed.
+
+    `top`/`left` are the input tile's top-left corner in slice pixels (negative where it starts in the
+    mirrored border); `matrix` (B, 2, 2) maps tile offsets (y, x) from the tile centre to slice offsets
+    (rotation and flips); `coarse` (B, 2, g, g) holds the elastic displacement vectors (y, x) in pixels;
+    the gray-value factors are per tile, or None where none apply.
+    """
+
+    slice_index: torch.Tensor
+    top: torch.Tensor
+    left: torch.Tensor
+    matrix: torch.Tensor
+    coarse: torch.Tensor | None = None
+    contrast: torch.Tensor | None = None
+    brightness: torch.Tensor | None = None
+    gamma: torch.Tensor | None = None
+
+    @property
+    def batch_size(self) -> int:
+        """Number of tiles."""
+        return int(self.slice_index.numel())
+
+    @property
+    def integral(self) -> bool:
+        """Whether every tile pixel lands on a slice pixel (no elastic part, right-angle rotations only)."""
+        return self.coarse is None and bool(torch.all(self.matrix == self.matrix.round()))
+
+
+@dataclass(frozen=True)
+class TileBatch:
+    """A training batch on the device: raw (B, 1, inp, inp), labels and weights (B, out, out)."""
+
+    raw: torch.Tensor
+    labels: torch.Tensor
+    weights: torch.Tensor
+    params: TileParams
+
+
+def affine_matrices(angle: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    """(B, 2, 2) float64 maps of (y, x) offsets: flip x, then flip y, then transpose, then rotate by `angle`.
+
+    `flips` is (B, 3) of 0/1 for (x, y, transpose). Right angles give exact 0/+-1 entries.
+    """
+    angle = angle.to(torch.float64)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    right = (cos.abs() < 1e-6) | (sin.abs() < 1e-6)  # within 1e-6 rad of a right angle
+    cos, sin = torch.where(right, cos.round(), cos), torch.where(right, sin.round(), sin)
+    rotation = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+    signs = 1.0 - 2.0 * flips.to(torch.float64)
+    mirror = torch.diag_embed(torch.stack([signs[:, 1], signs[:, 0]], -1))
+    swap = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
+    eye = torch.eye(2, dtype=torch.float64)
+    transpose = torch.where(flips[:, 2, None, None].to(torch.bool), swap, eye)
+    return rotation @ transpose @ mirror
+
+
+def bicubic_weights(length: int, grid: int, *, device: torch.device | str | None = None) -> torch.Tensor:
+    """(length, grid) weights that interpolate `grid` points bicubically onto `length` pixels (align_corners),
+    exactly as `F.interpolate(mode='bicubic', align_corners=True)` does along one axis."""
+    identity = torch.eye(grid, dtype=torch.float32, device=device)[None, None]
+    return functional.interpolate(identity, size=(length, grid), mode="bicubic", align_corners=True)[0, 0]
+
+
+def upsample_displacement(coarse: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Per-pixel displacements (..., 2, H, W) from coarse vectors (..., 2, g, g), interpolated bicubically.
+
+    With align_corners the coarse points sit on the tile's corners, edge midpoints and so on, and the
+    field passes exactly through them. Bicubic interpolation is separable, so this is W_y @ coarse @ W_x^T.
+    """
+    rows = bicubic_weights(shape[0], coarse.shape[-2], device=coarse.device)
+    cols = bicubic_weights(shape[1], coarse.shape[-1], device=coarse.device)
+    return rows @ coarse.to(torch.float32) @ cols.T
+
+
+def elastic_displacement(
+    shape: tuple[int, int],
+    *,
+    grid: int = 3,
+    std: float = 10.0,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """A smooth random displacement field (2, H, W) in pixels (y, x): N(0, std) vectors on a grid x grid
+    coarse grid, interpolated bicubically (the paper's elastic deformation)."""
+    coarse = _randn((2, grid, grid), generator) * std
+    return upsample_displacement(coarse.to(device), shape)
+
+
+def warp(image: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """Sample `image` (B, C, H, W) at pixel coordinates `grid` (B, h, w, 2) ordered (y, x) -> (B, C, h, w).
+
+    Outside the image the image is mirrored like np.pad(mode='reflect'), repeatedly as far as needed.
+    `mode` is 'bilinear', 'bicubic' or 'nearest'.
+    """
+    height, width = image.shape[-2:]
+    _check_mirrorable(height, width)
+    scale = torch.tensor([2.0 / (width - 1), 2.0 / (height - 1)], dtype=grid.dtype, device=grid.device)
+    return _grid_sample(image, grid.flip(-1) * scale - 1.0, mode)
+
+
+def _check_mirrorable(height: int, width: int) -> None:
+    if height < 2 or width < 2:
+        raise ValueError(f"cannot mirror an image of {height}x{width} pixels: both sides must be >= 2")
+
+
+def _grid_sample(image: torch.Tensor, normalised: torch.Tensor, mode: str) -> torch.Tensor:
+    """grid_sample with NumPy-'reflect' mirroring: reflection padding about the corner pixels' centres."""
+    if mode not in WARP_MODES:
+        raise ValueError(f"warp mode must be one of {WARP_MODES}, got {mode!r}")
+    return functional.grid_sample(
+        image, normalised.to(image.dtype), mode=mode, padding_mode="reflection", align_corners=True
+    )
+
+
+def adjust_gray_values(
+    raw: torch.Tensor,
+    *,
+    contrast: torch.Tensor | None = None,
+    brightness: torch.Tensor | None = None,
+    gamma: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-tile gray-value variation of raw (B, C, H, W): gamma within each tile's [min, max], then contrast
+    about the tile mean, then an added brightness; each factor is a (B,) tensor or None."""
+    dims = tuple(range(1, raw.ndim))
+
+    def per_tile(values: torch.Tensor) -> torch.Tensor:
+        return values.to(device=raw.device, dtype=raw.dtype).reshape(-1, *([1] * (raw.ndim - 1)))
+
+    if gamma is not None:
+        low, high = raw.amin(dim=dims, keepdim=True), raw.amax(dim=dims, keepdim=True)
+        span = (high - low).clamp_min(torch.finfo(raw.dtype).tiny)
+        raw = low + span * ((raw - low) / span).clamp(0.0, 1.0) ** per_tile(gamma)
+    if contrast is not None:
+        mean = raw.mean(dim=dims, keepdim=True)
+        raw = mean + (raw - mean) * per_tile(contrast)
+    if brightness is not None:
+        raw = raw + per_tile(brightness)
+    return raw
+
+
+def _randn(shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
+    device = generator.device if generator is not None else None
+    return torch.randn(shape, generator=generator, device=device).cpu()
+
+
+def _rand(shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
+    device = generator.device if generator is not None else None
+    return torch.rand(shape, generator=generator, device=device, dtype=torch.float64).cpu()
+
+
+def _randint(low: int, high: int, shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
+    device = generator.device if generator is not None else None
+    return torch.randint(low, high, shape, generator=generator, device=device).cpu()
+
+
+def _reflect(index: torch.Tensor, length: int) -> torch.Tensor:
+    """Integer positions mirrored into 0..length-1 (NumPy 'reflect'), as `geometry.reflect_indices`."""
+    period = 2 * (length - 1)
+    index = torch.remainder(index, period)
+    return torch.where(index < length, index, period - index)
+
+
+def _as_stack(name: str, values: ArrayLike) -> torch.Tensor:
+    tensor = torch.as_tensor(values)
+    if tensor.ndim == 2:
+        tensor = tensor[None]
+    if tensor.ndim != 3:
+        raise ValueError(f"{name} must be an array of slices (n, H, W), got shape {tuple(tensor.shape)}")
+    return tensor
+
+
+class TileSampler:
+    """Draws augmented training batches of `batch_size` tiles from 2-D slices kept on `device`.
+
+    Each tile's output crop (`output_size`) lies inside its slice where the slice is large enough (any
+    position, uniformly); the input tile (`input_size`, the output plus the net's context margin on every
+    side) is mirrored where it passes the border. `device` defaults to that of `raw_slices` when it is a
+    tensor, else the CPU.
+    """
+
+    def __init__(
+        self,
+        raw_slices: ArrayLike,
+        label_slices: ArrayLike,
+        weight_slices: ArrayLike,
+        *,
+        input_size: int,
+        output_size: int,
+        config: AugmentConfig | None = None,
+        device: torch.device | str | None = None,
+        batch_size: int = 1,
+    ) -> None:
+        if output_size < 1 or input_size < output_size or (input_size - output_size) % 2:
+            raise ValueError(
+                f"tile sizes input {input_size} / output {output_size} are inconsistent: the input must "
+                "exceed the output by twice the context margin; take them from UNetGeometry.input_for_output"
+            )
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if device is None:
+            device = raw_slices.device if isinstance(raw_slices, torch.Tensor) else "cpu"
+        self.device = torch.device(device)
+        stacks = [
+            _as_stack(name, values)
+            for name, values in (
+                ("raw_slices", raw_slices),
+                ("weight_slices", weight_slices),
+                ("label_slices", label_slices),
+            )
+        ]
+        shapes = {tuple(stack.shape) for stack in stacks}
+        if len(shapes) != 1:
+            raise ValueError(
+                f"raw, weight and label slices must have one shape, got {[tuple(s.shape) for s in stacks]}"
+            )
+        count, height, width = stacks[0].shape
+        if count < 1 or height < 2 or width < 2:
+            raise ValueError(
+                f"slices of shape {tuple(stacks[0].shape)}: need >= 1 slice of at least 2x2 pixels"
+            )
+        if stacks[LABELS].is_floating_point() and not torch.equal(stacks[LABELS], stacks[LABELS].round()):
+            raise ValueError("label_slices must hold class indices (0 = background, 1 = cell), got fractions")
+        self.source = torch.stack([stack.to(torch.float32) for stack in stacks], dim=1).to(self.device)
+        self.input_size = input_size
+        self.output_size = output_size
+        self.margin = (input_size - output_size) // 2
+        self.config = config if config is not None else AugmentConfig()
+        self.batch_size = batch_size
+        centre = (input_size - 1) / 2
+        self._offsets = torch.arange(input_size, dtype=torch.float32, device=self.device) - centre
+
+    @property
+    def slice_shape(self) -> tuple[int, int]:
+        """(H, W) of the slices."""
+        return int(self.source.shape[-2]), int(self.source.shape[-1])
+
+    def draw(self, generator: torch.Generator | None = None) -> TileParams:
+        """Draw the random parameters of one batch; the same draws are taken whatever the switches, so
+        turning one augmentation off leaves the others' values unchanged."""
+        config, batch = self.config, self.batch_size
+        count = int(self.source.shape[0])
+        slice_index = _randint(0, count, (batch,), generator)
+        starts = []
+        for length in self.slice_shape:
+            low, high = min(0, length - self.output_size), max(0, length - self.output_size)
+            starts.append(_randint(low, high + 1, (batch,), generator) - self.margin)
+        angle = _rand((batch,), generator) * (2 * math.pi)
+        flips = _randint(0, 2, (batch, 3), generator)
+        coarse = _randn((batch, 2, config.elastic_grid, config.elastic_grid), generator) * config.elastic_std
+        gray = {
+            "contrast": config.contrast[0]
+            + _rand((batch,), generator) * (config.contrast[1] - config.contrast[0]),
+            "brightness": config.brightness[0]
+            + _rand((batch,), generator) * (config.brightness[1] - config.brightness[0]),
+            "gamma": torch.exp(
+                math.log(config.gamma[0])
+                + _rand((batch,), generator) * math.log(config.gamma[1] / config.gamma[0])
+            ),
+        }
+        active = config.enabled
+        matrix = affine_matrices(
+            angle if active and config.rotate else torch.zeros(batch, dtype=torch.float64),
+            flips if active and config.flip else torch.zeros_like(flips),
+        )
+        neutral = {"contrast": (1.0, 1.0), "brightness": (0.0, 0.0), "gamma": (1.0, 1.0)}
+        gray = {
+            name: values if active and getattr(config, name) != neutral[name] else None
+            for name, values in gray.items()
+        }
+        return TileParams(
+            slice_index=slice_index,
+            top=starts[0],
+            left=starts[1],
+            matrix=matrix,
+            coarse=coarse if active and config.elastic_std > 0 else None,
+            **gray,
+        )
+
+    def sample(self, generator: torch.Generator | None = None) -> TileBatch:
+        """One augmented batch (raw, labels, weights) on the device, fixed by the generator's state."""
+        return self.render(self.draw(generator))
+
+    def normalised_grid(self, params: TileParams) -> torch.Tensor:
+        """The grid_sample grid (B, inp, inp, 2), ordered (x, y) in [-1, 1] over each tile's slice.
+
+        Slice coordinate k of tile pixel (i, j) is centre_k + M_k0 dy_i + M_k1 dx_j + (W_y C_k W_x^T)_ij
+        with dy, dx the offsets from the tile centre, M the rotation/flip matrix and C_k the coarse elastic
+        vectors: a sum of separable terms, so the whole grid is one small matrix product U @ V.
+        """
+        size, batch = self.input_size, params.batch_size
+        height, width = self.slice_shape
+        scale = torch.tensor([2.0 / (width - 1), 2.0 / (height - 1)], dtype=torch.float64)  # x, y
+        centre = torch.stack([params.left, params.top], dim=-1).to(torch.float64) + (size - 1) / 2
+        matrix = params.matrix.to(torch.float64).flip(1)  # rows (x, y), columns (dy, dx)
+        matrix = (matrix * scale[None, :, None]).to(device=self.device, dtype=torch.float32)
+        offset = (centre * scale - 1.0).to(device=self.device, dtype=torch.float32)
+        # V[b, j, k, :] pairs with U[i, :] = [1, dy_i, W_y[i, :]]
+        columns = [
+            offset[:, None, :] + matrix[:, None, :, 1] * self._offsets[None, :, None],
+            matrix[:, None, :, 0].expand(batch, size, 2),
+        ]
+        rows = [torch.ones_like(self._offsets), self._offsets]
+        if params.coarse is not None:
+            grid = params.coarse.shape[-1]
+            weights = bicubic_weights(size, grid, device=self.device)
+            coarse = params.coarse.to(device=self.device, dtype=torch.float32).flip(1)  # (B, 2: x, y, g, g)
+            coarse = coarse * scale.to(device=self.device, dtype=torch.float32)[None, :, None, None]
+            columns.append(torch.einsum("nkac,jc->njka", coarse, weights))
+            rows.extend(weights.unbind(1))
+        u = torch.stack(rows, dim=1)  # (inp, r)
+        v = torch.cat([c if c.ndim == 4 else c[..., None] for c in columns], dim=-1)  # (B, inp, 2, r)
+        flat = u @ v.reshape(-1, u.shape[1]).T  # (inp, B * inp * 2)
+        return flat.view(size, batch, size, 2).permute(1, 0, 2, 3)
+
+    def coordinates(self, params: TileParams) -> torch.Tensor:
+        """Slice pixel coordinates (B, inp, inp, 2) ordered (y, x) that each input-tile pixel samples."""
+        height, width = self.slice_shape
+        scale = torch.tensor([(width - 1) / 2.0, (height - 1) / 2.0], device=self.device)
+        return ((self.normalised_grid(params) + 1.0) * scale).flip(-1)
+
+    def render(self, params: TileParams) -> TileBatch:
+        """Cut and transform the tiles described by `params`: one interpolation per channel, or an exact
+        gather where every pixel lands on a slice pixel (no elastic part, right-angle rotations)."""
+        if params.integral:
+            tiles = self._gather(params)
+            raw, weights, labels = tiles[:, RAW : RAW + 1], tiles[:, WEIGHTS], tiles[:, LABELS]
+        else:
+            index = params.slice_index
+            single = params.batch_size == 1
+            source = self.source.narrow(0, int(index[0]), 1) if single else self.source[index.to(self.device)]
+            grid = self.normalised_grid(params)
+            labels = _grid_sample(source[:, LABELS : LABELS + 1], grid, "nearest")[:, 0]
+            if self.config.interpolation == "bilinear":
+                both = _grid_sample(source[:, RAW : WEIGHTS + 1], grid, "bilinear")
+                raw, weights = both[:, RAW : RAW + 1], both[:, WEIGHTS]
+            else:
+                raw = _grid_sample(source[:, RAW : RAW + 1], grid, self.config.interpolation)
+                weights = _grid_sample(source[:, WEIGHTS : WEIGHTS + 1], grid, "bilinear")[:, 0]
+        raw = adjust_gray_values(
+            raw, contrast=params.contrast, brightness=params.brightness, gamma=params.gamma
+        )
+        crop = slice(self.margin, self.margin + self.output_size)
+        return TileBatch(
+            raw=raw.contiguous(),
+            labels=labels[:, crop, crop].round().to(torch.int64),
+            weights=weights[:, crop, crop].contiguous(),
+            params=params,
+        )
+
+    def _gather(self, params: TileParams) -> torch.Tensor:
+        """Exact tiles (B, C, inp, inp) for integral params: flipped or transposed crops of mirrored slices.
+
+        A signed permutation M either keeps the axes (slice row i <- tile row i) or swaps them (transpose);
+        either way the slice rows and columns read are 1-D index vectors, mirrored like NumPy's 'reflect'.
+        """
+        size = self.input_size
+        height, width = self.slice_shape
+        twice = 2 * torch.arange(size) - (size - 1)  # twice the offsets from the tile centre
+        matrix = params.matrix.round().to(torch.int64)
+        tiles = []
+        for tile in range(params.batch_size):
+            swap = bool(matrix[tile, 0, 0] == 0)
+            row_sign = int(matrix[tile, 0, 1] if swap else matrix[tile, 0, 0])
+            col_sign = int(matrix[tile, 1, 0] if swap else matrix[tile, 1, 1])
+            rows = _reflect(params.top[tile] + (row_sign * twice + size - 1) // 2, height)
+            cols = _reflect(params.left[tile] + (col_sign * twice + size - 1) // 2, width)
+            crop = self.source[int(params.slice_index[tile])].index_select(1, rows.to(self.device))
+            crop = crop.index_select(2, cols.to(self.device))
+            tiles.append(crop.transpose(1, 2) if swap else crop)
+        return torch.stack(tiles)

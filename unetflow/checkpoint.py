@@ -1,0 +1,42 @@
+"""Model checkpoints in PyTorch's format: a dict with `model_state_dict`, `model_config` and metadata."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from unetflow.atomic import atomic_path
+from unetflow.errors import InputError
+from unetflow.model import UNet, UNetConfig
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write `state` with torch.save to a temporary name, then rename: never a half-written checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint dict; a missing or unreadable file is an InputError that names it."""
+    target = Path(path)
+    if not target.is_file():
+        raise InputError(f"checkpoint {target} does not exist: run the train step first (unetflow train)")
+    try:
+        state = torch.load(target, map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise InputError(
+            f"checkpoint {target} cannot be read ({error}); delete it and train again"
+        ) from error
+    if not isinstance(state, dict) or "model_state_dict" not in state or "model_config" not in state:
+        raise InputError(f"{target} is not a unetflow checkpoint (no model_state_dict/model_config)")
+    return state
+
+
+def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> UNet:
+    """The trained U-Net of a checkpoint, in eval mode on `device`."""
+    state = load_checkpoint(path, map_location=device)
+    model = UNet(UNetConfig(**state["model_config"]))
+    model.load_state_dict(state["model_state_dict"])
+    return model.to(device).eval()

@@ -1,0 +1,106 @@
+"""The paper's valid-convolution U-Net (Ronneberger et al. 2015, Fig. 1), depth and width configurable.
+
+The network knows no files and no tiling: it maps an input tile of a valid size (see `geometry`) to class
+logits over the centre crop the valid convolutions leave.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from unetflow.geometry import UNetGeometry
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Hyper-parameters that define the network (stored in every checkpoint)."""
+
+    depth: int = 4
+    base_channels: int = 64
+    in_channels: int = 1
+    num_classes: int = 2
+    dropout: float = 0.5
+
+    @property
+    def geometry(self) -> UNetGeometry:
+        """The tile geometry of this network."""
+        return UNetGeometry(self.depth)
+
+    def to_dict(self) -> dict[str, int | float]:
+        """Plain-dict form for checkpoints and logs."""
+        return asdict(self)
+
+
+class DoubleConv(nn.Sequential):
+    """Two 3x3 valid convolutions, each followed by a ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size=3),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, kernel_size=3),
+            nn.ReLU(inplace=True),
+        )
+
+
+def center_crop(features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Crop the spatial centre of `features` to `size` (the paper's copy-and-crop)."""
+    height, width = features.shape[-2:]
+    top = (height - size[0]) // 2
+    left = (width - size[1]) // 2
+    return features[..., top : top + size[0], left : left + size[1]]
+
+
+class UNet(nn.Module):
+    """Contracting path of DoubleConv + 2x2 max-pool, expansive path of 2x2 up-convolution + crop-concat."""
+
+    def __init__(self, config: UNetConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or UNetConfig()
+        widths = [self.config.base_channels * 2**level for level in range(self.config.depth + 1)]
+        self.down = nn.ModuleList()
+        in_channels = self.config.in_channels
+        for width in widths[:-1]:
+            self.down.append(DoubleConv(in_channels, width))
+            in_channels = width
+        self.pool = nn.MaxPool2d(2)
+        self.bottleneck = DoubleConv(widths[-2], widths[-1])
+        self.dropout = nn.Dropout2d(self.config.dropout)
+        self.up = nn.ModuleList()
+        self.up_conv = nn.ModuleList()
+        for level in reversed(range(self.config.depth)):
+            self.up.append(nn.ConvTranspose2d(widths[level + 1], widths[level], kernel_size=2, stride=2))
+            self.up_conv.append(DoubleConv(2 * widths[level], widths[level]))
+        self.head = nn.Conv2d(widths[0], self.config.num_classes, kernel_size=1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """He-normal initialisation: std sqrt(2 / N) with N = k * k * C_in incoming nodes, zero biases."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
+                fan_in = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+                nn.init.normal_(module.weight, mean=0.0, std=(2.0 / fan_in) ** 0.5)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of shape (N, K, out, out) for an input of shape (N, C, in, in) of a valid size."""
+        skips = []
+        for level, block in enumerate(self.down):
+            x = block(x)
+            if level == self.config.depth - 1:
+                x = self.dropout(x)
+            skips.append(x)
+            x = self.pool(x)
+        x = self.dropout(self.bottleneck(x))
+        for up, conv, skip in zip(self.up, self.up_conv, reversed(skips), strict=True):
+            x = up(x)
+            x = conv(torch.cat([center_crop(skip, x.shape[-2:]), x], dim=1))
+        return self.head(x)
+
+
+def count_conv_layers(model: UNet) -> int:
+    """Number of convolution layers (23 for the paper's depth-4 net, up-convolutions included)."""
+    return sum(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in model.modules())

@@ -1,0 +1,430 @@
+"""Overlap-tile prediction (the paper's Fig. 2) over volumes of any size, block by block, resumable.
+
+Each output block reads its valid-convolution context from the neighbouring chunks of the source (mirrored
+at the volume's border), runs the net on tiles whose offsets keep the pooling grid of a whole-slice pass,
+and writes a disjoint chunk of the target: every pixel is predicted once, memory stays flat, and a killed
+run redoes only the blocks without a completion marker. Blocks run as a dask graph (threads locally, or a
+distributed cluster), so reading and writing overlap the net.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+import torch
+from dask.callbacks import Callback
+from tqdm.auto import tqdm
+
+from unetflow import omezarr
+from unetflow.device import resolve_device
+from unetflow.errors import InputError
+from unetflow.geometry import TilePlan, largest_tile_for_memory, plan_tiles, reflect_indices
+from unetflow.model import UNet
+
+log = logging.getLogger(__name__)
+
+PROBABILITY_DTYPES = ("float32", "float16")
+SEGMENTATION = "segmentation"
+MARKERS = ".blocks"
+
+
+@dataclass(frozen=True)
+class Block:
+    """One output chunk: slice `z`, output rows/columns starting at (`y`, `x`)."""
+
+    z: int
+    y: int
+    x: int
+
+    @property
+    def key(self) -> str:
+        """File name of the block's completion marker."""
+        return f"{self.z}.{self.y}.{self.x}"
+
+
+def as_stack(array: Any) -> Any:
+    """View a (y, x) array as a one-slice (1, y, x) stack; (z, y, x) arrays pass through."""
+    if array.ndim == 2:
+        return array[None] if isinstance(array, np.ndarray) else _Slice2D(array)
+    if array.ndim != 3:
+        raise InputError(f"expected a (z, y, x) or (y, x) volume, got shape {tuple(array.shape)}")
+    return array
+
+
+class _Slice2D:
+    """A (y, x) zarr array seen as (1, y, x) without reading it."""
+
+    def __init__(self, array: Any) -> None:
+        self.array = array
+        self.shape = (1, *array.shape)
+        self.ndim = 3
+        self.dtype = array.dtype
+
+    def __getitem__(self, key: tuple[int | slice, ...]) -> np.ndarray:
+        return self.array[key[1:]][None] if isinstance(key[0], slice) else self.array[key[1:]]
+
+
+def read_context(source: Any, z: int, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+    """Read source[z, rows, cols] where rows/cols may pass the border: mirrored ('reflect') indices."""
+    height, width = source.shape[1:]
+    row_index = reflect_indices(*rows, height)
+    col_index = reflect_indices(*cols, width)
+    row_lo, row_hi = int(row_index.min()), int(row_index.max()) + 1
+    col_lo, col_hi = int(col_index.min()), int(col_index.max()) + 1
+    region = np.asarray(source[z, row_lo:row_hi, col_lo:col_hi])
+    return region[np.ix_(row_index - row_lo, col_index - col_lo)]
+
+
+def dihedral(tiles: torch.Tensor, k: int, *, inverse: bool = False) -> torch.Tensor:
+    """The k-th of the 8 flips/rotations of square tiles (N, C, H, W), or its inverse."""
+    if inverse:
+        if k >= 4:
+            tiles = tiles.transpose(-1, -2)
+        return torch.rot90(tiles, -(k % 4), dims=(-2, -1))
+    tiles = torch.rot90(tiles, k % 4, dims=(-2, -1))
+    return tiles.transpose(-1, -2) if k >= 4 else tiles
+
+
+class BlockPredictor:
+    """Runs the net over the tiles of one block; shared by the in-memory and the Zarr paths."""
+
+    def __init__(
+        self,
+        model: UNet,
+        plan: TilePlan,
+        *,
+        mean: float,
+        std: float,
+        device: torch.device,
+        batch_size: int = 1,
+        tta: bool = False,
+        precision: str = "float32",
+    ) -> None:
+        self.model = model.to(device).eval()
+        self.plan = plan
+        self.mean = float(mean)
+        self.std = float(std) if std > 0 else 1.0
+        self.device = device
+        self.batch_size = batch_size
+        self.tta = tta
+        self.autocast = _autocast_dtype(precision, device)
+        self.lock = threading.Lock()
+
+    def __call__(self, source: Any, block: Block) -> np.ndarray:
+        """Foreground probability of `block` (float32, cropped at the volume's end)."""
+        plan = self.plan
+        height, width = plan.block_extent(block.y, block.x)
+        rows = plan.context_window(block.y, height)
+        cols = plan.context_window(block.x, width)
+        context = read_context(source, block.z, rows, cols).astype(np.float32)
+        context = (context - self.mean) / self.std
+        offsets = [(ty, tx) for ty in range(0, height, plan.stride) for tx in range(0, width, plan.stride)]
+        out = np.empty((height, width), dtype=np.float32)
+        for first in range(0, len(offsets), self.batch_size):
+            chunk = offsets[first : first + self.batch_size]
+            tiles = np.stack([context[ty : ty + plan.input, tx : tx + plan.input] for ty, tx in chunk])
+            probs = self.forward(torch.from_numpy(tiles[:, None]))
+            for (ty, tx), prob in zip(chunk, probs, strict=True):
+                keep_y, keep_x = min(plan.stride, height - ty), min(plan.stride, width - tx)
+                out[ty : ty + keep_y, tx : tx + keep_x] = prob[:keep_y, :keep_x]
+        return out
+
+    def forward(self, tiles: torch.Tensor) -> np.ndarray:
+        """Foreground probabilities of a batch of input tiles (one net call at a time across threads)."""
+        with self.lock, torch.inference_mode():
+            tiles = tiles.to(self.device, non_blocking=True)
+            transforms = range(8) if self.tta else range(1)
+            total = None
+            for k in transforms:
+                with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+                    logits = self.model(dihedral(tiles, k))
+                prob = torch.softmax(logits.float(), dim=1)[:, 1:2]
+                prob = dihedral(prob, k, inverse=True)
+                total = prob if total is None else total + prob
+            return (total[:, 0] / len(transforms)).cpu().numpy()
+
+
+def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """Mixed-precision dtype for the net on `device` (None = full fp32)."""
+    choices = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if precision not in choices:
+        raise InputError(f"precision {precision!r} is not one of {sorted(choices)}")
+    if device.type != "cuda":
+        return None
+    return choices[precision]
+
+
+def choose_stride(model: UNet, memory_gb: float, *, batch_size: int = 1, workers: int = 1) -> int:
+    """The largest tile stride whose activations fit `memory_gb` shared by `workers` concurrent blocks."""
+    if memory_gb <= 0:
+        raise InputError(f"predict.memory_gb must be positive, got {memory_gb}")
+    budget = memory_gb * 2**30 / max(1, workers)
+    try:
+        return largest_tile_for_memory(
+            model.config.geometry, budget, model.config.base_channels, batch=batch_size, cap=4096
+        )
+    except ValueError as error:
+        raise InputError(str(error)) from error
+
+
+def predict_array(
+    model: UNet,
+    volume: np.ndarray,
+    *,
+    mean: float | None = None,
+    std: float | None = None,
+    memory_gb: float = 1.0,
+    device: str | torch.device | None = None,
+    stride: int | None = None,
+    batch_size: int = 1,
+    tta: bool = False,
+) -> np.ndarray:
+    """Foreground probability of an in-memory (z, y, x) or (y, x) array (validation, tests), float32."""
+    stack = as_stack(np.asarray(volume))
+    torch_device = device if isinstance(device, torch.device) else resolve_device(device)
+    stride = stride or choose_stride(model, memory_gb, batch_size=batch_size)
+    plan = plan_tiles(model.config.geometry, stack.shape[1], stack.shape[2], stride=stride)
+    predictor = BlockPredictor(
+        model,
+        plan,
+        mean=float(stack.mean()) if mean is None else mean,
+        std=float(stack.std()) if std is None else std,
+        device=torch_device,
+        batch_size=batch_size,
+        tta=tta,
+    )
+    out = np.empty(stack.shape, dtype=np.float32)
+    for z in range(stack.shape[0]):
+        for y, x in plan.block_starts():
+            block = predictor(stack, Block(z, y, x))
+            out[z, y : y + block.shape[0], x : x + block.shape[1]] = block
+    return out.reshape(np.shape(volume))
+
+
+def predict_whole_slice(model: UNet, image: np.ndarray, *, mean: float = 0.0, std: float = 1.0) -> np.ndarray:
+    """Reference: one forward pass over the whole mirror-padded 2-D slice (what tiling must reproduce)."""
+    geometry = model.config.geometry
+    height, width = image.shape
+    out_size = geometry.valid_output(max(height, width))
+    pad = geometry.margin
+    rows = reflect_indices(-pad, out_size + pad, height)
+    cols = reflect_indices(-pad, out_size + pad, width)
+    padded = (image[np.ix_(rows, cols)].astype(np.float32) - mean) / std
+    with torch.inference_mode():
+        logits = model.eval()(torch.from_numpy(padded)[None, None])
+    return torch.softmax(logits, dim=1)[0, 1, :height, :width].numpy()
+
+
+@dataclass(frozen=True)
+class PredictionLayout:
+    """Where a prediction lives: probability at `<target>/0`, segmentation as a labels image."""
+
+    target: Path
+
+    @property
+    def markers(self) -> Path:
+        """Folder of per-block completion markers."""
+        return self.target / MARKERS
+
+    def done(self, block: Block) -> bool:
+        """Whether `block` was written completely by an earlier run."""
+        return (self.markers / block.key).exists()
+
+    def mark(self, block: Block) -> None:
+        """Record that `block` is complete (after both of its chunks are written)."""
+        (self.markers / block.key).touch()
+
+
+def blocks_of(shape: Sequence[int], plan: TilePlan) -> list[Block]:
+    """Every block of a (z, y, x) volume, in a fixed order."""
+    return [Block(z, y, x) for z in range(shape[0]) for y, x in plan.block_starts()]
+
+
+def select_group(blocks: list[Block], group: int, groups: int) -> list[Block]:
+    """The blocks of group `group` of `groups` (round-robin, so groups get even work)."""
+    if groups < 1 or not 0 <= group < groups:
+        raise InputError(f"block group {group} of {groups} is out of range: use 0 <= group < groups")
+    return blocks[group::groups]
+
+
+def init_prediction(
+    source: str | Path,
+    target: str | Path,
+    *,
+    model: UNet,
+    memory_gb: float = 4.0,
+    batch_size: int = 1,
+    workers: int = 2,
+    dtype: str = "float32",
+    stride: int | None = None,
+    block: int | None = None,
+) -> TilePlan:
+    """Create the empty probability and segmentation arrays (chunks = blocks) and record the tile plan.
+
+    The tile stride is the largest that fits `memory_gb`, unless `stride` sets it (a multiple of 2**depth);
+    blocks (chunks, the unit of resume) are about 512 px unless `block` (a multiple of the stride) sets them.
+    """
+    if dtype not in PROBABILITY_DTYPES:
+        raise InputError(f"predict.dtype {dtype!r} is not one of {PROBABILITY_DTYPES}")
+    raw = as_stack(omezarr.open_image(source))
+    stride = stride or choose_stride(model, memory_gb, batch_size=batch_size, workers=workers)
+    plan = plan_tiles(model.config.geometry, raw.shape[1], raw.shape[2], stride=stride, block=block)
+    chunks = (1, min(plan.block, raw.shape[1]), min(plan.block, raw.shape[2]))
+    attrs = {"tile_plan": {"stride": plan.stride, "block": plan.block, "depth": plan.geometry.depth}}
+    omezarr.create_image(
+        target,
+        shape=raw.shape,
+        dtype=dtype,
+        chunks=chunks,
+        voxel_size=omezarr.voxel_size(source),
+        attrs={**attrs, "source": str(source)},
+        overwrite=True,
+    )
+    omezarr.create_labels(target, SEGMENTATION, dtype="uint8", chunks=chunks, kind="binary")
+    PredictionLayout(Path(target)).markers.mkdir(parents=True, exist_ok=True)
+    return plan
+
+
+def predict_volume(
+    model: UNet,
+    source: str,
+    target: str,
+    *,
+    memory_gb: float = 4.0,
+    device: str | None = None,
+    batch_size: int = 1,
+    tta: bool = False,
+    dtype: str = "float32",
+    precision: str = "float32",
+    threshold: float = 0.5,
+    group: int = 0,
+    groups: int = 1,
+    workers: int = 2,
+    scheduler: str | None = "threads",
+    progress: bool = True,
+    stride: int | None = None,
+    block: int | None = None,
+) -> dict[str, int]:
+    """Predict the Zarr/OME-Zarr volume at `source` into `target`; returns block counts (done, skipped).
+
+    Creates `target` when it does not exist yet; otherwise resumes it, computing only the blocks of this
+    group that have no completion marker. `scheduler` is any dask scheduler ("threads", "sync", or a
+    distributed Client's "dask.distributed").
+    """
+    target_path = Path(target)
+    if not (target_path / "0").exists():
+        init_prediction(
+            source,
+            target,
+            model=model,
+            memory_gb=memory_gb,
+            batch_size=batch_size,
+            workers=workers,
+            dtype=dtype,
+            stride=stride,
+            block=block,
+        )
+    raw = as_stack(omezarr.open_image(source))
+    probability = omezarr.open_image(target, mode="r+")
+    segmentation = omezarr.open_labels(target, SEGMENTATION, mode="r+")
+    if tuple(probability.shape[-2:]) != tuple(raw.shape[-2:]) or probability.shape[0] != raw.shape[0]:
+        raise InputError(
+            f"prediction {target} has shape {probability.shape} but {source} has {raw.shape}; delete "
+            f"{target} and run again"
+        )
+    tile_attrs = omezarr.read_attrs(target)["tile_plan"]
+    plan = plan_tiles(
+        model.config.geometry,
+        raw.shape[1],
+        raw.shape[2],
+        stride=tile_attrs["stride"],
+        block=tile_attrs["block"],
+    )
+    mean, std = omezarr.normalization(source)
+    predictor = BlockPredictor(
+        model,
+        plan,
+        mean=mean,
+        std=std,
+        device=resolve_device(device),
+        batch_size=batch_size,
+        tta=tta,
+        precision=precision,
+    )
+    layout = PredictionLayout(target_path)
+    mine = select_group(blocks_of(raw.shape, plan), group, groups)
+    todo = [block for block in mine if not layout.done(block)]
+    log.info(
+        "predicting %d of %d blocks (group %d/%d, tile stride %d, tile input %d, block %d)",
+        len(todo),
+        len(mine),
+        group + 1,
+        groups,
+        plan.stride,
+        plan.input,
+        plan.block,
+    )
+
+    def run(block: Block) -> None:
+        prob = predictor(raw, block)
+        region = (block.z, slice(block.y, block.y + prob.shape[0]), slice(block.x, block.x + prob.shape[1]))
+        probability[region] = prob.astype(probability.dtype)
+        segmentation[region] = (prob > threshold).astype(np.uint8)
+        layout.mark(block)
+
+    _run_blocks(run, todo, scheduler=scheduler, workers=workers, progress=progress)
+    return {"computed": len(todo), "skipped": len(mine) - len(todo), "total": len(mine)}
+
+
+def _run_blocks(
+    run: Any, blocks: Iterable[Block], *, scheduler: str | None, workers: int, progress: bool
+) -> None:
+    """Execute one dask task per block (reading/writing of one block overlaps the net of another)."""
+    tasks = [dask.delayed(run, pure=False)(block) for block in blocks]
+    if not tasks:
+        return
+    bar = tqdm(total=len(tasks), desc="predict", unit="block", disable=not progress)
+    with _ProgressCallback(bar):
+        dask.compute(*tasks, scheduler=scheduler, num_workers=workers)
+    bar.close()
+
+
+class _ProgressCallback(Callback):
+    """Advance a tqdm bar as each block task finishes."""
+
+    def __init__(self, bar: tqdm) -> None:
+        super().__init__()
+        self.bar = bar
+
+    def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+        self.bar.update(1)
+
+
+def check_complete(target: str | Path, *, model: UNet) -> dict[str, int]:
+    """Verify every block of a (possibly group-split) prediction is done; the error names what is missing."""
+    probability = omezarr.open_image(target)
+    tile_attrs = omezarr.read_attrs(target)["tile_plan"]
+    plan = plan_tiles(
+        model.config.geometry,
+        probability.shape[1],
+        probability.shape[2],
+        stride=tile_attrs["stride"],
+        block=tile_attrs["block"],
+    )
+    layout = PredictionLayout(Path(target))
+    blocks = blocks_of(probability.shape, plan)
+    missing = [block.key for block in blocks if not layout.done(block)]
+    if missing:
+        raise InputError(
+            f"prediction {target} is incomplete: {len(missing)} of {len(blocks)} blocks missing "
+            f"(first: {missing[:3]}); re-run the predict jobs"
+        )
+    return {"blocks": len(blocks), "voxels": int(math.prod(probability.shape))}

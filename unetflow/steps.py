@@ -1,0 +1,288 @@
+"""One function per workflow step: the glue between config values and the package's modules.
+
+The Snakemake scripts and the `unetflow` CLI both call these, so a step behaves the same inside and outside
+the workflow. Each writes its outputs atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import tifffile
+import torch
+from tqdm.auto import tqdm
+
+from unetflow import omezarr
+from unetflow.atomic import atomic_path
+from unetflow.checkpoint import load_model
+from unetflow.download import fetch
+from unetflow.errors import InputError
+from unetflow.importer import import_volume, select_slices
+from unetflow.logs import setup_logging
+from unetflow.metrics import evaluate
+from unetflow.model import UNetConfig
+from unetflow.predict import check_complete, init_prediction, predict_volume
+from unetflow.synthesize import synthesize_volume
+from unetflow.train import TrainConfig
+from unetflow.train import train as train_model
+from unetflow.weights import class_balance_weights, weight_map_volume
+
+log = logging.getLogger(__name__)
+
+METRIC_KEYS = ("iou", "dice", "pixel_error")
+
+
+def write_json(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write JSON atomically (indented, for people and diff tools)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+
+def run_synthesize(
+    *, raw: str, labels: str, shape: Sequence[int], seed: int = 0, cell_diameter: float = 40.0
+) -> None:
+    """Generate the embedded EM-like volume and write raw and instance labels as multi-page TIFFs."""
+    setup_logging()
+    image, cells = synthesize_volume(shape=tuple(shape), seed=seed, cell_diameter=cell_diameter)
+    for path, data in ((raw, image), (labels, cells)):
+        with atomic_path(path) as tmp:
+            tifffile.imwrite(tmp, data, compression="zlib")
+    log.info("synthesized %s slices of %s x %s (seed %d, %d cells)", *shape, seed, int(cells.max()))
+
+
+def run_download(*, source: str, target: str, sha256: str | None) -> None:
+    """Fetch one source file, verified against its checksum."""
+    setup_logging()
+    fetch(source, target, sha256=sha256)
+
+
+def run_import(*, raw: str, labels: str | None, target: str, entry: dict[str, Any]) -> None:
+    """Import a volume (and its labels) into OME-Zarr with voxel size and normalisation statistics."""
+    setup_logging()
+    raw_source = entry.get("raw", {})
+    labels_source = entry.get("labels", {})
+    import_volume(
+        raw,
+        target,
+        labels=labels,
+        raw_format=raw_source.get("format"),
+        raw_member=raw_source.get("member"),
+        labels_format=labels_source.get("format"),
+        labels_member=labels_source.get("member"),
+        voxel_size=tuple(entry.get("voxel_size", (1.0, 1.0, 1.0))),
+        unit=entry.get("unit", "nanometer"),
+    )
+    log.info("imported %s -> %s", raw, target)
+
+
+def run_weights(
+    *,
+    data: str,
+    target: str,
+    train_slices: str | list[int],
+    w0: float = 10.0,
+    sigma: float = 5.0,
+    connectivity: int = 1,
+    workers: int = 2,
+) -> None:
+    """The paper's weight map for every slice; w_c balances the classes over the training slices."""
+    setup_logging()
+    labels = omezarr.open_labels(data)
+    if labels is None:
+        raise InputError(f"{data} has no labels: the weight map needs labels (config volumes.*.labels)")
+    chosen = select_slices(train_slices, labels.shape[0], what="split.train")
+    class_weights = class_balance_weights(labels[i] > 0 for i in chosen)
+    log.info("class weights (background, foreground) over %d training slices: %s", len(chosen), class_weights)
+    stack = da.from_zarr(labels).rechunk((1, *labels.shape[1:]))
+    maps = stack.map_blocks(
+        weight_map_volume,
+        dtype=np.float32,
+        w0=w0,
+        sigma=sigma,
+        class_weights=class_weights,
+        connectivity=connectivity,
+    )
+    with dask.config.set(scheduler="threads", num_workers=workers), _DaskBar(labels.shape[0], "weights"):
+        omezarr.write_image(
+            target,
+            maps,
+            voxel_size=omezarr.voxel_size(data),
+            attrs={"class_weights": list(class_weights), "w0": w0, "sigma": sigma, "source": str(data)},
+        )
+
+
+class _DaskBar:
+    """A tqdm bar over the tasks of a dask computation, for steps that run one."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        from dask.callbacks import Callback
+
+        self.bar = tqdm(total=total, desc=desc, unit="slice")
+        bar = self.bar
+
+        class _Tick(Callback):
+            def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+                if isinstance(key, tuple) and key and "weight_map_volume" in str(key[0]):
+                    bar.update(1)
+
+        self.callback = _Tick()
+
+    def __enter__(self) -> _DaskBar:
+        self.callback.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.callback.__exit__(*exc)
+        self.bar.close()
+
+
+def run_train(
+    *,
+    data: str,
+    weights: str,
+    output: str,
+    step_log: str,
+    val_log: str,
+    workdir: str,
+    model: dict[str, Any],
+    train: dict[str, Any],
+    split: dict[str, Any],
+    threads: int = 2,
+) -> dict[str, Any]:
+    """Train the U-Net on the split's training slices (resuming from `workdir` when interrupted)."""
+    setup_logging()
+    torch.set_num_threads(max(1, threads))
+    slices = omezarr.open_image(data).shape[0]
+    result = train_model(
+        data=data,
+        weights=weights,
+        train_slices=select_slices(split["train"], slices, what="split.train"),
+        val_slices=select_slices(split.get("val") or [], slices, what="split.val"),
+        model_config=UNetConfig(**model),
+        config=TrainConfig.from_dict(train),
+        workdir=workdir,
+        output=output,
+        step_log=step_log,
+        val_log=val_log,
+    )
+    log.info("training finished: %s", result)
+    return result
+
+
+def run_predict_init(*, data: str, model: str, target: str, options: dict[str, Any]) -> None:
+    """Create the empty prediction arrays of a volume, chunked by the tile plan."""
+    setup_logging()
+    net = load_model(model)
+    plan = init_prediction(
+        data,
+        target,
+        model=net,
+        memory_gb=options.get("memory_gb", 4.0),
+        batch_size=options.get("batch_size", 1),
+        workers=options.get("workers", 2),
+        dtype=options.get("dtype", "float32"),
+    )
+    log.info("prediction plan: stride %d, tile input %d, block %d", plan.stride, plan.input, plan.block)
+
+
+def run_predict(
+    *, data: str, model: str, target: str, options: dict[str, Any], group: int = 0, threads: int = 2
+) -> dict[str, int]:
+    """Predict one block group of a volume (only its unfinished blocks)."""
+    setup_logging()
+    torch.set_num_threads(max(1, threads))
+    counts = predict_volume(
+        load_model(model),
+        data,
+        target,
+        memory_gb=options.get("memory_gb", 4.0),
+        device=options.get("device", "auto"),
+        batch_size=options.get("batch_size", 1),
+        tta=options.get("tta", False),
+        dtype=options.get("dtype", "float32"),
+        precision=options.get("precision", "float32"),
+        threshold=options.get("threshold", 0.5),
+        group=group,
+        groups=options.get("block_groups", 1),
+        workers=options.get("workers", 2),
+    )
+    log.info("block group %d: %s", group, counts)
+    return counts
+
+
+def run_predict_finalize(*, target: str, model: str, summary: str) -> None:
+    """Check that every block of every group is complete and write a summary."""
+    setup_logging()
+    write_json(summary, {"target": str(target), **check_complete(target, model=load_model(model))})
+
+
+def evaluation_slices(volume: str, split: dict[str, Any], slices: int) -> list[int]:
+    """The split's test slices for the split volume; every slice for other labelled volumes."""
+    if volume == split["volume"]:
+        return select_slices(split["test"], slices, what="split.test")
+    return list(range(slices))
+
+
+def run_evaluate(
+    *,
+    data: Sequence[str],
+    predictions: Sequence[str],
+    volumes: Sequence[str],
+    split: dict[str, Any],
+    metrics: str,
+    slices: str,
+    threshold: float = 0.5,
+    connectivity: int = 1,
+    warping: bool = True,
+) -> dict[str, Any]:
+    """Metrics per slice, per volume and overall; JSON summary plus a per-slice CSV."""
+    setup_logging()
+    rows: list[dict[str, Any]] = []
+    per_volume: dict[str, dict[str, float]] = {}
+    for volume, data_path, prediction in zip(volumes, data, predictions, strict=True):
+        truth = omezarr.open_labels(data_path)
+        probability = omezarr.open_image(prediction)
+        chosen = evaluation_slices(volume, split, truth.shape[0])
+        volume_rows = []
+        for index in tqdm(chosen, desc=f"evaluate {volume}", unit="slice"):
+            scores = evaluate(
+                np.asarray(probability[index], dtype=np.float32),
+                np.asarray(truth[index]),
+                threshold=threshold,
+                connectivity=connectivity,
+                include_warping=warping,
+            )
+            volume_rows.append({"volume": volume, "slice": index, **scores})
+        rows.extend(volume_rows)
+        per_volume[volume] = _mean_scores(volume_rows)
+    overall = _mean_scores(rows)
+    payload = {**{key: overall[key] for key in METRIC_KEYS}, "overall": overall, "volumes": per_volume}
+    payload["slices_evaluated"] = len(rows)
+    write_json(metrics, payload)
+    columns = list(rows[0]) if rows else ["volume", "slice"]
+    with atomic_path(slices) as tmp:
+        lines = [",".join(columns)] + [",".join(str(row[c]) for c in columns) for row in rows]
+        tmp.write_text("\n".join(lines) + "\n")
+    log.info("overall: %s", {key: round(overall[key], 4) for key in METRIC_KEYS})
+    return payload
+
+
+def _mean_scores(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Mean of every numeric metric over slices."""
+    keys = [key for key in rows[0] if key not in ("volume", "slice")] if rows else []
+    return {key: float(np.mean([row[key] for row in rows])) for key in keys}
+
+
+def run_report(**kwargs: Any) -> None:
+    """Render the HTML report (see unetflow.report)."""
+    setup_logging()
+    from unetflow.report import build_report
+
+    build_report(**kwargs)

@@ -1,0 +1,8 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from unetflow.steps import run_download
+
+source = snakemake.params.source
+run_download(source=source["url"], target=snakemake.output[0], sha256=source["sha256"])

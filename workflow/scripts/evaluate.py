@@ -1,0 +1,16 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from unetflow.steps import run_evaluate
+
+run_evaluate(
+    data=list(snakemake.input.data),
+    predictions=list(snakemake.input.predictions),
+    volumes=snakemake.params.volumes,
+    split=snakemake.params.split,
+    metrics=snakemake.output.metrics,
+    slices=snakemake.output.slices,
+    threshold=snakemake.params.threshold,
+    **snakemake.params.options,
+)

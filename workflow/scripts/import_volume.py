@@ -1,0 +1,12 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from unetflow.steps import run_import
+
+run_import(
+    raw=snakemake.input.raw,
+    labels=snakemake.input.get("labels"),
+    target=snakemake.output[0],
+    entry=snakemake.params.entry,
+)

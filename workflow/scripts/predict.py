@@ -1,0 +1,14 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from unetflow.steps import run_predict
+
+run_predict(
+    data=snakemake.input.data,
+    model=snakemake.input.model,
+    target=snakemake.input.target,
+    options=snakemake.params.options,
+    group=int(snakemake.wildcards.group),
+    threads=snakemake.threads,
+)

@@ -1,0 +1,19 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from unetflow.steps import run_report
+
+run_report(
+    output=snakemake.output[0],
+    models=snakemake.params.models,
+    metrics=list(snakemake.input.metrics),
+    slices=list(snakemake.input.slices),
+    step_logs=list(snakemake.input.step_logs),
+    val_logs=list(snakemake.input.val_logs),
+    data=snakemake.input.data,
+    weights=snakemake.input.weights,
+    split=snakemake.params.split,
+    config=snakemake.params.config,
+    benchmarks=snakemake.params.benchmarks,
+)

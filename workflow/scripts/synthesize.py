@@ -1,0 +1,7 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from unetflow.steps import run_synthesize
+
+run_synthesize(raw=snakemake.output.raw, labels=snakemake.output.labels, **snakemake.params.options)
