@@ -5,12 +5,13 @@ N(0, 10 px) displacements, upsampled by a cubic spline (scipy.ndimage.zoom) and 
 scipy.ndimage.map_coordinates(order=3) to the raw tile only. The sampler does more per tile (position,
 rotation, flips, elastic, gray values; raw, labels and weights), so the ratio is conservative.
 
-Run from the repo root:  .venv/bin/python benchmarks/augment.py [--output 388] [--repeats 30] [--threads 1]
+Run from the repo root:  .venv/bin/python benchmarks/augment.py [--output 388] [--repeats 30] [--threads 1 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -63,12 +64,11 @@ def main() -> None:
     parser.add_argument(
         "--threads",
         type=int,
-        default=None,
-        help="torch CPU threads (1 avoids OpenMP stalls on a busy machine)",
+        nargs="+",
+        default=sorted({1, torch.get_num_threads()}),
+        help="torch CPU thread counts to time (default: 1 and torch's default)",
     )
     args = parser.parse_args()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
 
     geometry = UNetGeometry()
     out = args.output
@@ -80,11 +80,11 @@ def main() -> None:
     config = AugmentConfig()
     print(
         f"tile {inp}x{inp} input / {out}x{out} output, {args.slices} slices of {args.size}x{args.size}, "
-        f"median of {args.repeats}; torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+        f"median of {args.repeats} (round-robin); torch {torch.__version__}, {os.cpu_count()} CPUs"
     )
 
     tile = np.pad(raw[0], inp, mode="reflect")[:inp, :inp].copy()
-    baseline_name = "scipy map_coordinates(order=3) elastic, raw only (baseline)"
+    baseline_name = "scipy zoom + map_coordinates(order=3), raw only (baseline)"
     timed = {
         baseline_name: (
             lambda: scipy_elastic(tile, rng, grid=config.elastic_grid, std=config.elastic_std),
@@ -96,22 +96,28 @@ def main() -> None:
         "full augmentation, raw bicubic": AugmentConfig(interpolation="bicubic"),
         "augmentation off (mirrored crop)": AugmentConfig(enabled=False),
     }
-    for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+    runs = [("cpu", threads) for threads in args.threads]
+    if torch.cuda.is_available():
+        runs.append(("cuda", torch.get_num_threads()))
+    for device, threads in runs:
         sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
         for label, variant in variants.items():
             sampler = TileSampler(
                 raw, labels, weights, input_size=inp, output_size=out, config=variant, device=device
             )
             generator = torch.Generator().manual_seed(0)
-            timed[f"TileSampler.sample {device}, {label}"] = (
-                lambda s=sampler, g=generator: s.sample(g),
-                sync,
-            )
+
+            def run(s: TileSampler = sampler, g: torch.Generator = generator, t: int = threads) -> object:
+                torch.set_num_threads(t)
+                return s.sample(g)
+
+            where = "cuda" if device == "cuda" else f"cpu, {threads} thread{'s' * (threads > 1)}"
+            timed[f"TileSampler.sample ({where}), {label}"] = (run, sync)
     results = interleaved_median_ms(timed, repeats=args.repeats)
     baseline = results[baseline_name]
     for name, ms in results.items():
-        ratio = "" if name == baseline_name else f"  {baseline / ms:6.1f}x faster than the baseline"
-        print(f"  {name:62s} {ms:8.2f} ms/tile{ratio}")
+        ratio = "" if name == baseline_name else f"  baseline / this = {baseline / ms:5.1f}x"
+        print(f"  {name:68s} {ms:8.2f} ms/tile{ratio}")
 
 
 if __name__ == "__main__":
