@@ -18,6 +18,7 @@ import numpy as np
 import tifffile
 import torch
 from tqdm.auto import tqdm
+from tqdm.dask import TqdmCallback
 
 from unetflow import omezarr
 from unetflow.atomic import atomic_path
@@ -109,38 +110,13 @@ def run_weights(
         class_weights=class_weights,
         connectivity=connectivity,
     )
-    with dask.config.set(scheduler="threads", num_workers=workers), _DaskBar(labels.shape[0], "weights"):
+    with dask.config.set(scheduler="threads", num_workers=workers), TqdmCallback(desc="weights", unit="task"):
         omezarr.write_image(
             target,
             maps,
             voxel_size=omezarr.voxel_size(data),
             attrs={"class_weights": list(class_weights), "w0": w0, "sigma": sigma, "source": str(data)},
         )
-
-
-class _DaskBar:
-    """A tqdm bar over the tasks of a dask computation, for steps that run one."""
-
-    def __init__(self, total: int, desc: str) -> None:
-        from dask.callbacks import Callback
-
-        self.bar = tqdm(total=total, desc=desc, unit="slice")
-        bar = self.bar
-
-        class _Tick(Callback):
-            def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
-                if isinstance(key, tuple) and key and "weight_map_volume" in str(key[0]):
-                    bar.update(1)
-
-        self.callback = _Tick()
-
-    def __enter__(self) -> _DaskBar:
-        self.callback.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.callback.__exit__(*exc)
-        self.bar.close()
 
 
 def run_train(
