@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +14,14 @@ from unetflow.errors import InputError
 from unetflow.geometry import plan_tiles
 from unetflow.model import UNet, UNetConfig
 from unetflow.predict import (
+    INSTANCES,
+    SEGMENTATION,
     PredictionLayout,
     blocks_of,
     check_complete,
     dihedral,
+    finalize_prediction,
+    inference_model,
     predict_array,
     predict_volume,
     predict_whole_slice,
@@ -75,6 +80,22 @@ def test_read_context_mirrors_like_numpy() -> None:
     padded = np.pad(volume[1], 9, mode="reflect")
     got = read_context(volume, 1, (-9, 7 + 9), (-9, 5 + 9))
     assert np.array_equal(got, padded)
+
+
+def test_cpu_prediction_leaves_the_callers_model_and_threads_as_they_were(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(depth=3, base_channels=4)).train()
+    weight = net.down[1][0].weight  # (8, 4, 3, 3): its two layouts differ
+    threads = torch.get_num_threads()
+    source = write_volume(tmp_path / "raw.zarr", np.zeros((2, 40, 40), np.uint8) + 7, (1, 40, 40))
+    predict_volume(net, source, str(tmp_path / "p.zarr"), stride=16, block=16, workers=2, device="cpu")
+    assert net.training and net.down[1][0].weight is weight and weight.is_contiguous()
+    assert not weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.get_num_threads() == threads
+    inference = inference_model(net, torch.device("cpu"))
+    assert not inference.training
+    assert inference.down[1][0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(inference.down[1][0].weight, weight)
 
 
 def test_dihedral_inverse_round_trips() -> None:
@@ -157,3 +178,71 @@ def test_bad_options_are_clear_errors(model: UNet, tmp_path: Path) -> None:
         predict_volume(
             model, source, str(tmp_path / "r.zarr"), group=2, groups=2, device="cpu", progress=False
         )
+
+
+def predicted_target(model: UNet, tmp_path: Path, shape: tuple[int, int, int]) -> str:
+    """A complete prediction (stride 16, blocks of 32: several chunks per slice) to finalize."""
+    volume = np.random.default_rng(6).integers(0, 255, size=shape, dtype=np.uint8)
+    source = write_volume(tmp_path / "raw.zarr", volume, (1, *shape[1:]))
+    target = str(tmp_path / "pred.zarr")
+    predict_volume(model, source, target, stride=16, block=32, device="cpu", progress=False)
+    return target
+
+
+def test_finalize_labels_separate_blobs_with_ids_unique_across_slices(model: UNet, tmp_path: Path) -> None:
+    target = predicted_target(model, tmp_path, (3, 48, 64))
+    blobs = np.zeros((3, 48, 64), dtype=np.uint8)
+    blobs[0, 2:20, 5:40] = 1  # spans the chunks on both sides of x = 32: still one blob, one id
+    blobs[0, 30:45, 10:20] = 1  # spans y = 32; separate from the first
+    blobs[1, 10:12, 50:52] = 1
+    blobs[2, 0:10, 0:10] = 1
+    blobs[2, 10:20, 10:20] = 1  # touches the previous one only diagonally
+    omezarr.open_labels(target, SEGMENTATION, mode="r+")[:] = blobs
+
+    summary = finalize_prediction(target, model=model, instances=True)
+    labels = omezarr.open_labels(target, INSTANCES)
+    assert labels.dtype == np.uint32
+    assert labels.chunks == omezarr.open_image(target).chunks == (1, 32, 32)
+    ids = labels[:]
+    assert summary["instances"] == 5 and summary["blocks"] == 3 * 2 * 2
+    assert np.array_equal(ids > 0, blobs > 0)
+    per_slice = [set(np.unique(ids[z])) - {0} for z in range(3)]
+    assert [len(found) for found in per_slice] == [2, 1, 2]
+    assert set.union(*per_slice) == {1, 2, 3, 4, 5}  # unique across slices, numbered consecutively
+    assert len(np.unique(ids[0, 2:20, 5:40])) == 1 and len(np.unique(ids[0, 30:45, 10:20])) == 1
+    assert ids[0, 2, 5] != ids[0, 30, 10]
+    assert ids[2, 0, 0] != ids[2, 19, 19]
+
+    attrs = omezarr.read_attrs(target)
+    assert attrs["labels"][INSTANCES] == "instance"
+    label_attrs = json.loads((Path(target) / "labels" / INSTANCES / ".zattrs").read_text())
+    assert "image-label" in label_attrs and label_attrs["multiscales"]
+    group_labels = json.loads((Path(target) / "labels" / ".zattrs").read_text())["labels"]
+    assert set(group_labels) >= {SEGMENTATION, INSTANCES}
+
+    eight = finalize_prediction(target, model=model, instances=True, connectivity=2)
+    assert eight["instances"] == 4  # the diagonal neighbours join with 8-connectivity
+    joined = omezarr.open_labels(target, INSTANCES)[2]
+    assert joined[0, 0] == joined[19, 19] > 0
+
+
+def test_finalize_instances_follow_a_real_prediction(model: UNet, tmp_path: Path) -> None:
+    target = predicted_target(model, tmp_path, (2, 40, 50))
+    assert INSTANCES not in finalize_prediction(target, model=model)
+    assert omezarr.open_labels(target, INSTANCES) is None
+    summary = finalize_prediction(target, model=model, instances=True)
+    segmentation = omezarr.open_labels(target, SEGMENTATION)[:]
+    ids = omezarr.open_labels(target, INSTANCES)[:]
+    assert np.array_equal(ids > 0, segmentation > 0)
+    assert summary["instances"] == len(np.unique(ids)) - 1 == int(ids.max()) > 10
+    assert not (set(np.unique(ids[0])) - {0}) & (set(np.unique(ids[1])) - {0})
+
+
+def test_finalize_refuses_incomplete_predictions_and_bad_connectivity(model: UNet, tmp_path: Path) -> None:
+    target = predicted_target(model, tmp_path, (1, 32, 32))
+    with pytest.raises(InputError, match="connectivity"):
+        finalize_prediction(target, model=model, instances=True, connectivity=3)
+    next(PredictionLayout(Path(target)).markers.iterdir()).unlink()
+    with pytest.raises(InputError, match="incomplete"):
+        finalize_prediction(target, model=model, instances=True)
+    assert omezarr.open_labels(target, INSTANCES) is None

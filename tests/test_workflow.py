@@ -26,7 +26,7 @@ def snakemake(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.Co
 
 @pytest.mark.parametrize("profile", ["profiles/local", "profiles/slurm"])
 def test_dry_run_of_each_profile_lists_the_chain(profile: str) -> None:
-    result = snakemake("-n", "--profile", profile)
+    result = snakemake("-n", "--forceall", "--nolock", "--profile", profile)
     assert result.returncode == 0, result.stderr + result.stdout
     out = result.stdout + result.stderr
     for rule in ("synthesize", "import_volume", "weights", "train", "predict", "evaluate", "report"):

@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("weights")
     p.add_argument("output", help="the best checkpoint (.pt)")
     p.add_argument("--workdir", help="resumable checkpoints (default: beside the output)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     _add_config(p)
 
     p = sub.add_parser("predict", help="overlap-tile prediction of a Zarr volume (resumable)")
@@ -128,7 +129,7 @@ def dispatch(args: argparse.Namespace) -> None:
         )
     elif args.step == "train":
         output = Path(args.output)
-        split = _config(args.config, "split") or {"train": "0-999999"}
+        split = _config(args.config, "split") or {"train": "all"}
         steps.run_train(
             data=args.data,
             weights=args.weights,
@@ -139,6 +140,7 @@ def dispatch(args: argparse.Namespace) -> None:
             model=_config(args.config, "model"),
             train=_config(args.config, "train"),
             split=split,
+            threads=args.threads,
         )
     elif args.step == "predict":
         options = _config(args.config, "predict")

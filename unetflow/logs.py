@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
+
+# Progress bars redraw this often (seconds) when stderr is a log file rather than a terminal.
+LOG_FILE_PROGRESS_INTERVAL = "30"
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -17,3 +21,6 @@ def setup_logging(level: int = logging.INFO) -> None:
     )
     logging.captureWarnings(True)
     warnings.simplefilter("default")
+    if not sys.stderr.isatty():
+        # tqdm reads TQDM_* defaults from the environment: a bar line every 30 s, not every step, in logs.
+        os.environ.setdefault("TQDM_MININTERVAL", LOG_FILE_PROGRESS_INTERVAL)

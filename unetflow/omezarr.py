@@ -57,8 +57,13 @@ def _format() -> FormatV04:
     return FormatV04()
 
 
-def _compressor() -> numcodecs.Blosc:
-    return numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)
+DEFAULT_COMPRESSION_LEVEL = 5
+
+
+def _compressor(level: int = DEFAULT_COMPRESSION_LEVEL) -> numcodecs.Blosc:
+    if not 0 <= level <= 9:
+        raise ValueError(f"compression level must be 0 (none) to 9, got {level}")
+    return numcodecs.Blosc(cname="zstd", clevel=level, shuffle=numcodecs.Blosc.SHUFFLE)
 
 
 def default_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -185,6 +190,7 @@ def _new_image_group(
     unit: str,
     name: str | None,
     fill_value: Any = 0,
+    compression_level: int = DEFAULT_COMPRESSION_LEVEL,
 ) -> tuple[zarr.Group, zarr.Array]:
     """A fresh OME-NGFF 0.4 image group at `path` with an empty level-0 array and multiscales metadata."""
     fmt = _format()
@@ -194,7 +200,7 @@ def _new_image_group(
         shape=shape,
         dtype=dtype,
         chunks=chunks,
-        compressors=_compressor(),
+        compressors=_compressor(compression_level),
         chunk_key_encoding={"name": "v2", "separator": "/"},
         fill_value=fill_value,
     )
@@ -273,10 +279,12 @@ def create_image(
     attrs: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     name: str | None = None,
+    compression_level: int = DEFAULT_COMPRESSION_LEVEL,
 ) -> zarr.Array:
     """An empty OME-Zarr image (level 0 filled with `fill_value`) with metadata, to be written block by block.
 
     Not atomic: the caller tracks completion itself. Refuses to replace an existing path unless `overwrite`.
+    `compression_level` (zstd, 0-9) trades file size for write speed on outputs written in a hot loop.
     """
     target = Path(path)
     full_shape = tuple(int(s) for s in shape)
@@ -298,6 +306,7 @@ def create_image(
         unit=unit,
         name=name or target.stem,
         fill_value=fill_value,
+        compression_level=compression_level,
     )
     group.attrs[ATTRS_KEY] = _unetflow_attrs(spacing, unit, attrs)
     return array
@@ -405,6 +414,7 @@ def create_labels(
     kind: LabelKind = "instance",
     fill_value: int = 0,
     overwrite: bool = False,
+    compression_level: int = DEFAULT_COMPRESSION_LEVEL,
 ) -> zarr.Array:
     """An empty label array ``labels/<name>`` beside an image (same shape and scale), filled block by block.
 
@@ -432,6 +442,7 @@ def create_labels(
         unit=unit,
         name=name,
         fill_value=fill_value,
+        compression_level=compression_level,
     )
     _register_labels(path, name, kind)
     return array

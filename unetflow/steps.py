@@ -20,16 +20,16 @@ import torch
 from tqdm.auto import tqdm
 from tqdm.dask import TqdmCallback
 
-from unetflow import omezarr
+from unetflow import formats, omezarr
 from unetflow.atomic import atomic_path
 from unetflow.checkpoint import load_model
-from unetflow.download import fetch
+from unetflow.download import fetch, sha256_of
 from unetflow.errors import InputError
 from unetflow.importer import import_volume, select_slices
 from unetflow.logs import setup_logging
 from unetflow.metrics import evaluate
 from unetflow.model import UNetConfig
-from unetflow.predict import check_complete, init_prediction, predict_volume
+from unetflow.predict import finalize_prediction, init_prediction, predict_volume
 from unetflow.synthesize import synthesize_volume
 from unetflow.train import TrainConfig
 from unetflow.train import train as train_model
@@ -64,15 +64,68 @@ def run_download(*, source: str, target: str, sha256: str | None) -> None:
     fetch(source, target, sha256=sha256)
 
 
+def verify_local_source(path: str, sha256: str | None, *, what: str) -> None:
+    """Check a local (`path:`) source file against its configured sha256; a mismatch is an InputError."""
+    if sha256 is None:
+        return
+    if Path(path).is_dir():
+        raise InputError(
+            f"{path} ({what}): sha256 checks one file, this is a folder; drop sha256 or point path at a file"
+        )
+    actual = sha256_of(path)
+    if actual != sha256.lower():
+        raise InputError(
+            f"checksum mismatch for {path} ({what}): expected sha256 {sha256}, got {actual}. The file "
+            "changed or is another one: point path at the right file, or fix sha256 in the config"
+        )
+    log.info("%s matches its sha256", path)
+
+
+def inverted_labels(path: str, *, fmt: str | None, member: str | None) -> da.Array:
+    """Binary labels whose foreground is the membrane, inverted (lazily): 1 = cell interior, 0 = membrane."""
+    volume = formats.open_volume(path, format=fmt, member=member)
+    values = np.unique(da.unique(volume).compute())
+    if values.size and (values.min() < 0 or not np.array_equal(values, np.round(values))):
+        raise InputError(
+            f"{path}: labels hold negative or fractional values; invert applies to binary 0/1 or 0/255 labels"
+        )
+    nonzero = values[values != 0]
+    if nonzero.size > 1:
+        raise InputError(
+            f"{path}: invert applies to binary labels, these hold {nonzero.size} non-zero values (instance "
+            "ids?); drop invert from the labels source"
+        )
+    if nonzero.size == 0 or nonzero.size == values.size:
+        kind = "no foreground (every voxel is 0)" if nonzero.size == 0 else "no 0 voxels"
+        raise InputError(
+            f"{path}: the labels hold {kind}, so inverted they would be a single class; point to the right "
+            "label volume (member) or drop invert"
+        )
+    return (volume == 0).astype(np.uint8)
+
+
 def run_import(*, raw: str, labels: str | None, target: str, entry: dict[str, Any]) -> None:
-    """Import a volume (and its labels) into OME-Zarr with voxel size and normalisation statistics."""
+    """Import a volume (and its labels) into OME-Zarr with voxel size and normalisation statistics.
+
+    `path` sources are checked against their sha256 first (url sources were checked when downloaded);
+    labels with `invert` are imported inverted.
+    """
     setup_logging()
     raw_source = entry.get("raw", {})
     labels_source = entry.get("labels", {})
+    for role, path, source in (("raw", raw, raw_source), ("labels", labels, labels_source)):
+        if path is not None and "path" in source:
+            verify_local_source(path, source.get("sha256"), what=f"{role} path source")
+    label_data: str | da.Array | None = labels
+    if labels is not None and labels_source.get("invert", False):
+        label_data = inverted_labels(
+            labels, fmt=labels_source.get("format"), member=labels_source.get("member")
+        )
+        log.info("labels of %s inverted: 0 (membrane) where they were non-zero", labels)
     import_volume(
         raw,
         target,
-        labels=labels,
+        labels=label_data,
         raw_format=raw_source.get("format"),
         raw_member=raw_source.get("member"),
         labels_format=labels_source.get("format"),
@@ -193,10 +246,15 @@ def run_predict(
     return counts
 
 
-def run_predict_finalize(*, target: str, model: str, summary: str) -> None:
-    """Check that every block of every group is complete and write a summary."""
+def run_predict_finalize(
+    *, target: str, model: str, summary: str, options: dict[str, Any] | None = None
+) -> None:
+    """Check that every block of every group is complete, add instance labels if asked, write a summary."""
     setup_logging()
-    write_json(summary, {"target": str(target), **check_complete(target, model=load_model(model))})
+    result = finalize_prediction(
+        target, model=load_model(model), instances=bool((options or {}).get("instances", False))
+    )
+    write_json(summary, {"target": str(target), **result})
 
 
 def evaluation_slices(volume: str, split: dict[str, Any], slices: int) -> list[int]:

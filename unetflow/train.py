@@ -2,7 +2,10 @@
 
 Checkpoints (model, optimizer, scheduler, scaler, every RNG state, the step and the log so far) are written
 atomically every N steps; a re-run resumes from the latest one and, on the CPU, ends bit-identical to an
-uninterrupted run. Validation runs whole-slice overlap-tile prediction on the validation slices.
+uninterrupted run (even after a SIGKILL) as long as torch uses the same number of CPU threads (reductions
+split by thread count). The random parameters of each batch are drawn in sequence in the main thread; on
+CUDA the tile rendering itself runs one step ahead in a background thread on a side stream, so augmentation
+overlaps the net's compute. Validation runs whole-slice overlap-tile prediction on the validation slices.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import hashlib
 import json
 import logging
 import math
+import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -23,8 +28,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from unetflow import omezarr
-from unetflow.atomic import atomic_path
-from unetflow.augment import AugmentConfig, TileSampler
+from unetflow.atomic import atomic_path, remove, temporary_sibling
+from unetflow.augment import AugmentConfig, TileBatch, TileParams, TileSampler
 from unetflow.checkpoint import load_checkpoint, save_checkpoint
 from unetflow.device import resolve_device
 from unetflow.errors import InputError
@@ -37,6 +42,13 @@ log = logging.getLogger(__name__)
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine", "step")
 LOSS_WEIGHTS = ("border", "class", "none")
+PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+SCALAR_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+}
 STEP_COLUMNS = ("step", "loss", "lr", "step_time", "data_time")
 VAL_COLUMNS = ("step", "val_loss", "val_iou", "val_pixel_error")
 
@@ -64,10 +76,20 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
+        for item in fields(self):
+            value, kinds = getattr(self, item.name), SCALAR_TYPES.get(str(item.type))
+            if kinds is not None and (
+                not isinstance(value, kinds) or (isinstance(value, bool) and item.type != "bool")
+            ):
+                hint = ""
+                if isinstance(value, str) and _is_number(value):
+                    hint = f" (YAML reads {value} as text: write it with a dot, e.g. 1.0e-3)"
+                raise InputError(f"train.{item.name} must be of type {item.type}, got {value!r}{hint}")
         checks = {
             "optimizer": (self.optimizer, OPTIMIZERS),
             "schedule": (self.schedule, SCHEDULES),
             "loss_weights": (self.loss_weights, LOSS_WEIGHTS),
+            "precision": (self.precision, tuple(PRECISIONS)),
         }
         for key, (value, allowed) in checks.items():
             if value not in allowed:
@@ -75,6 +97,12 @@ class TrainConfig:
         for key in ("steps", "tile", "batch_size", "checkpoint_every", "val_every"):
             if getattr(self, key) < 1:
                 raise InputError(f"train.{key} must be >= 1, got {getattr(self, key)}")
+        if not self.lr > 0:
+            raise InputError(f"train.lr must be > 0, got {self.lr!r}")
+        if self.warmup_steps < 0:
+            raise InputError(f"train.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not isinstance(self.augment, AugmentConfig):
+            object.__setattr__(self, "augment", parse_augment(self.augment))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -82,15 +110,40 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise InputError(f"unknown train option(s) {unknown}; known: {sorted(known)}")
+            raise InputError(
+                f"unknown train option(s) {', '.join(map(repr, unknown))} in the config's train section; "
+                f"remove or rename them (known: {', '.join(sorted(known))})"
+            )
         values = dict(values)
-        if "augment" in values and isinstance(values["augment"], dict):
-            values["augment"] = AugmentConfig(**values["augment"])
+        if "augment" in values:
+            values["augment"] = parse_augment(values["augment"])
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form for checkpoints and logs."""
         return asdict(self)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_augment(values: AugmentConfig | dict[str, Any] | None) -> AugmentConfig:
+    """The `train.augment` section as an AugmentConfig; an unknown key or a bad value is an InputError."""
+    if isinstance(values, AugmentConfig):
+        return values
+    if values is None:
+        return AugmentConfig()
+    if not isinstance(values, dict):
+        raise InputError(f"train.augment must be a mapping of augmentation options, got {values!r}")
+    try:
+        return AugmentConfig.from_dict(values)
+    except (TypeError, ValueError) as error:
+        raise InputError(f"train.augment: {error}") from error
 
 
 @dataclass
@@ -135,6 +188,133 @@ def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: 
     return (F.cross_entropy(logits.float(), labels, reduction="none") * weights).mean()
 
 
+class TrainingDivergedError(InputError):
+    """The loss became NaN or infinite: the run cannot go on with these settings (the message says which)."""
+
+
+def optimize_step(
+    model: UNet,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    batch: TileBatch,
+    *,
+    autocast: torch.dtype | None = None,
+    memory_format: torch.memory_format | None = None,
+    step: int = 0,
+) -> float:
+    """One step of the recipe on a batch: forward, weighted loss, backward, optimizer update; the loss.
+
+    A loss that is not finite raises TrainingDivergedError before the weights change. The loss is read
+    (one device sync) after the backward pass has been queued, not before it.
+    """
+    inputs = batch.raw.contiguous(memory_format=memory_format) if memory_format else batch.raw
+    device_type = inputs.device.type
+    with torch.autocast(device_type, dtype=autocast, enabled=autocast is not None):
+        logits = model(inputs)
+    loss = weighted_cross_entropy(logits, batch.labels, batch.weights)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    value = loss.item()
+    if not math.isfinite(value):
+        raise TrainingDivergedError(
+            f"training diverged at step {step + 1} (loss {value}): lower train.lr, add train.warmup_steps "
+            "or use train.optimizer: adam"
+        )
+    scaler.step(optimizer)
+    scaler.update()
+    return value
+
+
+class BatchStream:
+    """The run's training batches in order, each rendered one step ahead in a background thread.
+
+    The random parameters of every batch are drawn here in the caller's thread, in sequence, from the
+    sampler's generator (`TileSampler.draw`); only the rendering (`TileSampler.render`: grid sampling and
+    gray values, no random numbers) runs in the background while the net trains on the previous batch.
+    Torch ops release the GIL, so on the CPU the two overlap where compute leaves cores idle; on CUDA the
+    rendering goes to a side stream. `resume_state` is the generator state to checkpoint: the state before
+    the draw of the batch rendered ahead, so a resumed run draws that batch again and none is skipped.
+    With `prefetch=False` each batch is drawn and rendered on demand (the same batches, in the same order).
+    """
+
+    def __init__(self, sampler: TileSampler, generator: torch.Generator, *, prefetch: bool = True) -> None:
+        self.sampler = sampler
+        self.generator = generator
+        self._state = generator.get_state()
+        self._ahead: Future[tuple[TileBatch, torch.cuda.Event | None]] | None = None
+        self._executor = None
+        if prefetch:  # the render thread uses as many torch threads as the caller (same numerics)
+            self._executor = ThreadPoolExecutor(
+                max_workers=1,
+                thread_name_prefix="unetflow-augment",
+                initializer=torch.set_num_threads,
+                initargs=(torch.get_num_threads(),),
+            )
+        self._stream = None
+        if prefetch and sampler.device.type == "cuda":
+            self._stream = torch.cuda.Stream(sampler.device)
+            self._stream.wait_stream(torch.cuda.current_stream(sampler.device))
+
+    def resume_state(self) -> torch.Tensor:
+        """The sampler generator's state from which a resumed run draws the next batch not yet returned."""
+        return self._state
+
+    def next(self, *, ahead: bool = True) -> TileBatch:
+        """The next batch in sequence; with prefetching (and `ahead`), start rendering the one after it."""
+        if self._executor is None:
+            batch = self.sampler.render(self.sampler.draw(self.generator))
+        else:
+            batch = self._collect(self._ahead if self._ahead is not None else self._submit())
+            self._ahead = None
+        self._state = self.generator.get_state()
+        if self._executor is not None and ahead:
+            self._ahead = self._submit()
+        return batch
+
+    def wait(self) -> None:
+        """Block until the batch being rendered ahead, if any, is ready (benchmarks time whole steps so)."""
+        if self._ahead is not None:
+            _, event = self._ahead.result()
+            if event is not None:
+                event.synchronize()
+
+    def close(self) -> None:
+        """Wait for the batch being rendered ahead (it is discarded) and stop the background thread."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor, self._ahead = None, None
+
+    def __enter__(self) -> BatchStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _submit(self) -> Future[tuple[TileBatch, torch.cuda.Event | None]]:
+        if self._executor is None:
+            raise RuntimeError("the batch stream is closed")
+        return self._executor.submit(self._render, self.sampler.draw(self.generator))
+
+    def _render(self, params: TileParams) -> tuple[TileBatch, torch.cuda.Event | None]:
+        with torch.no_grad():
+            if self._stream is None:
+                return self.sampler.render(params), None
+            with torch.cuda.stream(self._stream):
+                batch = self.sampler.render(params)
+                event = torch.cuda.Event()
+                event.record(self._stream)
+            return batch, event
+
+    def _collect(self, future: Future[tuple[TileBatch, torch.cuda.Event | None]]) -> TileBatch:
+        batch, event = future.result()
+        if event is not None:
+            current = torch.cuda.current_stream(self.sampler.device)
+            current.wait_event(event)
+            for tensor in (batch.raw, batch.labels, batch.weights):
+                tensor.record_stream(current)
+        return batch
+
+
 def build_optimizer(model: UNet, config: TrainConfig) -> torch.optim.Optimizer:
     """SGD with momentum (the paper's Caffe setting) or Adam."""
     if config.optimizer == "adam":
@@ -167,9 +347,9 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def rng_state(generator: torch.Generator) -> dict[str, Any]:
-    """Every random state training consumes: torch (CPU and CUDA) and the tile sampler's generator."""
-    state = {"torch": torch.get_rng_state(), "sampler": generator.get_state()}
+def rng_state(sampler_state: torch.Tensor) -> dict[str, Any]:
+    """Every random state training consumes: torch (CPU and CUDA; drop-out) and the tile sampler's."""
+    state = {"torch": torch.get_rng_state(), "sampler": sampler_state}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -199,6 +379,15 @@ def validate(
     }
 
 
+def remove_stale_temporaries(*paths: Path) -> None:
+    """Delete the temporary siblings a killed run left beside `paths` (a write that never got renamed)."""
+    for path in paths:
+        prefix = temporary_sibling(path).name.rsplit("-", 1)[0] + "-"
+        for stale in path.parent.glob(f"{prefix}*"):
+            log.info("removing %s, left half-written by an interrupted run", stale)
+            remove(stale)
+
+
 def write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
     """Write log rows as CSV atomically."""
     with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
@@ -221,10 +410,15 @@ def train(
     val_log: str | Path,
     progress: bool = True,
     stop_after: int | None = None,
+    prefetch: bool | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) and write the best checkpoint to `output` plus the step and validation CSV logs.
 
     `stop_after` ends the run after that many steps as if interrupted (tests of resume use it and SIGKILL).
+    `prefetch` renders each batch one step ahead in a background thread (None: on CUDA only, where the CPU
+    is otherwise idle while the GPU computes; on the CPU the net's ops already keep every core busy, so a
+    render thread competes rather than overlaps: see benchmarks/train.py). The batches are the same either
+    way, so it is not part of the run's identity and a run may resume with the other setting.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -246,11 +440,8 @@ def train(
         model = model.to(memory_format=memory_format)
     optimizer = build_optimizer(model, config)
     schedule = build_schedule(optimizer, config)
-    autocast = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(config.precision)
-    if config.precision not in ("float32", "bfloat16", "float16"):
-        raise InputError(f"train.precision {config.precision!r} is not one of float32, bfloat16, float16")
-    use_autocast = autocast is not None and device.type == "cuda"
-    scaler = torch.amp.GradScaler(device.type, enabled=use_autocast and autocast == torch.float16)
+    autocast = PRECISIONS[config.precision] if device.type == "cuda" else None
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast == torch.float16)
     generator = torch.Generator().manual_seed(config.seed)
     sampler = TileSampler(
         train_data.raw,
@@ -264,24 +455,21 @@ def train(
     )
 
     latest, best_path = workdir / "latest.pt", workdir / "best.pt"
+    remove_stale_temporaries(latest, best_path, Path(output), Path(step_log), Path(val_log))
     step, steps_log, val_rows, best = 0, [], [], -1.0
-    if latest.exists():
-        state = load_checkpoint(latest, map_location=device)
-        if state.get("run_id") == run_id:
-            model.load_state_dict(state["model_state_dict"])
-            optimizer.load_state_dict(state["optimizer_state_dict"])
-            schedule.load_state_dict(state["scheduler_state_dict"])
-            scaler.load_state_dict(state["scaler_state_dict"])
-            restore_rng(state["rng"], generator)
-            step, steps_log, val_rows, best = (
-                state["step"],
-                state["step_log"],
-                state["val_log"],
-                state["best"],
-            )
-            log.info("resuming from %s at step %d of %d", latest, step, config.steps)
-        else:
+    state = load_checkpoint(latest, map_location=device) if latest.exists() else None
+    if state is not None and state.get("run_id") == run_id:
+        model.load_state_dict(state["model_state_dict"])
+        optimizer.load_state_dict(state["optimizer_state_dict"])
+        schedule.load_state_dict(state["scheduler_state_dict"])
+        scaler.load_state_dict(state["scaler_state_dict"])
+        restore_rng(state["rng"], generator)
+        step, steps_log, val_rows, best = state["step"], state["step_log"], state["val_log"], state["best"]
+        log.info("resuming from %s at step %d of %d", latest, step, config.steps)
+    else:
+        if state is not None:
             log.warning("%s belongs to another run (config or data changed): training from scratch", latest)
+        remove(best_path)  # a best checkpoint of another run (or of one killed before its first checkpoint)
 
     def checkpoint(path: Path, **extra: Any) -> None:
         save_checkpoint(
@@ -300,57 +488,49 @@ def train(
     model.train()
     last = config.steps if stop_after is None else min(config.steps, stop_after)
     bar = tqdm(total=config.steps, initial=step, desc="train", unit="step", disable=not progress)
-    while step < last:
-        started = time.perf_counter()
-        batch = sampler.sample(generator)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        data_time = time.perf_counter() - started
-        inputs = batch.raw.contiguous(memory_format=memory_format) if memory_format else batch.raw
-        with torch.autocast(device.type, dtype=autocast, enabled=use_autocast):
-            logits = model(inputs)
-        loss = weighted_cross_entropy(logits, batch.labels, batch.weights)
-        if not torch.isfinite(loss):
-            raise RuntimeError(
-                f"training diverged at step {step} (loss {loss.item()}): lower train.lr or use Adam"
+    ahead = prefetch if prefetch is not None else device.type == "cuda"
+    with BatchStream(sampler, generator, prefetch=ahead and step < last) as batches:
+        while step < last:
+            started = time.perf_counter()
+            batch = batches.next(ahead=step + 1 < last)
+            data_time = time.perf_counter() - started
+            loss = optimize_step(
+                model, optimizer, scaler, batch, autocast=autocast, memory_format=memory_format, step=step
             )
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        lr = optimizer.param_groups[0]["lr"]
-        schedule.step()
-        step += 1
-        loss_value = loss.item()
-        steps_log.append(
-            {
-                "step": step,
-                "loss": loss_value,
-                "lr": lr,
-                "step_time": time.perf_counter() - started,
-                "data_time": data_time,
-            }
-        )
-        bar.set_postfix(loss=f"{loss_value:.4f}")
-        bar.update(1)
-        if val_data is not None and (step % config.val_every == 0 or step == config.steps):
-            scores = validate(model, val_data, device=device)
-            val_rows.append({"step": step, **scores})
-            bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
-            if scores["val_iou"] >= best:
-                best = scores["val_iou"]
-                checkpoint(best_path, metrics=scores)
-        if step % config.checkpoint_every == 0 or step == config.steps:
-            checkpoint(
-                latest,
-                optimizer_state_dict=optimizer.state_dict(),
-                scheduler_state_dict=schedule.state_dict(),
-                scaler_state_dict=scaler.state_dict(),
-                rng=rng_state(generator),
-                step_log=steps_log,
-                val_log=val_rows,
-                best=best,
+            lr = optimizer.param_groups[0]["lr"]
+            schedule.step()
+            step += 1
+            steps_log.append(
+                {
+                    "step": step,
+                    "loss": loss,
+                    "lr": lr,
+                    "step_time": time.perf_counter() - started,
+                    "data_time": data_time,
+                }
             )
+            bar.set_postfix(loss=f"{loss:.4f}")
+            bar.update(1)
+            if val_data is not None and (step % config.val_every == 0 or step == config.steps):
+                scores = validate(model, val_data, device=device)
+                val_rows.append({"step": step, **scores})
+                bar.write(
+                    f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()), file=sys.stderr
+                )
+                if scores["val_iou"] >= best:
+                    best = scores["val_iou"]
+                    checkpoint(best_path, metrics=scores)
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                checkpoint(
+                    latest,
+                    optimizer_state_dict=optimizer.state_dict(),
+                    scheduler_state_dict=schedule.state_dict(),
+                    scaler_state_dict=scaler.state_dict(),
+                    rng=rng_state(batches.resume_state()),
+                    step_log=steps_log,
+                    val_log=val_rows,
+                    best=best,
+                )
     bar.close()
     if step < config.steps:
         return {"step": step, "finished": False}

@@ -1,5 +1,6 @@
 # Helper functions of the rules: config lookups and file names. The logic lives in the unetflow package.
 import os
+from urllib.parse import unquote, urlparse
 
 from unetflow.importer import select_slices
 
@@ -11,12 +12,70 @@ ABLATION_MODEL = "ablation"
 wildcard_constraints:
     volume="[A-Za-z0-9_-]+",
     model="[A-Za-z0-9_-]+",
-    role="raw|labels",
+    filename="[^/]+",
     group="[0-9]+",
+
+
+def use_volumes_of_configfile():
+    """Volumes named in a --configfile (or --config) are the run's only ones.
+
+    Snakemake merges a --configfile into config.yaml key by key; for volumes that would add config.yaml's
+    synthetic volume to the user's. Every other key keeps the key-by-key merge.
+    """
+    named = (workflow.config_settings.overwrite_config or {}).get("volumes")
+    if named:
+        for name in [name for name in config["volumes"] if name not in named]:
+            del config["volumes"][name]
+
+
+def download_name(source):
+    """Local file name of a url source: its `filename`, else the last part of the URL's path."""
+    if source.get("filename"):
+        return source["filename"]
+    return os.path.basename(unquote(urlparse(source["url"]).path).rstrip("/"))
+
+
+def check_sources(volume, entry):
+    """A volume's sources: url ones need a file name, raw and labels share a name only for one URL."""
+    downloads = {}
+    for role in ("raw", "labels"):
+        source = entry.get(role)
+        if source is None:
+            continue
+        key = f"config volumes.{volume}.{role}"
+        if role == "raw" and source.get("invert"):
+            raise ValueError(f"{key}.invert: invert applies to labels only; drop it from raw")
+        if "url" not in source:
+            if source.get("filename"):
+                raise ValueError(
+                    f"{key}.filename: a path source is used in place, not downloaded; drop filename"
+                )
+            continue
+        name = download_name(source)
+        if name in ("", ".", ".."):
+            raise ValueError(
+                f"{key}.url: {source['url']!r} ends in no file name; set {key}.filename"
+            )
+        first_role, first = downloads.setdefault(name, (role, source))
+        if first is source:
+            continue
+        other = f"volumes.{volume}.{first_role}"
+        if first["url"] != source["url"]:
+            raise ValueError(
+                f"{key}: {other} downloads another URL to the same file data/raw/{volume}/{name}; "
+                "give one of them its own filename"
+            )
+        if first.get("sha256") != source.get("sha256"):
+            raise ValueError(
+                f"{key}.sha256: {other} is the same URL (one download) with another sha256; "
+                "give both the file's sha256"
+            )
 
 
 def check_config():
     """Cross-key checks the schema cannot express; an error names the key and the fix."""
+    for name, entry in config["volumes"].items():
+        check_sources(name, entry)
     volume = config["split"]["volume"]
     if volume not in config["volumes"]:
         raise ValueError(
@@ -27,12 +86,15 @@ def check_config():
         raise ValueError(
             f"config split.volume: volume {volume!r} has no labels; add volumes.{volume}.labels"
         )
+    if not config["split"]["train"]:
+        raise ValueError('config split.train: no training slices; give some, e.g. "0-9"')
     if "synthetic" in entry:
         slices = entry["synthetic"]["shape"][0]
         for role in ("train", "val", "test"):
             select_slices(config["split"].get(role), slices, what=f"split.{role}")
 
 
+use_volumes_of_configfile()
 check_config()
 
 
@@ -59,8 +121,7 @@ def source_file(volume, role):
     source = entry[role]
     if "path" in source:
         return source["path"]
-    name = os.path.basename(source["url"].rstrip("/")) or role
-    return f"data/raw/{volume}/{role}/{name}"
+    return f"data/raw/{volume}/{download_name(source)}"
 
 
 def import_inputs(wildcards):
@@ -73,8 +134,16 @@ def import_inputs(wildcards):
 
 
 def download_source(wildcards):
-    """The config entry of a volume role to download."""
-    return config["volumes"][wildcards.volume][wildcards.role]
+    """The url source downloaded to data/raw/{volume}/{filename} (raw and labels may share it)."""
+    entry = config["volumes"][wildcards.volume]
+    for role in ("raw", "labels"):
+        source = entry.get(role)
+        if source and "url" in source and download_name(source) == wildcards.filename:
+            return source
+    raise ValueError(
+        f"data/raw/{wildcards.volume}/{wildcards.filename}: no url source of volumes.{wildcards.volume} "
+        "downloads to this file"
+    )
 
 
 def split_volume():

@@ -27,11 +27,11 @@ rule synthesize:
 
 rule download:
     output:
-        "data/raw/{volume}/{role}/{filename}",
+        "data/raw/{volume}/{filename}",
     log:
-        "results/logs/download/{volume}/{role}/{filename}.log",
+        "results/logs/download/{volume}/{filename}.log",
     benchmark:
-        "results/benchmarks/download/{volume}/{role}/{filename}.tsv"
+        "results/benchmarks/download/{volume}/{filename}.tsv"
     params:
         source=download_source,
     threads: 1

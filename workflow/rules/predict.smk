@@ -57,6 +57,8 @@ rule predict_finalize:
         "results/logs/predict_finalize/{model}/{volume}.log",
     benchmark:
         "results/benchmarks/predict_finalize/{model}/{volume}.tsv"
+    params:
+        options=config["predict"],
     threads: 1
     resources:
         mem_mb=1000,
