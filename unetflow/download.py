@@ -239,3 +239,20 @@ def extract(
     finally:
         remove(folder)
     return destination
+
+
+def verify_file(path: str | os.PathLike[str], sha256: str | None, *, what: str) -> None:
+    """Check a local (`path:`) source file against its configured sha256; a mismatch is an InputError."""
+    if sha256 is None:
+        return
+    if Path(path).is_dir():
+        raise InputError(
+            f"{path} ({what}): sha256 checks one file, this is a folder; drop sha256 or point path at a file"
+        )
+    actual = sha256_of(path)
+    if actual != sha256.lower():
+        raise InputError(
+            f"checksum mismatch for {path} ({what}): expected sha256 {sha256}, got {actual}. The file "
+            "changed or is another one: point path at the right file, or fix sha256 in the config"
+        )
+    LOG.info("%s matches its sha256", path)

@@ -210,3 +210,26 @@ def import_volume(
         stats.std,
     )
     return destination
+
+
+def invert_binary_labels(path: str | Path, *, fmt: str | None, member: str | None) -> da.Array:
+    """Binary labels whose foreground is the membrane, inverted (lazily): 1 = cell interior, 0 = membrane."""
+    volume = formats.open_volume(path, format=fmt, member=member)
+    values = np.unique(da.unique(volume).compute())
+    if values.size and (values.min() < 0 or not np.array_equal(values, np.round(values))):
+        raise InputError(
+            f"{path}: labels hold negative or fractional values; invert applies to binary 0/1 or 0/255 labels"
+        )
+    nonzero = values[values != 0]
+    if nonzero.size > 1:
+        raise InputError(
+            f"{path}: invert applies to binary labels, these hold {nonzero.size} non-zero values (instance "
+            "ids?); drop invert from the labels source"
+        )
+    if nonzero.size == 0 or nonzero.size == values.size:
+        kind = "no foreground (every voxel is 0)" if nonzero.size == 0 else "no 0 voxels"
+        raise InputError(
+            f"{path}: the labels hold {kind}, so inverted they would be a single class; point to the right "
+            "label volume (member) or drop invert"
+        )
+    return (volume == 0).astype(np.uint8)

@@ -6,6 +6,9 @@ the workflow. Each writes its outputs atomically.
 
 from __future__ import annotations
 
+# torch and the modules that use it are imported inside the steps that need them: the data steps (download,
+# synthesize, import, weights, evaluate) then start in a fraction of a second, which matters on a login node
+# and for Snakemake jobs that each start a fresh interpreter.
 import json
 import logging
 from collections.abc import Sequence
@@ -16,23 +19,17 @@ import dask
 import dask.array as da
 import numpy as np
 import tifffile
-import torch
 from tqdm.auto import tqdm
 from tqdm.dask import TqdmCallback
 
-from unetflow import formats, omezarr
+from unetflow import omezarr
 from unetflow.atomic import atomic_path
-from unetflow.checkpoint import load_model
-from unetflow.download import fetch, sha256_of
+from unetflow.download import fetch, verify_file
 from unetflow.errors import InputError
-from unetflow.importer import import_volume, select_slices
+from unetflow.importer import import_volume, invert_binary_labels, select_slices
 from unetflow.logs import setup_logging
 from unetflow.metrics import evaluate
-from unetflow.model import UNetConfig
-from unetflow.predict import finalize_prediction, init_prediction, predict_volume
 from unetflow.synthesize import synthesize_volume
-from unetflow.train import TrainConfig
-from unetflow.train import train as train_model
 from unetflow.weights import class_balance_weights, weight_map_volume
 
 log = logging.getLogger(__name__)
@@ -64,46 +61,6 @@ def run_download(*, source: str, target: str, sha256: str | None) -> None:
     fetch(source, target, sha256=sha256)
 
 
-def verify_local_source(path: str, sha256: str | None, *, what: str) -> None:
-    """Check a local (`path:`) source file against its configured sha256; a mismatch is an InputError."""
-    if sha256 is None:
-        return
-    if Path(path).is_dir():
-        raise InputError(
-            f"{path} ({what}): sha256 checks one file, this is a folder; drop sha256 or point path at a file"
-        )
-    actual = sha256_of(path)
-    if actual != sha256.lower():
-        raise InputError(
-            f"checksum mismatch for {path} ({what}): expected sha256 {sha256}, got {actual}. The file "
-            "changed or is another one: point path at the right file, or fix sha256 in the config"
-        )
-    log.info("%s matches its sha256", path)
-
-
-def inverted_labels(path: str, *, fmt: str | None, member: str | None) -> da.Array:
-    """Binary labels whose foreground is the membrane, inverted (lazily): 1 = cell interior, 0 = membrane."""
-    volume = formats.open_volume(path, format=fmt, member=member)
-    values = np.unique(da.unique(volume).compute())
-    if values.size and (values.min() < 0 or not np.array_equal(values, np.round(values))):
-        raise InputError(
-            f"{path}: labels hold negative or fractional values; invert applies to binary 0/1 or 0/255 labels"
-        )
-    nonzero = values[values != 0]
-    if nonzero.size > 1:
-        raise InputError(
-            f"{path}: invert applies to binary labels, these hold {nonzero.size} non-zero values (instance "
-            "ids?); drop invert from the labels source"
-        )
-    if nonzero.size == 0 or nonzero.size == values.size:
-        kind = "no foreground (every voxel is 0)" if nonzero.size == 0 else "no 0 voxels"
-        raise InputError(
-            f"{path}: the labels hold {kind}, so inverted they would be a single class; point to the right "
-            "label volume (member) or drop invert"
-        )
-    return (volume == 0).astype(np.uint8)
-
-
 def run_import(*, raw: str, labels: str | None, target: str, entry: dict[str, Any]) -> None:
     """Import a volume (and its labels) into OME-Zarr with voxel size and normalisation statistics.
 
@@ -115,10 +72,10 @@ def run_import(*, raw: str, labels: str | None, target: str, entry: dict[str, An
     labels_source = entry.get("labels", {})
     for role, path, source in (("raw", raw, raw_source), ("labels", labels, labels_source)):
         if path is not None and "path" in source:
-            verify_local_source(path, source.get("sha256"), what=f"{role} path source")
+            verify_file(path, source.get("sha256"), what=f"{role} path source")
     label_data: str | da.Array | None = labels
     if labels is not None and labels_source.get("invert", False):
-        label_data = inverted_labels(
+        label_data = invert_binary_labels(
             labels, fmt=labels_source.get("format"), member=labels_source.get("member")
         )
         log.info("labels of %s inverted: 0 (membrane) where they were non-zero", labels)
@@ -186,6 +143,12 @@ def run_train(
     threads: int = 2,
 ) -> dict[str, Any]:
     """Train the U-Net on the split's training slices (resuming from `workdir` when interrupted)."""
+    import torch
+
+    from unetflow.model import UNetConfig
+    from unetflow.train import TrainConfig
+    from unetflow.train import train as train_model
+
     setup_logging()
     torch.set_num_threads(max(1, threads))
     slices = omezarr.open_image(data).shape[0]
@@ -207,6 +170,9 @@ def run_train(
 
 def run_predict_init(*, data: str, model: str, target: str, options: dict[str, Any]) -> None:
     """Create the empty prediction arrays of a volume, chunked by the tile plan."""
+    from unetflow.checkpoint import load_model
+    from unetflow.predict import init_prediction
+
     setup_logging()
     net = load_model(model)
     plan = init_prediction(
@@ -225,6 +191,11 @@ def run_predict(
     *, data: str, model: str, target: str, options: dict[str, Any], group: int = 0, threads: int = 2
 ) -> dict[str, int]:
     """Predict one block group of a volume (only its unfinished blocks)."""
+    import torch
+
+    from unetflow.checkpoint import load_model
+    from unetflow.predict import predict_volume
+
     setup_logging()
     torch.set_num_threads(max(1, threads))
     counts = predict_volume(
@@ -250,6 +221,9 @@ def run_predict_finalize(
     *, target: str, model: str, summary: str, options: dict[str, Any] | None = None
 ) -> None:
     """Check that every block of every group is complete, add instance labels if asked, write a summary."""
+    from unetflow.checkpoint import load_model
+    from unetflow.predict import finalize_prediction
+
     setup_logging()
     result = finalize_prediction(
         target, model=load_model(model), instances=bool((options or {}).get("instances", False))
