@@ -101,3 +101,15 @@ def test_rerun_with_nothing_changed_does_nothing(tiny_run: Path) -> None:
     result = snakemake("-n", "--configfile", "tiny.yaml", cwd=tiny_run)
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_ablation_trains_and_reports_a_second_model(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"ablation": True})
+    result = snakemake("-n", "--forceall", "--nolock", "--configfile", str(config))
+    assert result.returncode == 0, result.stderr + result.stdout
+    out = result.stdout + result.stderr
+    for model in ("main", "ablation"):
+        assert f"results/models/{model}/model.pt" in out
+        assert f"results/metrics/{model}.json" in out
+    report_job = out[out.index("rule report:") :].split("\n\n")[0]
+    assert "results/metrics/ablation.json" in report_job
