@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: run test lint dry-run clean setup
+.PHONY: run test lint dry-run clean setup slurm-up slurm-down test-slurm
 
 setup: $(STAMP)
 
@@ -28,8 +28,20 @@ dry-run: $(STAMP)
 	$(BIN)/snakemake -n --profile profiles/local
 	$(BIN)/snakemake -n --profile profiles/slurm
 
+# -rs prints why a test was skipped (e.g. tests/test_slurm.py where no SLURM test cluster can be made).
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs
+
+# A one-node SLURM test cluster on this machine (root, Debian/Ubuntu: installs slurm-wlm and munge with apt).
+slurm-up:
+	tests/slurm/setup.sh
+
+slurm-down:
+	tests/slurm/stop.sh
+
+# Only the tests of profiles/slurm against that cluster (part of `make test` when run as root).
+test-slurm: $(STAMP)
+	$(BIN)/python -m pytest -q -rs tests/test_slurm.py
 
 clean:
 	rm -rf results data/raw .snakemake

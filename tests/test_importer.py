@@ -14,7 +14,8 @@ from ome_zarr.reader import Label, Reader
 
 from unetflow import omezarr
 from unetflow.errors import InputError
-from unetflow.importer import import_volume, select_slices
+from unetflow.importer import import_volume
+from unetflow.slices import select_slices
 
 
 @pytest.fixture

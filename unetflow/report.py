@@ -35,7 +35,7 @@ from scipy import ndimage as ndi
 from unetflow import omezarr
 from unetflow.atomic import atomic_path
 from unetflow.errors import InputError
-from unetflow.importer import select_slices
+from unetflow.slices import select_slices
 
 MAIN_MODEL = "main"
 ABLATION_MODEL = "ablation"

@@ -26,9 +26,10 @@ from unetflow import omezarr
 from unetflow.atomic import atomic_path
 from unetflow.download import fetch, verify_file
 from unetflow.errors import InputError
-from unetflow.importer import import_volume, invert_binary_labels, select_slices
+from unetflow.importer import import_volume, invert_binary_labels
 from unetflow.logs import setup_logging
 from unetflow.metrics import evaluate
+from unetflow.slices import select_slices
 from unetflow.synthesize import synthesize_volume
 from unetflow.weights import class_balance_weights, weight_map_volume
 

@@ -2,7 +2,7 @@
 import os
 from urllib.parse import unquote, urlparse
 
-from unetflow.importer import select_slices
+from unetflow.slices import select_slices
 
 ENV = "../../envs/unetflow.yaml"
 MAIN_MODEL = "main"

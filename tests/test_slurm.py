@@ -1,0 +1,301 @@
+"""`snakemake --profile profiles/slurm` on a real one-node SLURM cluster (tests/slurm/setup.sh starts one).
+
+Runs where a cluster can be made: as root with apt-get (CI), unless UNETFLOW_SLURM_TESTS=0. One chain of the
+whole workflow goes through the slurm executor with the real profile (layered with tests/slurm/profile for
+this cluster's status command and tests/slurm/profile-cpu for its 2 CPUs without GPU); its training job is
+cancelled with scancel after its first checkpoint and the same command is run again. A local run of the same
+config beside it is the reference the SLURM outputs must equal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = ROOT / "tests" / "slurm"
+CHAIN = HERE / "chain.yaml"
+CHAIN_STEPS = yaml.safe_load(CHAIN.read_text())["train"]["steps"]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+CLUSTER = ["--profile", str(ROOT / "profiles" / "slurm"), "--profile", str(HERE / "profile")]
+CPU_CLUSTER = [*CLUSTER, "--profile", str(HERE / "profile-cpu")]
+# The rule threads of the SLURM run (profile-cpu's set-threads), so the local reference computes the same.
+LOCAL = ["--cores", "2", "--set-threads", "train=1", "predict=1"]
+RUN_LIMIT = 420  # seconds for one snakemake call before `timeout` ends it (a hang fails, never blocks CI)
+
+
+def _skip_reason() -> str | None:
+    if os.environ.get("UNETFLOW_SLURM_TESTS", "1") == "0":
+        return "UNETFLOW_SLURM_TESTS=0"
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        return "needs root to install and start a SLURM test cluster (tests/slurm/setup.sh)"
+    if shutil.which("apt-get") is None and shutil.which("slurmctld") is None:
+        return "needs apt-get (Debian/Ubuntu) to install slurm-wlm and munge"
+    return None
+
+
+SKIP = _skip_reason()
+
+
+def _say(config: pytest.Config, text: str) -> None:
+    """Print past pytest's output capture, so a reason to skip is seen in `make test`'s output."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(f"\n{text}", file=sys.stderr, flush=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(request: pytest.FixtureRequest) -> Iterator[float]:
+    """The one-node test cluster, up for this module; yields the seconds setup.sh took."""
+    if SKIP:
+        _say(request.config, f"SKIPPING tests/test_slurm.py: {SKIP}")
+        pytest.skip(SKIP)
+    start = time.monotonic()
+    try:
+        setup = subprocess.run(
+            ["timeout", "-k", "10", "600", str(HERE / "setup.sh")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError as error:
+        setup = subprocess.CompletedProcess([], 1, "", str(error))
+    took = time.monotonic() - start
+    if setup.returncode != 0:
+        subprocess.run(["timeout", "-k", "5", "60", str(HERE / "stop.sh")], capture_output=True, check=False)
+        output = (setup.stderr + setup.stdout).strip()
+        why = next((line for line in output.splitlines() if "FAILED" in line), f"rc {setup.returncode}")
+        reason = f"the SLURM test cluster did not come up (tests/slurm/setup.sh): {why}"
+        banner = "!" * 80
+        _say(request.config, f"{banner}\nSKIPPING tests/test_slurm.py: {reason}\n{output[-3000:]}\n{banner}")
+        pytest.skip(reason)
+    _say(request.config, f"{setup.stdout.strip()} (setup.sh wall time {took:.1f} s)")
+    yield took
+    subprocess.run(["timeout", "-k", "5", "60", str(HERE / "stop.sh")], capture_output=True, check=False)
+
+
+def _workflow_copy(path: Path) -> Path:
+    """A copy of the workflow with the chain config, like test_workflow.py's tiny run."""
+    path.mkdir(parents=True)
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(ROOT / name, path / name)
+    for name in ("workflow", "envs"):
+        shutil.copytree(ROOT / name, path / name)
+    shutil.copy(CHAIN, path / "chain.yaml")
+    return path
+
+
+def _command(*args: str, limit: int = RUN_LIMIT) -> list[str]:
+    """A snakemake call that `timeout` ends (SIGTERM, then SIGKILL 10 s later) instead of hanging."""
+    return ["timeout", "-k", "10", str(limit), *SNAKEMAKE, "--configfile", "chain.yaml", *args]
+
+
+@dataclass
+class Chain:
+    """A SLURM run of the chain, cancelled in training and run again, and the local run beside it."""
+
+    work: Path
+    local: Path
+    first: subprocess.CompletedProcess[str]
+    second: subprocess.CompletedProcess[str]
+    cancelled: str
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _slurm_logs(work: Path, pattern: str) -> dict[str, Path]:
+    """The plugin's SLURM logs (kept by slurm-keep-successful-logs) by job id: one file per SLURM job."""
+    return {log.stem: log for log in sorted((work / ".snakemake" / "slurm_logs").glob(pattern))}
+
+
+def _slurm_states(job_ids: list[str]) -> dict[str, str]:
+    """SLURM's own record of the jobs (squeue lists finished jobs for MinJobAge, an hour on this cluster)."""
+    out = subprocess.run(
+        ["squeue", "--states=all", "--noheader", "--format=%i|%T", "--jobs", ",".join(job_ids)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    ).stdout
+    return dict(line.split("|", 1) for line in out.split())
+
+
+def _tail(result: subprocess.CompletedProcess[str]) -> str:
+    return f"rc {result.returncode}\n{(result.stdout + result.stderr)[-5000:]}"
+
+
+@pytest.fixture(scope="module")
+def chain(
+    cluster: float, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Chain]:
+    """The whole chain through SLURM; training is scancel'led after its first checkpoint, then rerun."""
+    base = tmp_path_factory.mktemp("slurm")
+    work, local = _workflow_copy(base / "slurm"), _workflow_copy(base / "local")
+    seconds: dict[str, float] = {"setup.sh": cluster}
+    start = time.monotonic()
+    # The reference, at low priority beside the SLURM run (which mostly waits on the plugin's status checks).
+    with open(local / "run.log", "w") as log:
+        reference = subprocess.Popen(
+            ["nice", "-n", "10", *_command(*LOCAL)], cwd=local, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        # --retries 0: the profile's `retries: 1` would resubmit the cancelled job within this run; the test
+        # takes the path of a Snakemake that stopped (killed, or out of retries): the same command again.
+        cmd = _command(*CPU_CLUSTER, "--retries", "0")
+        with open(work / "first.log", "w") as log:
+            first_run = subprocess.Popen(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT, text=True)
+            checkpoint = work / "results" / "models" / "main" / "checkpoints" / "latest.pt"
+            cancelled = ""
+            while first_run.poll() is None and not cancelled:
+                logs = _slurm_logs(work, "group_train*/*.log")
+                if checkpoint.exists() and logs:
+                    cancelled = next(iter(logs))
+                    subprocess.run(["scancel", cancelled], check=True, timeout=30)
+                time.sleep(0.1)
+            first_run.wait(timeout=RUN_LIMIT + 20)
+        first = subprocess.CompletedProcess(cmd, first_run.returncode, (work / "first.log").read_text(), "")
+        assert cancelled, f"the training job never wrote a checkpoint while the run lasted:\n{_tail(first)}"
+        seconds["first SLURM run (to the cancel)"] = time.monotonic() - start
+        second = subprocess.run(cmd, cwd=work, capture_output=True, text=True, check=False)
+        seconds["whole SLURM chain"] = time.monotonic() - start
+        assert second.returncode == 0, f"the rerun after the cancel failed:\n{_tail(second)}"
+        reference.wait(timeout=RUN_LIMIT + 20)
+        seconds["local reference (in parallel)"] = time.monotonic() - start
+        assert reference.returncode == 0, (local / "run.log").read_text()[-5000:]
+    finally:
+        if reference.poll() is None:
+            reference.kill()
+    timings = ", ".join(f"{what} {took:.0f} s" for what, took in seconds.items())
+    _say(request.config, f"SLURM chain: {timings}")
+    yield Chain(work, local, first, second, cancelled, seconds)
+
+
+@pytest.mark.slow
+def test_whole_chain_ran_as_slurm_jobs(chain: Chain) -> None:
+    jobs = {
+        "group_prep*/*.log": "rule synthesize:",
+        "group_train*/*.log": "rule train:",
+        "rule_predict/main_synthetic_*/*.log": "rule predict:",
+        "group_post*/*.log": "rule evaluate:",
+    }
+    finished: list[str] = []
+    for pattern, rule in jobs.items():
+        logs = _slurm_logs(chain.work, pattern)
+        assert logs, f"no SLURM job log {pattern}"
+        for job_id, log in logs.items():
+            text = log.read_text()
+            assert rule in text and "--executor slurm-jobstep" in text, log
+            if job_id != chain.cancelled:
+                finished.append(job_id)
+    states = _slurm_states(finished)
+    assert states == dict.fromkeys(finished, "COMPLETED"), states
+    assert (chain.work / "results" / "report" / "index.html").stat().st_size > 0
+    out = chain.second.stdout + chain.second.stderr
+    assert "Using profiles" in out and str(ROOT / "profiles" / "slurm") in out
+
+
+@pytest.mark.slow
+def test_slurm_outputs_equal_the_local_run(chain: Chain) -> None:
+    from unetflow import omezarr
+
+    # Same seed, same rule threads, CPU: training (even across the cancel) and prediction are bit-identical.
+    for name in ("metrics.json", "metrics/main.json", "metrics/main_slices.csv", "models/main/val_log.csv"):
+        slurm, local = chain.work / "results" / name, chain.local / "results" / name
+        assert slurm.read_text() == local.read_text(), name
+    # The step log's step, loss and learning rate; its step_time and data_time columns are wall times.
+    slurm_steps, local_steps = (
+        [line.split(",")[:3] for line in (run / "results/models/main/train_log.csv").read_text().splitlines()]
+        for run in (chain.work, chain.local)
+    )
+    assert slurm_steps[0] == ["step", "loss", "lr"] and len(slurm_steps) == 1 + CHAIN_STEPS
+    assert slurm_steps == local_steps
+    slurm_weights, local_weights = (
+        torch.load(run / "results/models/main/model.pt", map_location="cpu")["model_state_dict"]
+        for run in (chain.work, chain.local)
+    )
+    assert slurm_weights.keys() == local_weights.keys()
+    for key, value in slurm_weights.items():
+        assert torch.equal(value, local_weights[key]), key
+    target = "results/predict/main/synthetic.zarr"
+    slurm_probability = omezarr.open_image(chain.work / target)[:]
+    local_probability = omezarr.open_image(chain.local / target)[:]
+    assert slurm_probability.shape == (5, 96, 96)
+    np.testing.assert_array_equal(slurm_probability, local_probability)
+
+
+@pytest.mark.slow
+def test_cancelled_training_resumes_from_its_checkpoint_on_rerun(chain: Chain) -> None:
+    assert chain.first.returncode not in (0, 124, 137), _tail(chain.first)
+    assert f"JOB {chain.cancelled} ON " in chain.first.stdout and "Error in group train" in chain.first.stdout
+    assert _slurm_states([chain.cancelled]) == {chain.cancelled: "CANCELLED"}
+    log = (chain.work / "results" / "logs" / "train" / "main.log").read_text()
+    resumed = re.search(r"resuming from (\S+) at step (\d+) of (\d+)", log)
+    assert resumed, log[-2000:]
+    assert resumed.group(1).endswith("results/models/main/checkpoints/latest.pt")
+    assert 0 < int(resumed.group(2)) < CHAIN_STEPS == int(resumed.group(3))
+    assert len(_slurm_logs(chain.work, "group_train*/*.log")) == 2  # the cancelled job and the resumed one
+
+
+@pytest.mark.slow
+def test_block_split_prediction_ran_as_separate_slurm_jobs_into_one_zarr(chain: Chain) -> None:
+    jobs = {
+        group: _slurm_logs(chain.work, f"rule_predict/main_synthetic_{group}/*.log") for group in ("0", "1")
+    }
+    assert all(len(logs) == 1 for logs in jobs.values()), jobs
+    assert len({job_id for logs in jobs.values() for job_id in logs}) == 2
+    computed = 0
+    for group in ("0", "1"):
+        log = (chain.work / "results" / "logs" / "predict" / "main" / f"synthetic.{group}.log").read_text()
+        counts = re.search(rf"block group {group}: .*'computed': (\d+), 'skipped': 0", log)
+        assert counts and int(counts.group(1)) > 0, log[-2000:]
+        computed += int(counts.group(1))
+    summary = json.loads((chain.work / "results" / "predict" / "main" / "synthetic.json").read_text())
+    assert summary["blocks"] == computed  # the two jobs wrote disjoint blocks covering the one array
+    flags = chain.work / "results" / "predict" / "main" / "synthetic.blocks"
+    assert sorted(flag.name for flag in flags.iterdir()) == ["0.done", "1.done"]
+
+
+@pytest.mark.slow
+def test_gpu_request_on_a_cluster_without_gpus_fails_saying_so(chain: Chain, tmp_path: Path) -> None:
+    # The real profile's train resources (gpu: 1, cpus_per_gpu, partition gpu), only the status command of
+    # this cluster added: sbatch refuses the job at submission, and snakemake stops with sbatch's reason.
+    work = tmp_path / "gpu"
+    shutil.copytree(chain.work, work, symlinks=True)
+    target = "results/models/main/model.pt"
+    result = subprocess.run(
+        _command(*CLUSTER, "--forcerun", "train", "--", target, limit=120),
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode not in (0, 124, 137), _tail(result)  # 124/137: it hung until `timeout`
+    assert "SLURM sbatch failed" in out, out[-4000:]
+    assert "Invalid generic resource (gres) specification" in out
+    assert "--gpus=1" in out and "--cpus-per-gpu=8" in out and "-p gpu" in out
+    assert not _slurm_logs(work, "rule_train/*/*.log")  # refused at submission: no job ever ran
+
+
+def test_slurm_profile_asks_gpu_jobs_for_cpus_per_gpu() -> None:
+    # The plugin prefers a cpus_per_task resource over cpus_per_gpu (--cpus-per-task wins): a default
+    # cpus_per_task would silently give every GPU job that many CPUs instead.
+    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    assert "cpus_per_task" not in profile["default-resources"]
+    for rule in ("train", "predict"):
+        resources = profile["set-resources"][rule]
+        assert resources["gpu"] == 1
+        assert resources["cpus_per_gpu"] == profile["set-threads"][rule]
+        assert "cpus_per_task" not in resources
