@@ -113,3 +113,14 @@ def test_ablation_trains_and_reports_a_second_model(tmp_path: Path) -> None:
         assert f"results/metrics/{model}.json" in out
     report_job = out[out.index("rule report:") :].split("\n\n")[0]
     assert "results/metrics/ablation.json" in report_job
+
+
+def test_cli_report_rebuilds_the_page_of_a_run(tiny_run: Path, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(tiny_run / "results", results)
+    (results / "report" / "index.html").unlink()
+    from unetflow.cli import main
+
+    assert main(["report", "--results", str(results), "--config", str(tiny_run / "tiny.yaml")]) == 0
+    html = (results / "report" / "index.html").read_text()
+    assert html.count("data:image/png;base64,") >= 3

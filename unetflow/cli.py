@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("metrics", help="JSON output")
     p.add_argument("--slices", default=None, help='slices to evaluate, e.g. "20-24" (default: all)')
     p.add_argument("--no-warping", action="store_true")
+
+    p = sub.add_parser("report", help="the HTML report of a workflow run, at <results>/report/index.html")
+    p.add_argument("--results", default="results", help="the run's results folder")
+    p.add_argument("--config", required=True, help="the config.yaml the run used")
     return parser
 
 
@@ -158,6 +162,27 @@ def dispatch(args: argparse.Namespace) -> None:
             slices=str(Path(args.metrics).with_suffix(".csv")),
             warping=not args.no_warping,
         )
+    elif args.step == "report":
+        run_report_of(Path(args.results), yaml.safe_load(Path(args.config).read_text()) or {})
+
+
+def run_report_of(results: Path, config: dict[str, Any]) -> None:
+    """The report of a workflow run, from the file names the workflow gives its outputs."""
+    split = config.get("split") or {}
+    models = ["main", "ablation"] if config.get("ablation") else ["main"]
+    steps.run_report(
+        output=str(results / "report" / "index.html"),
+        models=models,
+        metrics=[str(results / "metrics" / f"{m}.json") for m in models],
+        slices=[str(results / "metrics" / f"{m}_slices.csv") for m in models],
+        step_logs=[str(results / "models" / m / "train_log.csv") for m in models],
+        val_logs=[str(results / "models" / m / "val_log.csv") for m in models],
+        data=str(results / "data" / f"{split.get('volume')}.zarr"),
+        weights=str(results / "weights" / f"{split.get('volume')}.zarr"),
+        split=split,
+        config=config,
+        benchmarks=str(results / "benchmarks"),
+    )
 
 
 if __name__ == "__main__":
