@@ -95,12 +95,14 @@ def forward_seconds(
 
 
 def predict_seconds(
-    model: UNet, source: str, target: Path, *, stride: int, workers: int
+    model: UNet, source: str, target: Path, *, stride: int, workers: int, block: int | None = None
 ) -> tuple[float, float]:
-    """Wall and CPU time of one end-to-end `predict_volume` into a fresh `target`."""
+    """Wall and CPU time of one end-to-end `predict_volume` into a fresh `target` (block None: default)."""
     shutil.rmtree(target, ignore_errors=True)
     start, cpu = time.perf_counter(), cpu_seconds()
-    predict_volume(model, source, str(target), stride=stride, device="cpu", workers=workers, progress=False)
+    predict_volume(
+        model, source, str(target), stride=stride, device="cpu", workers=workers, block=block, progress=False
+    )
     return time.perf_counter() - start, cpu_seconds() - cpu
 
 
@@ -139,7 +141,11 @@ def throughput(args: argparse.Namespace, work: Path) -> list[tuple[str, str]]:
             baselines[name] = functools.partial(
                 forward_seconds, net, plan, args.tiles, streams=streams, threads=threads
             )
-    wall: dict[str, list[float]] = {name: [] for name in [*baselines, "predict_volume"]}
+    default = plan_tiles(model.config.geometry, args.size, args.size, stride=args.stride).block
+    blocks = {"predict_volume": None} | {
+        f"predict_volume, {block} px blocks": block for block in args.compare_blocks if block != default
+    }
+    wall: dict[str, list[float]] = {name: [] for name in [*baselines, *blocks]}
     cpu: dict[str, list[float]] = {name: [] for name in wall}
     predict_seconds(model, source, work / "warm.zarr", stride=args.stride, workers=args.workers)
     meter = LoadMeter()
@@ -148,13 +154,15 @@ def throughput(args: argparse.Namespace, work: Path) -> list[tuple[str, str]]:
             seconds, cpu_used = run()
             wall[name].append(seconds)
             cpu[name].append(cpu_used)
-        seconds, cpu_used = predict_seconds(
-            model, source, work / "pred.zarr", stride=args.stride, workers=args.workers
-        )
-        wall["predict_volume"].append(seconds)
-        cpu["predict_volume"].append(cpu_used)
+        for name, block in blocks.items():
+            seconds, cpu_used = predict_seconds(
+                model, source, work / "pred.zarr", stride=args.stride, workers=args.workers, block=block
+            )
+            wall[name].append(seconds)
+            cpu[name].append(cpu_used)
     busy = meter.busy_cores()
-    voxels = dict.fromkeys(baselines, args.tiles * plan.output**2) | {"predict_volume": int(np.prod(shape))}
+    voxels = dict.fromkeys(baselines, args.tiles * plan.output**2)
+    voxels |= dict.fromkeys(blocks, int(np.prod(shape)))
     rate = {name: voxels[name] / statistics.median(values) for name, values in wall.items()}
     cost = {name: statistics.median(values) / voxels[name] for name, values in cpu.items()}
     best_rate = max(rate[name] for name in baselines)
@@ -163,9 +171,9 @@ def throughput(args: argparse.Namespace, work: Path) -> list[tuple[str, str]]:
     print(
         f"## (a) throughput: {shape[0]} x {shape[1]} x {shape[2]} uint8, depth-{args.depth} "
         f"{args.base_channels}-channel U-Net, tile stride {plan.stride} (input {plan.input}, output "
-        f"{plan.output}, block {plan.block}), {args.workers} workers; medians of {args.repeats} interleaved "
-        f"repeats ({args.tiles} tiles per baseline repeat, {voxels['predict_volume']:,} voxels per "
-        "predict_volume repeat)\n"
+        f"{plan.output}, default block {plan.block}), {args.workers} workers; medians of {args.repeats} "
+        f"interleaved repeats ({args.tiles} tiles per baseline repeat, {voxels['predict_volume']:,} "
+        "voxels per predict_volume repeat)\n"
     )
     print(
         "| method | wall s | Mvoxel/s (wall) | throughput vs best raw forward | CPU s / Mvoxel "
@@ -288,6 +296,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-channels", type=int, default=8, help="U-Net width")
     parser.add_argument("--stride", type=int, default=512, help="tile stride (a multiple of 2**depth)")
     parser.add_argument("--workers", type=int, default=2, help="predict_volume workers")
+    parser.add_argument(
+        "--compare-blocks",
+        type=int,
+        nargs="*",
+        default=[512],
+        help="also time predict_volume with these block sizes (multiples of the stride)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats in (a)")
     parser.add_argument("--tiles", type=int, default=8, help="forwards per baseline repeat in (a)")
     parser.add_argument("--memory-size", type=int, default=1024, help="slice height and width for (b)")

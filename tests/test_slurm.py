@@ -299,3 +299,43 @@ def test_slurm_profile_asks_gpu_jobs_for_cpus_per_gpu() -> None:
         assert resources["gpu"] == 1
         assert resources["cpus_per_gpu"] == profile["set-threads"][rule]
         assert "cpus_per_task" not in resources
+
+
+@pytest.mark.slow
+def test_dask_slurm_workers_predict_what_the_local_run_did(chain: Chain, tmp_path: Path) -> None:
+    """predict.scheduler distributed, cluster kind slurm: predict runs on the head node as the client of
+    dask-jobqueue worker jobs, which write the same array as the local run's threads."""
+    from unetflow import omezarr
+
+    work = tmp_path / "distributed"
+    shutil.copytree(chain.work, work, symlinks=True)
+    config = yaml.safe_load(CHAIN.read_text())
+    config["predict"] |= {
+        "scheduler": "distributed",
+        "cluster": {"kind": "slurm", "workers": 2, "threads": 1, "memory": "1GB", "queue": "debug"},
+    }
+    config["predict"]["cluster"] |= {"walltime": "00:10:00", "timeout": 180}
+    # Key order kept: Snakemake compares params as ordered mappings (a reorder reruns the whole chain).
+    (work / "chain.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    predict_jobs = set(_slurm_logs(work, "rule_predict/*/*.log"))
+    result = subprocess.run(_command(*CPU_CLUSTER), cwd=work, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, _tail(result)
+    out = result.stdout + result.stderr
+    assert "rule train:" not in out  # only the prediction and what follows it ran again
+    assert set(_slurm_logs(work, "rule_predict/*/*.log")) == predict_jobs  # no predict job went to SLURM
+    log = (work / "results" / "logs" / "predict" / "main" / "synthetic.0.log").read_text()
+    assert "#SBATCH -p debug" in log and "distributed scheduler" in log, log[-3000:]
+    listed = subprocess.run(
+        ["squeue", "--states=all", "--noheader", "--name=dask-worker", "--format=%i"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.split()
+    assert len(listed) >= 2, listed  # the worker jobs were SLURM jobs
+    for group in ("0", "1"):  # each block group's client had its own workers
+        assert (work / "results" / "logs" / "dask" / "main" / f"synthetic.{group}").is_dir()
+    target = "results/predict/main/synthetic.zarr"
+    np.testing.assert_array_equal(
+        omezarr.open_image(work / target)[:], omezarr.open_image(chain.local / target)[:]
+    )

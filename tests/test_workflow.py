@@ -55,6 +55,8 @@ def write_config(tmp_path: Path, change: dict) -> Path:
         ({"split.volume": "nowhere"}, "split.volume"),
         ({"split.test": "12-99"}, "split.test"),
         ({"model.depth": "four"}, "depth"),
+        ({"predict.cluster.nodes": 4}, "nodes"),
+        ({"predict.threshold": "high"}, "threshold"),
     ],
 )
 def test_bad_config_fails_before_any_job_naming_the_key(tmp_path: Path, change: dict, named: str) -> None:
@@ -95,6 +97,32 @@ def test_tiny_run_writes_metrics_report_and_predictions(tiny_run: Path) -> None:
     assert unlabelled.shape == (2, 70, 50) and np.all((unlabelled >= 0) & (unlabelled <= 1))
     groups = sorted((tiny_run / "results" / "predict" / "main" / "unlabelled.blocks").iterdir())
     assert [g.name for g in groups] == ["0.done", "1.done"]
+
+
+def test_tiny_run_segments_at_the_threshold_of_the_models_loss(tiny_run: Path) -> None:
+    """predict.threshold auto: w_fg / (w_bg + w_fg) from the checkpoint, used by predict and evaluate."""
+    from unetflow import omezarr
+    from unetflow.checkpoint import load_checkpoint
+
+    results = tiny_run / "results"
+    background, foreground = omezarr.read_attrs(results / "weights" / "synthetic.zarr")["class_weights"]
+    threshold = load_checkpoint(results / "models" / "main" / "model.pt")["threshold"]
+    assert threshold == pytest.approx(foreground / (background + foreground)) and threshold < 0.5
+    assert json.loads((results / "metrics.json").read_text())["threshold"] == threshold
+    prediction = results / "predict" / "main" / "synthetic.zarr"
+    probability = omezarr.open_image(prediction)[:]
+    segmentation = omezarr.open_labels(prediction, "segmentation")[:]
+    np.testing.assert_array_equal(segmentation, (probability > threshold).astype(np.uint8))
+
+
+def test_distributed_prediction_with_a_local_cluster_gives_the_job_its_workers_cores(tmp_path: Path) -> None:
+    """The LocalCluster's workers run inside the predict job: it asks for workers x threads cores."""
+    local = write_config(tmp_path, {"predict.scheduler": "distributed", "predict.cluster": {"workers": 3}})
+    result = snakemake("-n", "--forceall", "--nolock", "--cores", "8", "--configfile", str(local))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    predict_job = out[out.index("rule predict:") :].split("\n\n")[0]
+    assert "threads: 3" in predict_job  # the LocalCluster's 3 one-thread workers run inside the job
 
 
 def test_rerun_with_nothing_changed_does_nothing(tiny_run: Path) -> None:

@@ -13,12 +13,14 @@ slice is mirrored (NumPy's 'reflect', repeatedly where needed) wherever the grid
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
 from torch.nn import functional
+
+from unetflow.errors import check_known_keys
 
 ArrayLike = np.ndarray | torch.Tensor
 RAW, WEIGHTS, LABELS = 0, 1, 2
@@ -66,10 +68,7 @@ class AugmentConfig:
     @classmethod
     def from_dict(cls, options: dict[str, object]) -> AugmentConfig:
         """Build from a config mapping; an unknown key is an error that lists the known ones."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"unknown augment option(s) {unknown}; known: {sorted(known)}")
+        check_known_keys(options, cls, section="augment")
         return cls(**options)
 
 

@@ -34,6 +34,11 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     return state
 
 
+def decision_threshold_of(path: str | Path) -> float:
+    """The segmentation threshold the checkpoint's loss calls for (0.5 for checkpoints that record none)."""
+    return float(load_checkpoint(path).get("threshold", 0.5))
+
+
 def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> UNet:
     """The trained U-Net of a checkpoint, in eval mode on `device`."""
     state = load_checkpoint(path, map_location=device)

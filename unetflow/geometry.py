@@ -220,6 +220,13 @@ class TilePlan:
         return start - self.margin, start + (tiles - 1) * self.stride + self.input - self.margin
 
 
+# Output blocks (= Zarr chunks, the unit of I/O and of resume) of about this many pixels a side: each Zarr
+# chunk read or write costs a few ms besides its codec, which 1024 x 1024 blocks (4 MB of float32)
+# amortise over four 512 px tiles; 512 px blocks cost ~10% of the prediction's throughput on 2 CPU cores
+# (benchmarks/predict.py --block 512).
+BLOCK_TARGET = 1024
+
+
 def plan_tiles(
     geometry: UNetGeometry,
     height: int,
@@ -237,7 +244,7 @@ def plan_tiles(
     if stride <= 0 or stride % align:
         raise ValueError(f"tile stride {stride} must be a positive multiple of {align}")
     if block is None:
-        block = stride * max(1, -(-512 // stride))
+        block = stride * max(1, -(-BLOCK_TARGET // stride))
     if block % stride:
         raise ValueError(f"block size {block} must be a multiple of the tile stride {stride}")
     return TilePlan(geometry=geometry, height=height, width=width, stride=stride, block=block)

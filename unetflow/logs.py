@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import warnings
+from collections.abc import Iterable
+from typing import Any
+
+from tqdm.auto import tqdm
 
 # Progress bars redraw this often (seconds) when stderr is a log file rather than a terminal.
-LOG_FILE_PROGRESS_INTERVAL = "30"
+LOG_FILE_PROGRESS_INTERVAL = 30.0
+
+
+def bar_options() -> dict[str, Any]:
+    """tqdm options for the current stderr: a line every 30 s in a log file, live redraws on a terminal."""
+    return {} if sys.stderr.isatty() else {"mininterval": LOG_FILE_PROGRESS_INTERVAL}
+
+
+def progress_bar(iterable: Iterable[Any] | None = None, **kwargs: Any) -> tqdm:
+    """A tqdm progress bar on stderr that stays readable in a rule's log (see `bar_options`)."""
+    return tqdm(iterable, **{**bar_options(), **kwargs})
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -21,6 +34,3 @@ def setup_logging(level: int = logging.INFO) -> None:
     )
     logging.captureWarnings(True)
     warnings.simplefilter("default")
-    if not sys.stderr.isatty():
-        # tqdm reads TQDM_* defaults from the environment: a bar line every 30 s, not every step, in logs.
-        os.environ.setdefault("TQDM_MININTERVAL", LOG_FILE_PROGRESS_INTERVAL)

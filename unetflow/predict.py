@@ -26,12 +26,12 @@ import numpy as np
 import torch
 from dask.callbacks import Callback
 from scipy import ndimage
-from tqdm.auto import tqdm
 
 from unetflow import omezarr
 from unetflow.device import resolve_device
 from unetflow.errors import InputError
 from unetflow.geometry import TilePlan, largest_tile_for_memory, plan_tiles, reflect_indices
+from unetflow.logs import progress_bar
 from unetflow.model import UNet
 
 log = logging.getLogger(__name__)
@@ -330,11 +330,14 @@ def init_prediction(
     dtype: str = "float32",
     stride: int | None = None,
     block: int | None = None,
+    threshold: float = 0.5,
 ) -> TilePlan:
     """Create the empty probability and segmentation arrays (chunks = blocks) and record the tile plan.
 
     The tile stride is the largest that fits `memory_gb`, unless `stride` sets it (a multiple of 2**depth);
-    blocks (chunks, the unit of resume) are about 512 px unless `block` (a multiple of the stride) sets them.
+    blocks (chunks, the unit of resume) are about BLOCK_TARGET (1024) px unless `block` (a multiple of the
+    stride) sets them.
+    `threshold` (of the segmentation) is recorded in the attributes, where evaluation reads it.
     """
     if dtype not in PROBABILITY_DTYPES:
         raise InputError(f"predict.dtype {dtype!r} is not one of {PROBABILITY_DTYPES}")
@@ -349,7 +352,7 @@ def init_prediction(
         dtype=dtype,
         chunks=chunks,
         voxel_size=omezarr.voxel_size(source),
-        attrs={**attrs, "source": str(source)},
+        attrs={**attrs, "source": str(source), "threshold": float(threshold)},
         overwrite=True,
         compression_level=OUTPUT_COMPRESSION,
     )
@@ -363,6 +366,82 @@ def init_prediction(
     )
     PredictionLayout(Path(target)).markers.mkdir(parents=True, exist_ok=True)
     return plan
+
+
+SCHEDULERS = ("threads", "sync", "distributed")
+
+
+class BlockWriter:
+    """Predicts one block and writes its probability, segmentation and completion marker.
+
+    Picklable: it crosses to dask distributed workers as the net's weights plus paths and options, and each
+    worker builds its own net and Zarr handles on first use (`threads` sets that worker's torch threads).
+    """
+
+    def __init__(
+        self,
+        model: UNet,
+        source: str | Path,
+        target: str | Path,
+        plan: TilePlan,
+        *,
+        mean: float,
+        std: float,
+        device: str | None,
+        batch_size: int,
+        tta: bool,
+        precision: str,
+        threshold: float,
+        threads: int | None = None,
+    ) -> None:
+        self.model = model
+        self.source, self.target, self.plan = str(source), str(target), plan
+        self.options = {"mean": mean, "std": std, "batch_size": batch_size, "tta": tta}
+        self.options["precision"] = precision
+        self.device, self.threshold, self.threads = device, float(threshold), threads
+        self._opened: tuple[BlockPredictor, Any, Any, Any] | None = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_opened"], state["_lock"] = None, None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def open(self) -> tuple[BlockPredictor, Any, Any, Any]:
+        """The net on its device and the source/probability/segmentation arrays (once per process)."""
+        with self._lock:
+            if self._opened is None:
+                if self.threads is not None:
+                    torch.set_num_threads(self.threads)
+                predictor = BlockPredictor(
+                    self.model, self.plan, device=resolve_device(self.device), **self.options
+                )
+                self._opened = (
+                    predictor,
+                    as_stack(omezarr.open_image(self.source)),
+                    omezarr.open_image(self.target, mode="r+"),
+                    omezarr.open_labels(self.target, SEGMENTATION, mode="r+"),
+                )
+            return self._opened
+
+    def __call__(self, block: Block) -> str:
+        """Compute and write `block`; returns its key once its marker is on disk."""
+        predictor, raw, probability, segmentation = self.open()
+        prob = predictor(raw, block)
+        region = (block.z, slice(block.y, block.y + prob.shape[0]), slice(block.x, block.x + prob.shape[1]))
+        probability[region] = prob.astype(probability.dtype, copy=False)
+        segmentation[region] = np.greater(prob, self.threshold).view(np.uint8)
+        PredictionLayout(Path(self.target)).mark(block)
+        return block.key
+
+
+def write_block(writer: BlockWriter, block: Block) -> str:
+    """Module-level task for distributed workers: `writer(block)` (the writer arrives once per worker)."""
+    return writer(block)
 
 
 def predict_volume(
@@ -380,7 +459,9 @@ def predict_volume(
     group: int = 0,
     groups: int = 1,
     workers: int = 2,
-    scheduler: str | None = "threads",
+    scheduler: str = "threads",
+    client: Any = None,
+    worker_threads: int | None = None,
     progress: bool = True,
     stride: int | None = None,
     block: int | None = None,
@@ -388,9 +469,13 @@ def predict_volume(
     """Predict the Zarr/OME-Zarr volume at `source` into `target`; returns block counts (done, skipped).
 
     Creates `target` when it does not exist yet; otherwise resumes it, computing only the blocks of this
-    group that have no completion marker. `scheduler` is any dask scheduler ("threads", "sync", or a
-    distributed Client's "dask.distributed").
+    group that have no completion marker. `scheduler`: "threads" (dask's thread pool, `workers` blocks in
+    flight), "sync" (one at a time) or "distributed" (the dask.distributed `client`, by default the current
+    one: each worker process loads the net once, with `worker_threads` torch threads, and writes its blocks
+    straight into `target`).
     """
+    if scheduler not in SCHEDULERS:
+        raise InputError(f"predict scheduler {scheduler!r} is not one of {', '.join(SCHEDULERS)}")
     target_path = Path(target)
     if not (target_path / "0").exists():
         init_prediction(
@@ -403,11 +488,11 @@ def predict_volume(
             dtype=dtype,
             stride=stride,
             block=block,
+            threshold=threshold,
         )
     raw = as_stack(omezarr.open_image(source))
-    probability = omezarr.open_image(target, mode="r+")
-    segmentation = omezarr.open_labels(target, SEGMENTATION, mode="r+")
-    if tuple(probability.shape[-2:]) != tuple(raw.shape[-2:]) or probability.shape[0] != raw.shape[0]:
+    probability = omezarr.open_image(target)
+    if tuple(probability.shape) != tuple(raw.shape):
         raise InputError(
             f"prediction {target} has shape {probability.shape} but {source} has {raw.shape}; delete "
             f"{target} and run again"
@@ -421,22 +506,13 @@ def predict_volume(
         block=tile_attrs["block"],
     )
     mean, std = omezarr.normalization(source)
-    torch_device = resolve_device(device)
-    predictor = BlockPredictor(
-        model,
-        plan,
-        mean=mean,
-        std=std,
-        device=torch_device,
-        batch_size=batch_size,
-        tta=tta,
-        precision=precision,
-    )
+    options = {"batch_size": batch_size, "tta": tta, "precision": precision, "threshold": threshold}
+    writer = BlockWriter(model, source, target, plan, mean=mean, std=std, device=device, **options)
     layout = PredictionLayout(target_path)
     mine = select_group(blocks_of(raw.shape, plan), group, groups)
     todo = [block for block in mine if not layout.done(block)]
     log.info(
-        "predicting %d of %d blocks (group %d/%d, tile stride %d, tile input %d, block %d)",
+        "predicting %d of %d blocks (group %d/%d, tile stride %d, tile input %d, block %d, %s scheduler)",
         len(todo),
         len(mine),
         group + 1,
@@ -444,43 +520,65 @@ def predict_volume(
         plan.stride,
         plan.input,
         plan.block,
+        scheduler,
     )
-
-    def run(block: Block) -> None:
-        prob = predictor(raw, block)
-        region = (block.z, slice(block.y, block.y + prob.shape[0]), slice(block.x, block.x + prob.shape[1]))
-        probability[region] = prob.astype(probability.dtype, copy=False)
-        segmentation[region] = np.greater(prob, threshold).view(np.uint8)
-        layout.mark(block)
-
-    in_flight = workers if scheduler in (None, "threads", "threading") else 1
-    with cpu_threads(torch_device, in_flight):
-        _run_blocks(run, todo, scheduler=scheduler, workers=workers, progress=progress)
+    if scheduler == "distributed":
+        writer.threads = worker_threads
+        _run_distributed(writer, todo, client=client, progress=progress)
+    else:
+        torch_device = resolve_device(device)
+        writer.device = str(torch_device)
+        writer.open()
+        with cpu_threads(torch_device, workers if scheduler == "threads" else 1):
+            _run_blocks(writer, todo, scheduler=scheduler, workers=workers, progress=progress)
     return {"computed": len(todo), "skipped": len(mine) - len(todo), "total": len(mine)}
 
 
-def _run_blocks(
-    run: Any, blocks: Iterable[Block], *, scheduler: str | None, workers: int, progress: bool
-) -> None:
+def _run_blocks(run: Any, blocks: Iterable[Block], *, scheduler: str, workers: int, progress: bool) -> None:
     """Execute one dask task per block (reading/writing of one block overlaps the net of another)."""
     tasks = [dask.delayed(run, pure=False)(block) for block in blocks]
     if not tasks:
         return
-    bar = tqdm(total=len(tasks), desc="predict", unit="block", disable=not progress)
+    bar = progress_bar(total=len(tasks), desc="predict", unit="block", disable=not progress)
     with _ProgressCallback(bar):
         dask.compute(*tasks, scheduler=scheduler, num_workers=workers)
     bar.close()
 
 
+def _run_distributed(writer: BlockWriter, blocks: Sequence[Block], *, client: Any, progress: bool) -> None:
+    """One task per block on a dask.distributed cluster; the writer (net weights) goes to each worker once."""
+    if not blocks:
+        return
+    from distributed import as_completed, get_client
+
+    client = client if client is not None else get_client()
+    writer.model = copy.deepcopy(writer.model).cpu()
+    [remote] = client.scatter([writer], broadcast=True, hash=False)
+    futures = client.map(write_block, [remote] * len(blocks), blocks, pure=False)
+    bar = progress_bar(total=len(futures), desc="predict", unit="block", disable=not progress)
+    try:
+        for future in as_completed(futures):
+            future.result()
+            bar.update(1)
+    finally:
+        client.cancel(futures)
+        bar.close()
+
+
 class _ProgressCallback(Callback):
     """Advance a tqdm bar as each block task finishes."""
 
-    def __init__(self, bar: tqdm) -> None:
+    def __init__(self, bar: Any) -> None:
         super().__init__()
         self.bar = bar
 
     def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
         self.bar.update(1)
+
+
+def prediction_threshold(target: str | Path) -> float:
+    """The threshold the segmentation of a prediction was made with (0.5 when none is recorded)."""
+    return float(omezarr.read_attrs(target).get("threshold", 0.5))
 
 
 def check_complete(target: str | Path, *, model: UNet) -> dict[str, int]:

@@ -767,7 +767,7 @@ def _results_section(
 ) -> tuple[str, str, str]:
     keys = _metric_keys(runs)
     predict = config.get("predict", {})
-    threshold = float(predict.get("threshold", 0.5))
+    threshold = _threshold(runs[0], config)
     tta = "averaged over 8 flips and rotations" if predict.get("tta") else "without test-time augmentation"
     volumes: list[str] = []
     for run in runs:
@@ -833,7 +833,8 @@ def _results_section(
         f"the <b>held-out test slices {_e(slice_ranges(inputs.test))} of the configured volume "
         f"<code>{_e(inputs.volume)}</code></b> (other volumes: all their slices), scored by "
         f"<code>unetflow.metrics</code> on the predicted foreground probability ({tta}): IoU, Dice and pixel "
-        f"error at the threshold {threshold:g}, the challenge's measures at their best threshold, as the "
+        f"error at the threshold {threshold:.3g}{_threshold_origin(config)}, the challenge's measures at "
+        "their best threshold, as the "
         "challenge scores them. Different data, annotators and scorer: the columns show the order of "
         "magnitude to expect, not a like-for-like comparison.</p></div>"
     )
@@ -862,6 +863,22 @@ def _best_model(
     return (max if info.higher_is_better else min)(scored)[1]
 
 
+def _threshold(run: Run, config: Mapping[str, Any]) -> float:
+    """The segmentation threshold a run was evaluated at (its metrics record it; else the config's number)."""
+    recorded = run.summary.get("threshold")
+    if recorded is not None:
+        return float(recorded)
+    option = config.get("predict", {}).get("threshold", 0.5)
+    return 0.5 if option == "auto" else float(option)
+
+
+def _threshold_origin(config: Mapping[str, Any]) -> str:
+    """How the threshold was chosen, for the captions."""
+    if config.get("predict", {}).get("threshold", "auto") != "auto":
+        return " (set in the config)"
+    return " (w_fg / (w_bg + w_fg) of the class weights, which undoes the class weighting of the loss)"
+
+
 def _ranked_test_slices(run: Run, inputs: Inputs) -> list[tuple[int, float]]:
     """(slice, IoU) of the split volume's evaluated slices, best first."""
     pairs = [
@@ -884,7 +901,7 @@ def _predictions_section(
             title,
             f'<p class="missing">No IoU per slice of {_e(inputs.volume)} for {main.name}.</p>',
         )
-    threshold = float(config.get("predict", {}).get("threshold", 0.5))
+    threshold = _threshold(main, config)
     rows = [("Best", *ranked[0])]
     if len(ranked) > 1:
         rows.append(("Worst", *ranked[-1]))
@@ -893,7 +910,7 @@ def _predictions_section(
     caption = (
         f"Best and worst test slices of <code>{_e(inputs.volume)}</code> by IoU, model <b>{_e(main.name)}</b>"
         f"{crop}. Columns: raw image; ground truth (white: cell interior, black: membrane); predicted "
-        f"probability of the cell class; errors of the segmentation thresholded at {threshold:g}, "
+        f"probability of the cell class; errors of the segmentation thresholded at {threshold:.3g}, "
         f"{_swatch(FALSE_POSITIVE)} false positives (membrane predicted as cell, the errors that "
         f"merge touching cells) and {_swatch(FALSE_NEGATIVE)} false negatives (cell predicted as "
         "membrane) over the faded raw image."

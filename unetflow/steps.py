@@ -19,7 +19,6 @@ import dask
 import dask.array as da
 import numpy as np
 import tifffile
-from tqdm.auto import tqdm
 from tqdm.dask import TqdmCallback
 
 from unetflow import omezarr
@@ -27,7 +26,7 @@ from unetflow.atomic import atomic_path
 from unetflow.download import fetch, verify_file
 from unetflow.errors import InputError
 from unetflow.importer import import_volume, invert_binary_labels
-from unetflow.logs import setup_logging
+from unetflow.logs import bar_options, progress_bar, setup_logging
 from unetflow.metrics import evaluate
 from unetflow.slices import select_slices
 from unetflow.synthesize import synthesize_volume
@@ -121,7 +120,10 @@ def run_weights(
         class_weights=class_weights,
         connectivity=connectivity,
     )
-    with dask.config.set(scheduler="threads", num_workers=workers), TqdmCallback(desc="weights", unit="task"):
+    with (
+        dask.config.set(scheduler="threads", num_workers=workers),
+        TqdmCallback(desc="weights", unit="task", **bar_options()),
+    ):
         omezarr.write_image(
             target,
             maps,
@@ -169,6 +171,15 @@ def run_train(
     return result
 
 
+def resolve_threshold(option: float | str, model: str) -> float:
+    """The segmentation threshold: a number as given, or "auto", the one the model's loss calls for."""
+    from unetflow.checkpoint import decision_threshold_of
+
+    threshold = decision_threshold_of(model) if option == "auto" else float(option)
+    log.info("segmentation threshold %.4f (predict.threshold: %s)", threshold, option)
+    return threshold
+
+
 def run_predict_init(*, data: str, model: str, target: str, options: dict[str, Any]) -> None:
     """Create the empty prediction arrays of a volume, chunked by the tile plan."""
     from unetflow.checkpoint import load_model
@@ -184,23 +195,52 @@ def run_predict_init(*, data: str, model: str, target: str, options: dict[str, A
         batch_size=options.get("batch_size", 1),
         workers=options.get("workers", 2),
         dtype=options.get("dtype", "float32"),
+        threshold=resolve_threshold(options.get("threshold", "auto"), model),
     )
     log.info("prediction plan: stride %d, tile input %d, block %d", plan.stride, plan.input, plan.block)
 
 
 def run_predict(
-    *, data: str, model: str, target: str, options: dict[str, Any], group: int = 0, threads: int = 2
+    *,
+    data: str,
+    model: str,
+    target: str,
+    options: dict[str, Any],
+    group: int = 0,
+    threads: int = 2,
+    log_directory: str = "results/logs/dask",
 ) -> dict[str, int]:
-    """Predict one block group of a volume (only its unfinished blocks)."""
+    """Predict one block group of a volume (only its unfinished blocks), on threads or a dask cluster."""
     import torch
 
     from unetflow.checkpoint import load_model
-    from unetflow.predict import predict_volume
 
     setup_logging()
     torch.set_num_threads(max(1, threads))
-    counts = predict_volume(
-        load_model(model),
+    kwargs = {"model": model, "data": data, "target": target, "options": options, "group": group}
+    if options.get("scheduler", "threads") != "distributed":
+        counts = _predict_blocks(**kwargs, net=load_model(model))
+    else:
+        from unetflow.cluster import ClusterConfig, open_client
+
+        cluster = ClusterConfig.from_dict(options.get("cluster"))
+        with open_client(cluster, log_directory=log_directory) as client:
+            log.info("dask cluster: %s", client)
+            counts = _predict_blocks(
+                **kwargs, net=load_model(model), client=client, worker_threads=cluster.threads
+            )
+    log.info("block group %d: %s", group, counts)
+    return counts
+
+
+def _predict_blocks(
+    *, model: str, net: Any, data: str, target: str, options: dict[str, Any], group: int, **engine: Any
+) -> dict[str, int]:
+    """predict_volume with the config's `predict` options."""
+    from unetflow.predict import predict_volume
+
+    return predict_volume(
+        net,
         data,
         target,
         memory_gb=options.get("memory_gb", 4.0),
@@ -209,13 +249,13 @@ def run_predict(
         tta=options.get("tta", False),
         dtype=options.get("dtype", "float32"),
         precision=options.get("precision", "float32"),
-        threshold=options.get("threshold", 0.5),
+        threshold=resolve_threshold(options.get("threshold", "auto"), model),
         group=group,
         groups=options.get("block_groups", 1),
         workers=options.get("workers", 2),
+        scheduler=options.get("scheduler", "threads"),
+        **engine,
     )
-    log.info("block group %d: %s", group, counts)
-    return counts
 
 
 def run_predict_finalize(
@@ -247,24 +287,32 @@ def run_evaluate(
     split: dict[str, Any],
     metrics: str,
     slices: str,
-    threshold: float = 0.5,
+    threshold: float | str = "auto",
     connectivity: int = 1,
     warping: bool = True,
 ) -> dict[str, Any]:
-    """Metrics per slice, per volume and overall; JSON summary plus a per-slice CSV."""
+    """Metrics per slice, per volume and overall; JSON summary plus a per-slice CSV.
+
+    `threshold` "auto" takes the one each prediction's segmentation was made with (its attributes).
+    """
+    from unetflow.predict import prediction_threshold
+
     setup_logging()
     rows: list[dict[str, Any]] = []
     per_volume: dict[str, dict[str, float]] = {}
+    thresholds: dict[str, float] = {}
     for volume, data_path, prediction in zip(volumes, data, predictions, strict=True):
+        cut = prediction_threshold(prediction) if threshold == "auto" else float(threshold)
+        thresholds[volume] = cut
         truth = omezarr.open_labels(data_path)
         probability = omezarr.open_image(prediction)
         chosen = evaluation_slices(volume, split, truth.shape[0])
         volume_rows = []
-        for index in tqdm(chosen, desc=f"evaluate {volume}", unit="slice"):
+        for index in progress_bar(chosen, desc=f"evaluate {volume}", unit="slice"):
             scores = evaluate(
                 np.asarray(probability[index], dtype=np.float32),
                 np.asarray(truth[index]),
-                threshold=threshold,
+                threshold=cut,
                 connectivity=connectivity,
                 include_warping=warping,
             )
@@ -274,6 +322,8 @@ def run_evaluate(
     overall = _mean_scores(rows)
     payload = {**{key: overall[key] for key in METRIC_KEYS}, "overall": overall, "volumes": per_volume}
     payload["slices_evaluated"] = len(rows)
+    payload["thresholds"] = thresholds
+    payload["threshold"] = next(iter(thresholds.values()), 0.5)
     write_json(metrics, payload)
     columns = list(rows[0]) if rows else ["volume", "slice"]
     with atomic_path(slices) as tmp:

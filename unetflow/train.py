@@ -25,17 +25,18 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from unetflow import omezarr
 from unetflow.atomic import atomic_path, remove, temporary_sibling
 from unetflow.augment import AugmentConfig, TileBatch, TileParams, TileSampler
 from unetflow.checkpoint import load_checkpoint, save_checkpoint
 from unetflow.device import resolve_device
-from unetflow.errors import InputError
+from unetflow.errors import InputError, check_known_keys
+from unetflow.logs import progress_bar
 from unetflow.metrics import evaluate
 from unetflow.model import UNet, UNetConfig
 from unetflow.predict import predict_array
+from unetflow.weights import decision_threshold
 
 log = logging.getLogger(__name__)
 
@@ -107,13 +108,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Build from a config mapping (the workflow's `train:` section); unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise InputError(
-                f"unknown train option(s) {', '.join(map(repr, unknown))} in the config's train section; "
-                f"remove or rename them (known: {', '.join(sorted(known))})"
-            )
+        check_known_keys(values, cls, section="train")
         values = dict(values)
         if "augment" in values:
             values["augment"] = parse_augment(values["augment"])
@@ -181,6 +176,13 @@ def load_slices(
         weight_array = omezarr.open_image(weights)
         weight = np.stack([weight_array[i] for i in slices]).astype(np.float32)
     return TrainingData(raw=raw, labels=labels, weights=weight)
+
+
+def loss_threshold(weights: str | Path | None, loss_weights: str) -> float:
+    """The segmentation threshold that matches the loss: it undoes the class weights (decision_threshold)."""
+    if loss_weights == "none" or weights is None:
+        return 0.5
+    return decision_threshold(tuple(omezarr.read_attrs(weights)["class_weights"]))
 
 
 def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -364,13 +366,16 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
 
 
 def validate(
-    model: UNet, data: TrainingData, *, device: torch.device, memory_gb: float = 1.0
+    model: UNet, data: TrainingData, *, device: torch.device, threshold: float = 0.5, memory_gb: float = 1.0
 ) -> dict[str, float]:
     """Whole-slice overlap-tile prediction of the validation slices: weighted loss, IoU and pixel error."""
     probs = predict_array(model, data.raw, mean=0.0, std=1.0, device=device, memory_gb=memory_gb)
     chosen = np.where(data.labels > 0, probs, 1.0 - probs)
     loss = float(np.mean(-np.log(np.clip(chosen, 1e-7, 1.0)) * data.weights))
-    scores = [evaluate(p, t, include_warping=False) for p, t in zip(probs, data.labels, strict=True)]
+    scores = [
+        evaluate(p, t, threshold=threshold, include_warping=False)
+        for p, t in zip(probs, data.labels, strict=True)
+    ]
     model.train()
     return {
         "val_loss": loss,
@@ -431,6 +436,7 @@ def train(
         load_slices(data, weights, val_slices, loss_weights=config.loss_weights) if val_slices else None
     )
     mean, std = omezarr.normalization(data)
+    threshold = loss_threshold(weights, config.loss_weights)
     run_id = fingerprint(model_config.to_dict(), config.to_dict(), train_slices, val_slices, mean, std)
 
     torch.manual_seed(config.seed)
@@ -481,13 +487,14 @@ def train(
                 "run_id": run_id,
                 "step": step,
                 "tile": {"input": in_size, "output": out_size},
+                "threshold": threshold,
                 **extra,
             },
         )
 
     model.train()
     last = config.steps if stop_after is None else min(config.steps, stop_after)
-    bar = tqdm(total=config.steps, initial=step, desc="train", unit="step", disable=not progress)
+    bar = progress_bar(total=config.steps, initial=step, desc="train", unit="step", disable=not progress)
     ahead = prefetch if prefetch is not None else device.type == "cuda"
     with BatchStream(sampler, generator, prefetch=ahead and step < last) as batches:
         while step < last:
@@ -509,10 +516,10 @@ def train(
                     "data_time": data_time,
                 }
             )
-            bar.set_postfix(loss=f"{loss:.4f}")
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
             bar.update(1)
             if val_data is not None and (step % config.val_every == 0 or step == config.steps):
-                scores = validate(model, val_data, device=device)
+                scores = validate(model, val_data, device=device, threshold=threshold)
                 val_rows.append({"step": step, **scores})
                 bar.write(
                     f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()), file=sys.stderr

@@ -50,6 +50,21 @@ def class_balance_weights(masks: Iterable[np.ndarray]) -> tuple[float, float]:
     return background_weight, foreground_weight
 
 
+def decision_threshold(class_weights: tuple[float, float] | None) -> float:
+    """Foreground-probability threshold that undoes the class weighting of the loss (0.5 without it).
+
+    A net trained with cross-entropy weighted w_c(k) per class estimates p_w(k|x) proportional to
+    w_c(k) p(k|x) (Elkan 2001, cost-sensitive learning), so the unweighted rule p(fg|x) > 0.5 reads
+    p_w(fg|x) > w_fg / (w_bg + w_fg). The border term w0 exp(...) stays: separating touching cells is its job.
+    """
+    if class_weights is None:
+        return 0.5
+    background, foreground = (float(w) for w in class_weights)
+    if not (background > 0 and foreground > 0):
+        raise ValueError(f"class weights must be positive, got {class_weights!r}")
+    return foreground / (background + foreground)
+
+
 def border_weight_map(
     labels: np.ndarray,
     w0: float = 10.0,

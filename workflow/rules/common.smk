@@ -156,6 +156,24 @@ def block_groups():
     return list(range(config["predict"]["block_groups"]))
 
 
+def predict_cluster_kind():
+    """None for the threads engine; else where the dask workers of prediction run (local, slurm, address)."""
+    if config["predict"]["scheduler"] != "distributed":
+        return None
+    return config["predict"]["cluster"]["kind"]
+
+
+def predict_threads():
+    """Cores of a predict job: its own threads, its local dask workers, or one (a client of remote workers)."""
+    kind = predict_cluster_kind()
+    if kind is None:
+        return 2
+    if kind == "local":
+        cluster = config["predict"]["cluster"]
+        return cluster["workers"] * cluster["threads"]
+    return 1
+
+
 def predicted_blocks(wildcards):
     """Completion flags of every block group of one volume."""
     return expand(

@@ -1,4 +1,12 @@
 # Overlap-tile prediction, split into independent block groups that write disjoint chunks of one Zarr.
+# With predict.scheduler distributed on SLURM or a running scheduler, the predict job is only the client of
+# its dask workers (SLURM jobs of their own), so it runs on the head node.
+
+
+if predict_cluster_kind() in ("slurm", "address"):
+
+    localrules:
+        predict,
 
 
 rule predict_init:
@@ -36,7 +44,8 @@ rule predict:
         "results/benchmarks/predict/{model}/{volume}.{group}.tsv"
     params:
         options=config["predict"],
-    threads: 2
+        dask_logs="results/logs/dask/{model}/{volume}.{group}",
+    threads: predict_threads()
     resources:
         mem_mb=lambda wildcards: int(config["predict"]["memory_gb"] * 1024 + 2000),
         runtime=720,

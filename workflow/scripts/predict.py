@@ -11,4 +11,5 @@ run_predict(
     options=snakemake.params.options,
     group=int(snakemake.wildcards.group),
     threads=snakemake.threads,
+    log_directory=snakemake.params.dask_logs,
 )

@@ -1,0 +1,163 @@
+"""The second prediction engine: dask.distributed workers give the same arrays as the thread pool."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from unetflow import omezarr
+from unetflow.checkpoint import save_checkpoint
+from unetflow.cli import main as cli_main
+from unetflow.cluster import ClusterConfig, open_client, slurm_cluster_options
+from unetflow.errors import InputError
+from unetflow.model import UNet, UNetConfig
+from unetflow.predict import SEGMENTATION, BlockWriter, PredictionLayout, predict_volume, predict_whole_slice
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def model() -> UNet:
+    torch.manual_seed(0)
+    return UNet(UNetConfig(depth=3, base_channels=4)).eval()
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[object]:
+    with open_client(ClusterConfig(kind="local", workers=2, memory="2GB")) as running:
+        yield running
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> tuple[str, np.ndarray]:
+    volume = np.random.default_rng(7).integers(0, 255, size=(3, 90, 70), dtype=np.uint8)
+    path = tmp_path / "raw.zarr"
+    omezarr.write_image(path, volume, voxel_size=(50.0, 4.0, 4.0), chunks=(1, 40, 40))
+    return str(path), volume
+
+
+def run(model: UNet, source: str, target: Path, **engine: object) -> dict[str, int]:
+    return predict_volume(
+        model, source, str(target), stride=16, block=32, device="cpu", threshold=0.4, progress=False, **engine
+    )
+
+
+def test_distributed_equals_threads_and_the_whole_slice_pass(
+    model: UNet, client: object, source: tuple[str, np.ndarray], tmp_path: Path
+) -> None:
+    path, volume = source
+    threads = run(model, path, tmp_path / "threads.zarr")
+    spread = run(model, path, tmp_path / "distributed.zarr", scheduler="distributed", client=client)
+    assert spread == threads
+    assert spread["computed"] == spread["total"] == 3 * 3 * 3  # 3 slices of 3 x 3 blocks of 32 px
+    expected = omezarr.open_image(tmp_path / "threads.zarr")[:]
+    got = omezarr.open_image(tmp_path / "distributed.zarr")[:]
+    np.testing.assert_array_equal(got, expected)
+    mean, std = omezarr.normalization(path)
+    whole = np.stack([predict_whole_slice(model, s, mean=mean, std=std) for s in volume])
+    np.testing.assert_allclose(got, whole, atol=1e-5, rtol=0)
+    segmentation = omezarr.open_labels(tmp_path / "distributed.zarr", SEGMENTATION)[:]
+    np.testing.assert_array_equal(segmentation, (got > 0.4).astype(np.uint8))
+    workers = client.scheduler_info()["workers"]  # type: ignore[attr-defined]
+    assert len(workers) == 2
+
+
+def test_distributed_resume_computes_only_unfinished_blocks(
+    model: UNet, client: object, source: tuple[str, np.ndarray], tmp_path: Path
+) -> None:
+    path, _ = source
+    target = tmp_path / "pred.zarr"
+    run(model, path, target, scheduler="distributed", client=client)
+    full = omezarr.open_image(target)[:]
+    markers = sorted(PredictionLayout(target).markers.iterdir())
+    for marker in markers[:5]:
+        marker.unlink()
+    omezarr.open_image(target, mode="r+")[:] = 0
+    again = run(model, path, target, scheduler="distributed", client=client)
+    assert again == {"computed": 5, "skipped": len(markers) - 5, "total": len(markers)}
+    redone = omezarr.open_image(target)[:]
+    assert 0 < np.count_nonzero(redone) < redone.size  # only the five blocks were written again
+    np.testing.assert_array_equal(redone[redone != 0], full[redone != 0])
+
+
+def test_block_writer_pickles_without_its_open_handles(
+    model: UNet, source: tuple[str, np.ndarray], tmp_path: Path
+) -> None:
+    path, _ = source
+    run(model, path, tmp_path / "pred.zarr")
+    writer = BlockWriter(
+        model,
+        path,
+        tmp_path / "pred.zarr",
+        plan=None,  # type: ignore[arg-type]
+        mean=0.0,
+        std=1.0,
+        device="cpu",
+        batch_size=1,
+        tta=False,
+        precision="float32",
+        threshold=0.5,
+    )
+    clone = pickle.loads(pickle.dumps(writer))
+    assert clone._opened is None and clone.threshold == 0.5
+    pairs = zip(clone.model.state_dict().values(), model.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+
+
+def test_cli_predict_with_a_distributed_config(
+    model: UNet, source: tuple[str, np.ndarray], tmp_path: Path
+) -> None:
+    """The workflow's path: `predict.scheduler: distributed` starts a LocalCluster in the predict step."""
+    path, _ = source
+    checkpoint = tmp_path / "model.pt"
+    save_checkpoint(
+        checkpoint,
+        {"model_state_dict": model.state_dict(), "model_config": model.config.to_dict(), "threshold": 0.4},
+    )
+    predict = {"memory_gb": 0.05, "device": "cpu", "threshold": "auto"}
+    configs = {
+        "threads": {"predict": predict},
+        "distributed": {
+            "predict": {
+                **predict,
+                "scheduler": "distributed",
+                "cluster": {"kind": "local", "workers": 2, "memory": "2GB"},
+            }
+        },
+    }
+    outputs = {}
+    for name, config in configs.items():
+        config_path = tmp_path / f"{name}.yaml"
+        config_path.write_text(yaml.safe_dump(config))
+        target = tmp_path / f"{name}.zarr"
+        assert cli_main(["predict", str(checkpoint), path, str(target), "--config", str(config_path)]) == 0
+        outputs[name] = omezarr.open_image(target)[:]
+        assert omezarr.read_attrs(target)["threshold"] == 0.4
+    np.testing.assert_array_equal(outputs["distributed"], outputs["threads"])
+
+
+def test_cluster_options_are_checked_and_turned_into_slurm_jobs(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"unknown predict\.cluster option"):
+        ClusterConfig.from_dict({"kind": "local", "nodes": 3})
+    with pytest.raises(InputError, match="not one of local, slurm, address"):
+        ClusterConfig.from_dict({"kind": "pbs"})
+    with pytest.raises(InputError, match=r"needs predict\.cluster\.address"):
+        ClusterConfig.from_dict({"kind": "address"})
+    config = ClusterConfig.from_dict(
+        {"kind": "slurm", "workers": 4, "threads": 8, "gpus": 1, "queue": "gpu", "job_extra": ["--qos=low"]}
+    )
+    options = slurm_cluster_options(config, log_directory=tmp_path)
+    assert options["job_extra_directives"] == ["--gres=gpu:1", "--qos=low"]
+    assert (options["cores"], options["processes"], options["queue"]) == (8, 1, "gpu")
+    from dask_jobqueue import SLURMCluster
+
+    with SLURMCluster(**options) as cluster:  # writes the job script; submits nothing until scaled
+        script = cluster.job_script()
+    assert "#SBATCH --gres=gpu:1" in script and "#SBATCH -p gpu" in script
+    assert "#SBATCH --cpus-per-task=8" in script and "--nthreads 1" in script

@@ -1,0 +1,124 @@
+"""dask.distributed clusters for the second prediction engine: a LocalCluster on this node, SLURM jobs
+(dask-jobqueue's SLURMCluster, one worker per job), or a running scheduler given by its address.
+
+The predict job becomes the client: it starts (or connects to) the cluster, scatters the net once to each
+worker and hands out one task per block; every worker writes its blocks straight into the shared Zarr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from unetflow.errors import InputError, check_known_keys
+
+log = logging.getLogger(__name__)
+
+CLUSTER_KINDS = ("local", "slurm", "address")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """The `predict.cluster` section: where the distributed workers run and what each one gets."""
+
+    kind: str = "local"
+    address: str = ""
+    workers: int = 2
+    threads: int = 1
+    memory: str = "4GB"
+    gpus: int = 0
+    queue: str = ""
+    account: str = ""
+    walltime: str = "02:00:00"
+    job_extra: tuple[str, ...] = field(default_factory=tuple)
+    timeout: float = 600.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in CLUSTER_KINDS:
+            raise InputError(f"predict.cluster.kind {self.kind!r} is not one of {', '.join(CLUSTER_KINDS)}")
+        if self.kind == "address" and not self.address:
+            raise InputError("predict.cluster.kind address needs predict.cluster.address (tcp://host:8786)")
+        for key in ("workers", "threads"):
+            if getattr(self, key) < 1:
+                raise InputError(f"predict.cluster.{key} must be >= 1, got {getattr(self, key)}")
+        if self.gpus < 0 or self.timeout <= 0:
+            raise InputError("predict.cluster.gpus must be >= 0 and predict.cluster.timeout > 0")
+        object.__setattr__(self, "job_extra", tuple(self.job_extra))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> ClusterConfig:
+        """Build from the config mapping; unknown keys are an error that lists the known ones."""
+        values = dict(values or {})
+        check_known_keys(values, cls, section="predict.cluster")
+        return cls(**values)
+
+
+def slurm_cluster_options(config: ClusterConfig, *, log_directory: str | Path) -> dict[str, Any]:
+    """Keyword arguments of dask_jobqueue.SLURMCluster: one single-process worker per SLURM job."""
+    directives = [f"--gres=gpu:{config.gpus}"] if config.gpus else []
+    directives += list(config.job_extra)
+    options: dict[str, Any] = {
+        "cores": config.threads,
+        "processes": 1,
+        "memory": config.memory,
+        "walltime": config.walltime,
+        "job_extra_directives": directives,
+        "log_directory": str(log_directory),
+        # One dask task slot per worker: a block's net call already uses all of the job's cores.
+        "worker_extra_args": ["--nthreads", "1"],
+        # The scheduler's HTTP server on a free port: a login node is shared, 8787 is often taken.
+        "scheduler_options": {"dashboard_address": ":0"},
+    }
+    if config.queue:
+        options["queue"] = config.queue
+    if config.account:
+        options["account"] = config.account
+    return options
+
+
+@contextlib.contextmanager
+def open_client(config: ClusterConfig, *, log_directory: str | Path = "dask-logs") -> Iterator[Any]:
+    """A dask.distributed Client on the configured cluster, waiting for a first worker; shut down on exit."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as error:
+        raise InputError(
+            "predict.scheduler distributed needs dask's distributed package: pip install 'unetflow[workflow]'"
+        ) from error
+    if config.kind == "address":
+        with Client(config.address, timeout=config.timeout) as client:
+            yield client
+        return
+    if config.kind == "local":
+        cluster = LocalCluster(
+            n_workers=config.workers,
+            threads_per_worker=1,
+            memory_limit=config.memory,
+            dashboard_address=None,
+            processes=True,
+        )
+    else:
+        try:
+            from dask_jobqueue import SLURMCluster
+        except ImportError as error:
+            raise InputError(
+                "predict.cluster.kind slurm needs dask-jobqueue: pip install 'unetflow[workflow]'"
+            ) from error
+        Path(log_directory).mkdir(parents=True, exist_ok=True)
+        cluster = SLURMCluster(**slurm_cluster_options(config, log_directory=log_directory))
+        log.info("SLURM worker job script:\n%s", cluster.job_script())
+        cluster.scale(jobs=config.workers)
+    with cluster, Client(cluster) as client:
+        log.info("waiting up to %.0f s for a first %s worker", config.timeout, config.kind)
+        try:
+            client.wait_for_workers(1, timeout=config.timeout)
+        except TimeoutError as error:
+            raise InputError(
+                f"no dask worker of the {config.kind} cluster started within {config.timeout:.0f} s "
+                f"(SLURM: see squeue and the worker logs in {log_directory}); check predict.cluster"
+            ) from error
+        yield client
