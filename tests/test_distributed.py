@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,3 +162,13 @@ def test_cluster_options_are_checked_and_turned_into_slurm_jobs(tmp_path: Path) 
         script = cluster.job_script()
     assert "#SBATCH --gres=gpu:1" in script and "#SBATCH -p gpu" in script
     assert "#SBATCH --cpus-per-task=8" in script and "--nthreads 1" in script
+
+
+def test_open_client_gives_back_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """distributed's nanny sets OMP_NUM_THREADS=1 in the calling process; open_client undoes it on exit."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = dict(os.environ)
+    with open_client(ClusterConfig(kind="local", workers=1, memory="1GB")) as running:
+        assert len(running.scheduler_info()["workers"]) == 1
+        assert os.environ.get("OMP_NUM_THREADS") == "1"
+    assert dict(os.environ) == before

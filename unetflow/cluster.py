@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,8 +82,27 @@ def slurm_cluster_options(config: ClusterConfig, *, log_directory: str | Path) -
 
 
 @contextlib.contextmanager
+def restored_environment() -> Iterator[None]:
+    """Undo changes to os.environ on exit: distributed's nanny sets OMP_NUM_THREADS=1 (its pre-spawn-environ)
+    in the calling process, which every later subprocess (a SLURM set-up, another workflow) would inherit."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        for key in set(os.environ) - set(saved):
+            del os.environ[key]
+        os.environ.update(saved)
+
+
+@contextlib.contextmanager
 def open_client(config: ClusterConfig, *, log_directory: str | Path = "dask-logs") -> Iterator[Any]:
     """A dask.distributed Client on the configured cluster, waiting for a first worker; shut down on exit."""
+    with restored_environment():
+        yield from _client(config, log_directory=log_directory)
+
+
+def _client(config: ClusterConfig, *, log_directory: str | Path) -> Iterator[Any]:
+    """The body of `open_client` (a generator it delegates to)."""
     try:
         from distributed import Client, LocalCluster
     except ImportError as error:
@@ -98,7 +118,7 @@ def open_client(config: ClusterConfig, *, log_directory: str | Path = "dask-logs
             n_workers=config.workers,
             threads_per_worker=1,
             memory_limit=config.memory,
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port: several predict jobs may share a node
             processes=True,
         )
     else:
