@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import collections
-import functools
-import http.server
 import logging
 import shutil
 import socket
 import tarfile
-import threading
 import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import CountingHandler, serve_folder
 
 from unetflow import download
 from unetflow.errors import InputError
@@ -28,16 +26,10 @@ SHA256 = {
 FAST = {"backoff": 0.01, "timeout": 5.0, "progressbar": False}
 
 
-class Handler(http.server.SimpleHTTPRequestHandler):
+class Handler(CountingHandler):
     """Serves the folder; /truncated/ cuts the body short, /flaky/ fails twice with 503, /slow/ stalls."""
 
-    hits: collections.Counter[str]
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.hits[self.path] += 1
+    def respond(self) -> None:
         kind, _, name = self.path.lstrip("/").partition("/")
         if kind == "truncated":
             body = Path(self.directory, name).read_bytes()
@@ -58,19 +50,13 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             return
         if kind in ("flaky",):
             self.path = "/" + name
-        super().do_GET()
+        super().respond()
 
 
 @pytest.fixture(scope="module")
 def server(isbi_dir: Path) -> Iterator[tuple[str, collections.Counter[str]]]:
-    hits: collections.Counter[str] = collections.Counter()
-    handler = functools.partial(type("H", (Handler,), {"hits": hits}), directory=str(isbi_dir))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", hits
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_folder(isbi_dir, Handler) as served:
+        yield served
 
 
 def assert_clean(folder: Path, target: Path) -> None:

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import collections
-import functools
-import http.server
 import re
-import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator, Sequence
 from itertools import pairwise
 from pathlib import Path
@@ -19,6 +15,7 @@ import numpy as np
 import pytest
 import tifffile
 import yaml
+from helpers import copy_workflow, serve_folder
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Label, Reader
 
@@ -105,19 +102,6 @@ def test_dry_run_lists_the_chain(name: str, request: pytest.FixtureRequest) -> N
     assert_chain(jobs, CHAIN)
 
 
-class CountingHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves a folder quietly and counts the requests per path."""
-
-    hits: collections.Counter[str]
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.hits[self.path] += 1
-        super().do_GET()
-
-
 @pytest.fixture(scope="module")
 def served(
     isbi_dir: Path, tmp_path_factory: pytest.TempPathFactory
@@ -130,21 +114,13 @@ def served(
     with h5py.File(folder / "download", "w") as h5:
         h5["raw"] = tifffile.imread(isbi_dir / "train-volume.tif")
         h5["labels/membranes"] = 255 - tifffile.imread(isbi_dir / "train-labels.tif")
-    hits: collections.Counter[str] = collections.Counter()
-    handler = functools.partial(type("H", (CountingHandler,), {"hits": hits}), directory=str(folder))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", hits
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_folder(folder) as served:
+        yield served
 
 
 def workflow_copy(folder: Path, volumes: dict) -> Path:
     """A copy of the workflow in `folder` with a config of these volumes; returns the config's path."""
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(ROOT / name, folder / name)
-    for name in ("workflow", "envs"):
-        shutil.copytree(ROOT / name, folder / name)
+    copy_workflow(folder)
     config = folder / "isbi.yaml"
     config.write_text(yaml.safe_dump({"volumes": volumes, "split": SPLIT}))
     return config

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import copy_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "tests" / "slurm"
@@ -89,11 +90,7 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[float]:
 
 def _workflow_copy(path: Path) -> Path:
     """A copy of the workflow with the chain config, like test_workflow.py's tiny run."""
-    path.mkdir(parents=True)
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(ROOT / name, path / name)
-    for name in ("workflow", "envs"):
-        shutil.copytree(ROOT / name, path / name)
+    copy_workflow(path)
     shutil.copy(CHAIN, path / "chain.yaml")
     return path
 

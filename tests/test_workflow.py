@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tifffile
 import yaml
+from helpers import copy_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -71,10 +72,7 @@ def test_bad_config_fails_before_any_job_naming_the_key(tmp_path: Path, change: 
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the workflow run end to end on tiny data (one labelled, one unlabelled volume)."""
     work = tmp_path_factory.mktemp("workflow")
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(ROOT / name, work / name)
-    for name in ("workflow", "envs"):
-        shutil.copytree(ROOT / name, work / name)
+    copy_workflow(work)
     shutil.copy(TINY, work / "tiny.yaml")
     rng = np.random.default_rng(0)
     unlabelled = rng.integers(0, 255, (2, 70, 50), dtype=np.uint8)

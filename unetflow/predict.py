@@ -396,8 +396,7 @@ class BlockWriter:
     ) -> None:
         self.model = model
         self.source, self.target, self.plan = str(source), str(target), plan
-        self.options = {"mean": mean, "std": std, "batch_size": batch_size, "tta": tta}
-        self.options["precision"] = precision
+        self.options = dict(mean=mean, std=std, batch_size=batch_size, tta=tta, precision=precision)
         self.device, self.threshold, self.threads = device, float(threshold), threads
         self._opened: tuple[BlockPredictor, Any, Any, Any] | None = None
         self._lock = threading.Lock()

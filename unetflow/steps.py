@@ -9,6 +9,7 @@ from __future__ import annotations
 # torch and the modules that use it are imported inside the steps that need them: the data steps (download,
 # synthesize, import, weights, evaluate) then start in a fraction of a second, which matters on a login node
 # and for Snakemake jobs that each start a fresh interpreter.
+import contextlib
 import json
 import logging
 from collections.abc import Sequence
@@ -214,48 +215,39 @@ def run_predict(
     import torch
 
     from unetflow.checkpoint import load_model
+    from unetflow.predict import predict_volume
 
     setup_logging()
     torch.set_num_threads(max(1, threads))
-    kwargs = {"model": model, "data": data, "target": target, "options": options, "group": group}
-    if options.get("scheduler", "threads") != "distributed":
-        counts = _predict_blocks(**kwargs, net=load_model(model))
-    else:
-        from unetflow.cluster import ClusterConfig, open_client
+    scheduler = options.get("scheduler", "threads")
+    with contextlib.ExitStack() as stack:
+        engine: dict[str, Any] = {}
+        if scheduler == "distributed":
+            from unetflow.cluster import ClusterConfig, open_client
 
-        cluster = ClusterConfig.from_dict(options.get("cluster"))
-        with open_client(cluster, log_directory=log_directory) as client:
+            cluster = ClusterConfig.from_dict(options.get("cluster"))
+            client = stack.enter_context(open_client(cluster, log_directory=log_directory))
             log.info("dask cluster: %s", client)
-            counts = _predict_blocks(
-                **kwargs, net=load_model(model), client=client, worker_threads=cluster.threads
-            )
+            engine = {"client": client, "worker_threads": cluster.threads}
+        counts = predict_volume(
+            load_model(model),
+            data,
+            target,
+            memory_gb=options.get("memory_gb", 4.0),
+            device=options.get("device", "auto"),
+            batch_size=options.get("batch_size", 1),
+            tta=options.get("tta", False),
+            dtype=options.get("dtype", "float32"),
+            precision=options.get("precision", "float32"),
+            threshold=resolve_threshold(options.get("threshold", "auto"), model),
+            group=group,
+            groups=options.get("block_groups", 1),
+            workers=options.get("workers", 2),
+            scheduler=scheduler,
+            **engine,
+        )
     log.info("block group %d: %s", group, counts)
     return counts
-
-
-def _predict_blocks(
-    *, model: str, net: Any, data: str, target: str, options: dict[str, Any], group: int, **engine: Any
-) -> dict[str, int]:
-    """predict_volume with the config's `predict` options."""
-    from unetflow.predict import predict_volume
-
-    return predict_volume(
-        net,
-        data,
-        target,
-        memory_gb=options.get("memory_gb", 4.0),
-        device=options.get("device", "auto"),
-        batch_size=options.get("batch_size", 1),
-        tta=options.get("tta", False),
-        dtype=options.get("dtype", "float32"),
-        precision=options.get("precision", "float32"),
-        threshold=resolve_threshold(options.get("threshold", "auto"), model),
-        group=group,
-        groups=options.get("block_groups", 1),
-        workers=options.get("workers", 2),
-        scheduler=options.get("scheduler", "threads"),
-        **engine,
-    )
 
 
 def run_predict_finalize(
