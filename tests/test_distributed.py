@@ -172,3 +172,26 @@ def test_open_client_gives_back_the_environment(monkeypatch: pytest.MonkeyPatch)
         assert len(running.scheduler_info()["workers"]) == 1
         assert os.environ.get("OMP_NUM_THREADS") == "1"
     assert dict(os.environ) == before
+
+
+def test_unreachable_scheduler_is_one_clear_error_and_no_output(
+    model: UNet, source: tuple[str, np.ndarray], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = source
+    checkpoint = tmp_path / "model.pt"
+    save_checkpoint(
+        checkpoint, {"model_state_dict": model.state_dict(), "model_config": model.config.to_dict()}
+    )
+    cluster = {"kind": "address", "address": "tcp://127.0.0.1:9", "timeout": 2}
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump({"predict": {"device": "cpu", "scheduler": "distributed", "cluster": cluster}})
+    )
+    target = tmp_path / "pred.zarr"
+    assert cli_main(["predict", str(checkpoint), path, str(target), "--config", str(config)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(
+        "unetflow predict: error: cannot reach the dask scheduler at predict.cluster.address"
+    )
+    assert "tcp://127.0.0.1:9" in error and "dask scheduler" in error
+    assert not target.exists()

@@ -336,3 +336,16 @@ def test_dask_slurm_workers_predict_what_the_local_run_did(chain: Chain, tmp_pat
     np.testing.assert_array_equal(
         omezarr.open_image(work / target)[:], omezarr.open_image(chain.local / target)[:]
     )
+
+
+def test_dask_worker_job_slurm_refuses_is_one_clear_error(cluster: float, tmp_path: Path) -> None:
+    from unetflow.cluster import ClusterConfig, open_client
+    from unetflow.errors import InputError
+
+    config = ClusterConfig(kind="slurm", queue="nowhere", timeout=30)
+    with (
+        pytest.raises(InputError, match=r"SLURM refuses the dask worker job .*[Ii]nvalid partition"),
+        open_client(config, log_directory=tmp_path),
+    ):
+        pass
+    assert list(tmp_path.iterdir()) == []  # the checked job script is gone, no job was submitted

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +111,14 @@ def _client(config: ClusterConfig, *, log_directory: str | Path) -> Iterator[Any
             "predict.scheduler distributed needs dask's distributed package: pip install 'unetflow[workflow]'"
         ) from error
     if config.kind == "address":
-        with Client(config.address, timeout=config.timeout) as client:
+        try:
+            client = Client(config.address, timeout=config.timeout)
+        except OSError as error:
+            raise InputError(
+                f"cannot reach the dask scheduler at predict.cluster.address {config.address} ({error}); "
+                "start it (`dask scheduler`) or correct the address"
+            ) from error
+        with client:
             yield client
         return
     if config.kind == "local":
@@ -130,15 +138,51 @@ def _client(config: ClusterConfig, *, log_directory: str | Path) -> Iterator[Any
             ) from error
         Path(log_directory).mkdir(parents=True, exist_ok=True)
         cluster = SLURMCluster(**slurm_cluster_options(config, log_directory=log_directory))
-        log.info("SLURM worker job script:\n%s", cluster.job_script())
-        cluster.scale(jobs=config.workers)
-    with cluster, Client(cluster) as client:
-        log.info("waiting up to %.0f s for a first %s worker", config.timeout, config.kind)
-        try:
-            client.wait_for_workers(1, timeout=config.timeout)
-        except TimeoutError as error:
-            raise InputError(
-                f"no dask worker of the {config.kind} cluster started within {config.timeout:.0f} s "
-                f"(SLURM: see squeue and the worker logs in {log_directory}); check predict.cluster"
-            ) from error
-        yield client
+    try:
+        if config.kind == "slurm":
+            script = cluster.job_script()
+            log.info("SLURM worker job script:\n%s", script)
+            check_worker_job(script, log_directory=log_directory)
+            cluster.scale(jobs=config.workers)
+        with Client(cluster) as client:
+            log.info("waiting up to %.0f s for a first %s worker", config.timeout, config.kind)
+            try:
+                client.wait_for_workers(1, timeout=config.timeout)
+            except TimeoutError as error:
+                raise InputError(
+                    f"no dask worker of the {config.kind} cluster started within {config.timeout:.0f} s "
+                    f"(SLURM: see squeue and the worker logs in {log_directory}); check predict.cluster"
+                ) from error
+            yield client
+    finally:
+        _close_quietly(cluster)
+
+
+def check_worker_job(script: str, *, log_directory: str | Path) -> None:
+    """`sbatch --test-only` the worker job script: SLURM's refusal (no controller, an unknown partition or
+    account, a GPU the cluster lacks) is one clear error now, not workers that never start."""
+    path = Path(log_directory) / "dask-worker-check.sh"
+    path.write_text(script)
+    try:
+        done = subprocess.run(
+            ["sbatch", "--test-only", str(path)], capture_output=True, text=True, timeout=60, check=False
+        )
+    except FileNotFoundError as error:
+        raise InputError(
+            "predict.cluster.kind slurm needs sbatch (run on a SLURM login node); elsewhere use kind local"
+        ) from error
+    finally:
+        path.unlink(missing_ok=True)
+    if done.returncode != 0:
+        raise InputError(
+            f"SLURM refuses the dask worker job (sbatch --test-only): {done.stderr.strip()}; "
+            "check predict.cluster (queue, account, gpus, memory, walltime, job_extra)"
+        )
+
+
+def _close_quietly(cluster: Any) -> None:
+    """Shut the cluster down; a failure to (e.g. workers still pending in the queue) is only a warning."""
+    try:
+        cluster.close()
+    except Exception as error:
+        log.warning("closing the dask cluster: %r", error)
