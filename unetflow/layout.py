@@ -1,0 +1,116 @@
+"""Where every file of a workflow run lives: the one statement of the results layout.
+
+The rules' helper functions (workflow/rules/common.smk), the CLI and the report all take their paths from
+here. Each method takes names (a volume, a model) or Snakemake wildcard patterns such as "{volume}" and
+returns a POSIX path string relative to the run's folder, so the same call serves a rule's `output:` and
+a script that opens the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MAIN_MODEL = "main"
+"""The model trained with the configured loss (the paper's border weights by default)."""
+ABLATION_MODEL = "ablation"
+"""The model trained with class-balancing weights only (config `ablation: true`)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths of a run's inputs (`raw`, downloads and synthetic volumes) and outputs (`results`)."""
+
+    results: str = "results"
+    raw: str = "data/raw"
+
+    def _in(self, *parts: str) -> str:
+        return "/".join((self.results, *parts))
+
+    # inputs
+    def synthetic(self, volume: str, role: str) -> str:
+        """The embedded generator's raw or labels TIFF of a synthetic volume."""
+        return f"{self.raw}/{volume}/synthetic/{role}.tif"
+
+    def download(self, volume: str, filename: str) -> str:
+        """A downloaded source file of a volume."""
+        return f"{self.raw}/{volume}/{filename}"
+
+    # data steps
+    def data(self, volume: str) -> str:
+        """The imported OME-Zarr of a volume (raw at 0, labels at labels/cells)."""
+        return self._in("data", f"{volume}.zarr")
+
+    def weights(self, volume: str) -> str:
+        """The border weight map of a labelled volume."""
+        return self._in("weights", f"{volume}.zarr")
+
+    # training
+    def model_dir(self, model: str) -> str:
+        """Folder of one trained model."""
+        return self._in("models", model)
+
+    def model(self, model: str) -> str:
+        """The best checkpoint of a model (PyTorch format)."""
+        return f"{self.model_dir(model)}/model.pt"
+
+    def train_log(self, model: str) -> str:
+        """Loss, learning rate and timing of every training step."""
+        return f"{self.model_dir(model)}/train_log.csv"
+
+    def val_log(self, model: str) -> str:
+        """Validation scores at every validation step."""
+        return f"{self.model_dir(model)}/val_log.csv"
+
+    def checkpoints(self, model: str) -> str:
+        """Resumable checkpoints of a training run."""
+        return f"{self.model_dir(model)}/checkpoints"
+
+    # prediction
+    def prediction(self, model: str, volume: str) -> str:
+        """The probability and segmentation OME-Zarr of a volume."""
+        return self._in("predict", model, f"{volume}.zarr")
+
+    def prediction_summary(self, model: str, volume: str) -> str:
+        """What finalising a prediction found (blocks, voxels, instances)."""
+        return self._in("predict", model, f"{volume}.json")
+
+    def group_flag(self, model: str, volume: str, group: str | int) -> str:
+        """Flag of one finished block group of a prediction."""
+        return self._in("predict", model, f"{volume}.blocks", f"{group}.done")
+
+    # evaluation and report
+    def metrics(self, model: str) -> str:
+        """A model's metrics (JSON: overall, per volume)."""
+        return self._in("metrics", f"{model}.json")
+
+    def slice_metrics(self, model: str) -> str:
+        """A model's metrics per slice (CSV)."""
+        return self._in("metrics", f"{model}_slices.csv")
+
+    def metrics_summary(self) -> str:
+        """The main model's metrics, the run's headline numbers."""
+        return self._in("metrics.json")
+
+    def report(self) -> str:
+        """The self-contained HTML report."""
+        return self._in("report", "index.html")
+
+    def log(self, step: str, name: str) -> str:
+        """The log file of one job of a step."""
+        return self._in("logs", step, f"{name}.log")
+
+    def benchmark(self, step: str, name: str) -> str:
+        """Snakemake's benchmark file (time, memory) of one job of a step."""
+        return self._in("benchmarks", step, f"{name}.tsv")
+
+    def benchmarks(self) -> str:
+        """The folder of every job's benchmark file."""
+        return self._in("benchmarks")
+
+    def dask_logs(self, model: str, volume: str, group: str | int) -> str:
+        """Logs of the dask workers of one prediction job (predict.scheduler: distributed)."""
+        return self._in("logs", "dask", model, f"{volume}.{group}")
+
+
+RESULTS = Layout()
+"""The layout of a run in the current folder (the workflow's)."""
