@@ -7,22 +7,32 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# Loads and checks the config with the package's model (unetflow.config) before any job runs.
+include: "workflow/rules/common.smk"
+
+
+# The schema generated from that model (defaults already filled in): Snakemake's own check.
+validate(config, "workflow/schemas/config.schema.yaml", set_default=False)
 
 
 report: "workflow/report/workflow.rst"
 
 
-include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
-include: "workflow/rules/weights.smk"
-include: "workflow/rules/train.smk"
+
+
+# With `pretrained:` nothing is trained: no weight maps, no training.
+if trained_models():
+
+    include: "workflow/rules/weights.smk"
+    include: "workflow/rules/train.smk"
+    include: "workflow/rules/report.smk"
+
+
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
-        "results/report/index.html",
-        "results/metrics.json",
+        final_outputs(),

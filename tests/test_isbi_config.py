@@ -196,7 +196,7 @@ def test_path_source_is_checked_against_its_sha256(isbi_dir: Path, tmp_path: Pat
     }
     target = tmp_path / "isbi.zarr"
     with pytest.raises(InputError) as error:
-        run_import(raw=raw, labels=labels, target=str(target), entry=entry)
+        run_import(raw=raw, labels=labels, target=str(target), volume=entry)
     assert f"checksum mismatch for {labels}" in str(error.value)
     assert f"expected sha256 {wrong}, got {SHA256['train-labels.tif']}" in str(error.value)
     assert list(tmp_path.iterdir()) == []
@@ -212,7 +212,7 @@ def test_invert_refuses_labels_that_are_not_binary(tmp_path: Path) -> None:
             raw=str(tmp_path / "raw.tif"),
             labels=str(tmp_path / "ids.tif"),
             target=str(tmp_path / "o.zarr"),
-            entry=entry,
+            volume=entry,
         )
     assert not (tmp_path / "o.zarr").exists()
 
@@ -222,9 +222,9 @@ def test_invert_refuses_labels_that_are_not_binary(tmp_path: Path) -> None:
     [
         (
             {"url": "https://example.org/b/raw.h5"},
-            "volumes.isbi.labels: volumes.isbi.raw downloads another URL",
+            "volumes.isbi: raw and labels download different URLs to the same file raw.h5",
         ),
-        ({"url": "https://example.org", "format": "h5"}, "volumes.isbi.labels.filename"),
+        ({"url": "https://example.org", "format": "h5"}, "ends in no file name; set filename"),
     ],
 )
 def test_conflicting_sources_fail_before_any_job(labels: dict, named: str, tmp_path: Path) -> None:

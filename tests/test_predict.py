@@ -10,23 +10,32 @@ import pytest
 import torch
 
 from unetflow import omezarr
+from unetflow.config import PredictConfig
 from unetflow.errors import InputError
-from unetflow.geometry import plan_tiles
 from unetflow.model import UNet, UNetConfig
 from unetflow.predict import (
     INSTANCES,
     SEGMENTATION,
-    PredictionLayout,
-    blocks_of,
     check_complete,
     dihedral,
     finalize_prediction,
+    incomplete_groups,
     inference_model,
+    instance_labels,
     predict_array,
     predict_volume,
     predict_whole_slice,
     read_context,
+    read_plan,
 )
+from unetflow.predict.progress import ShardFiles, journal_path
+
+CPU = PredictConfig(device="cpu")
+
+
+def options(**changes: object) -> PredictConfig:
+    """The CPU prediction options with some changed, checked like a config file."""
+    return PredictConfig.from_dict({**CPU.dump(), **changes})
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +69,9 @@ def test_volume_equals_whole_slice_pass(
     volume = rng.integers(0, 255, size=shape, dtype=np.uint8)
     source = write_volume(tmp_path / "raw.zarr", volume, chunks)
     mean, std = omezarr.normalization(source)
-    predict_volume(model, source, str(tmp_path / "pred.zarr"), stride=stride, device="cpu", progress=False)
+    predict_volume(
+        model, source, str(tmp_path / "pred.zarr"), options=CPU, stride=stride, show_progress=False
+    )
     out = omezarr.open_image(tmp_path / "pred.zarr")[:]
     np.testing.assert_allclose(out, reference(model, volume, mean, std), atol=1e-5, rtol=0)
     segmentation = omezarr.open_labels(tmp_path / "pred.zarr", "segmentation")[:]
@@ -88,7 +99,7 @@ def test_cpu_prediction_leaves_the_callers_model_and_threads_as_they_were(tmp_pa
     weight = net.down[1][0].weight  # (8, 4, 3, 3): its two layouts differ
     threads = torch.get_num_threads()
     source = write_volume(tmp_path / "raw.zarr", np.zeros((2, 40, 40), np.uint8) + 7, (1, 40, 40))
-    predict_volume(net, source, str(tmp_path / "p.zarr"), stride=16, block=16, workers=2, device="cpu")
+    predict_volume(net, source, str(tmp_path / "p.zarr"), options=options(workers=2), stride=16, block=16)
     assert net.training and net.down[1][0].weight is weight and weight.is_contiguous()
     assert not weight.is_contiguous(memory_format=torch.channels_last)
     assert torch.get_num_threads() == threads
@@ -105,56 +116,133 @@ def test_dihedral_inverse_round_trips() -> None:
     assert len({dihedral(tiles, k).flatten().tolist().__str__() for k in range(8)}) == 8
 
 
-def test_resume_computes_only_missing_blocks(model: UNet, tmp_path: Path) -> None:
-    volume = np.random.default_rng(3).integers(0, 255, size=(2, 64, 64), dtype=np.uint8)
+def shard_file(target: str, number: int) -> Path:
+    """The probability file of shard `number` of a prediction."""
+    plan = read_plan(target)
+    return ShardFiles(target).path(0, plan.grid.index(number))
+
+
+@pytest.mark.parametrize("ngff", ["0.5", "0.4"])
+def test_a_deleted_or_truncated_shard_is_redone_and_nothing_else(
+    model: UNet, tmp_path: Path, ngff: str
+) -> None:
+    volume = np.random.default_rng(3).integers(0, 255, size=(4, 64, 64), dtype=np.uint8)
     source = write_volume(tmp_path / "raw.zarr", volume, (1, 64, 64))
+    run = options(ngff=ngff)
     full = str(tmp_path / "full.zarr")
-    counts = predict_volume(model, source, full, stride=16, block=32, device="cpu", progress=False)
-    assert counts["computed"] == counts["total"] > 2
+    counts = predict_volume(
+        model, source, full, options=run, groups=2, stride=16, block=32, show_progress=False
+    )
+    assert counts == {"computed": 16, "done": 0, "empty": 0, "total": 16}
+    shards = len(read_plan(full).grid)
+    assert shards == (2 if ngff == "0.5" else 16)  # 0.5: one shard per group (2 slices each); 0.4: per block
 
-    partial = str(tmp_path / "partial.zarr")
-    predict_volume(model, source, partial, stride=16, block=32, device="cpu", progress=False)
-    layout = PredictionLayout(Path(partial))
-    markers = sorted(layout.markers.iterdir())
-    lost = markers[::2]
-    for marker in lost:  # as if killed before these blocks finished: their markers never got written
-        marker.unlink()
-    probability = omezarr.open_image(partial, mode="r+")
-    probability[:] = 0
-    with pytest.raises(InputError, match="incomplete"):
-        check_complete(partial, model=model)
-    again = predict_volume(model, source, partial, stride=16, block=32, device="cpu", progress=False)
-    assert again == {"computed": len(lost), "skipped": len(markers) - len(lost), "total": len(markers)}
-    recomputed = omezarr.open_image(partial)[:]
-    expected = omezarr.open_image(full)[:]
-    tile_plan = omezarr.read_attrs(partial)["tile_plan"]
-    plan = plan_tiles(model.config.geometry, 64, 64, stride=tile_plan["stride"], block=tile_plan["block"])
-    lost_keys = {m.name for m in lost}
-    for block in blocks_of(volume.shape, plan):
-        height, width = plan.block_extent(block.y, block.x)
-        region = (block.z, slice(block.y, block.y + height), slice(block.x, block.x + width))
-        if block.key in lost_keys:
-            assert np.array_equal(recomputed[region], expected[region])
-        else:
-            assert np.all(recomputed[region] == 0)  # finished blocks were not redone
-    assert check_complete(partial, model=model)["blocks"] == len(markers)
+    deleted, truncated = shard_file(full, 0), shard_file(full, shards - 1)
+    kept = {path: path.stat().st_mtime_ns for path in (shard_file(full, n) for n in range(1, shards - 1))}
+    deleted.unlink()
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    assert incomplete_groups(full) == {0: 1, 1: 1}
+    with pytest.raises(InputError, match=r"incomplete \(group 0: 1 shard\(s\), group 1: 1 shard\(s\)"):
+        check_complete(full)
+    again = predict_volume(model, source, full, options=run, show_progress=False)
+    per_shard = 16 // shards
+    assert again == {"computed": 2 * per_shard, "done": 16 - 2 * per_shard, "empty": 0, "total": 16}
+    assert {path: path.stat().st_mtime_ns for path in kept} == kept  # finished shards were not rewritten
+    assert check_complete(full)["blocks"] == 16
+    mean, std = omezarr.normalization(source)
+    np.testing.assert_allclose(
+        omezarr.open_image(full)[:], reference(model, volume, mean, std), atol=1e-5, rtol=0
+    )
 
 
-def test_block_groups_write_disjoint_parts_of_one_array(model: UNet, tmp_path: Path) -> None:
+def test_a_killed_run_leaves_a_line_cut_short_which_counts_as_not_done(model: UNet, tmp_path: Path) -> None:
+    volume = np.random.default_rng(3).integers(0, 255, size=(2, 32, 32), dtype=np.uint8)
+    source = write_volume(tmp_path / "raw.zarr", volume, (1, 32, 32))
+    target = str(tmp_path / "p.zarr")
+    predict_volume(model, source, target, options=CPU, stride=16, show_progress=False)
+    journal = journal_path(target, 0)
+    lines = journal.read_text().splitlines(keepends=True)
+    journal.write_text("".join(lines[:-1]) + lines[-1][:-3])  # the last write cut off
+    assert incomplete_groups(target) == {0: 1}
+    assert predict_volume(model, source, target, options=CPU, show_progress=False)["computed"] > 0
+    assert incomplete_groups(target) == {}
+
+
+def test_block_groups_write_disjoint_shards_of_one_array(model: UNet, tmp_path: Path) -> None:
     volume = np.random.default_rng(4).integers(0, 255, size=(3, 48, 48), dtype=np.uint8)
     source = write_volume(tmp_path / "raw.zarr", volume, (1, 48, 48))
     target = str(tmp_path / "pred.zarr")
     done = [
         predict_volume(
-            model, source, target, stride=16, block=32, device="cpu", group=g, groups=3, progress=False
+            model, source, target, options=CPU, stride=16, block=32, group=g, groups=3, show_progress=False
         )
         for g in range(3)
     ]
-    assert sum(d["computed"] for d in done) == check_complete(target, model=model)["blocks"]
+    plan = read_plan(target)
+    assert plan.groups == 3 and len(plan.grid) == 3  # a shard per group: no two jobs write one file
+    assert [set(plan.group_shards(g)) for g in range(3)] == [{0}, {1}, {2}]
+    assert sum(d["computed"] for d in done) == check_complete(target)["blocks"] == 12
     mean, std = omezarr.normalization(source)
     np.testing.assert_allclose(
         omezarr.open_image(target)[:], reference(model, volume, mean, std), atol=1e-5, rtol=0
     )
+
+
+def test_regions_without_data_are_not_predicted(model: UNet, tmp_path: Path) -> None:
+    """A sparse source (chunks never written): only the blocks over stored chunks are predicted."""
+    import zarr
+
+    path = tmp_path / "sparse.zarr"
+    array = zarr.create_array(str(path), shape=(3, 128, 128), chunks=(1, 32, 32), dtype="uint8", fill_value=0)
+    data = np.random.default_rng(7).integers(1, 255, size=(32, 32), dtype=np.uint8)
+    array[1, 32:64, 96:128] = data  # one chunk of slice 1
+    array[2, 0:16, 0:16] = data[:16, :16]  # part of one chunk of slice 2
+    target = str(tmp_path / "pred.zarr")
+    counts = predict_volume(model, str(path), target, options=CPU, stride=16, block=32, show_progress=False)
+    assert counts == {"computed": 2, "done": 0, "empty": 46, "total": 48}
+    out = omezarr.open_image(target)[:]
+    assert np.all(out[0] == 0) and np.all(out[1, :32] == 0) and np.all(out[1, 32:64, :96] == 0)
+    assert np.all(out[1, 32:64, 96:] > 0) and np.all(out[2, :32, :32] > 0)
+    stats = omezarr.read_attrs(target)["normalization"]
+    assert stats["chunks_stored"] == 2 and stats["mean"] == pytest.approx(
+        np.concatenate([data.ravel(), data[:16, :16].ravel(), np.zeros(32 * 32 - 256)]).mean()
+    )
+    everything = predict_volume(
+        model,
+        str(path),
+        str(tmp_path / "all.zarr"),
+        options=options(skip_empty=False),
+        stride=16,
+        block=32,
+        show_progress=False,
+    )
+    assert everything["computed"] == 48 and everything["empty"] == 0
+    assert finalize_prediction(target, pyramid=2, show_progress=False)["blocks_empty"] == 46
+
+
+def test_the_pyramid_opens_in_ome_zarr_py_at_every_level(model: UNet, tmp_path: Path) -> None:
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Reader
+
+    volume = np.random.default_rng(8).integers(0, 255, size=(2, 100, 70), dtype=np.uint8)
+    source = write_volume(tmp_path / "raw.zarr", volume, (1, 100, 70))
+    target = str(tmp_path / "pred.zarr")
+    predict_volume(model, source, target, options=CPU, stride=16, block=32, show_progress=False)
+    summary = finalize_prediction(target, pyramid=3, show_progress=False)
+    assert summary["levels"] == 3 and summary["ngff"] == "0.5"
+    probability = omezarr.open_image(target)[:]
+    nodes = list(Reader(parse_url(target))())
+    image = nodes[0]
+    assert [tuple(level.shape) for level in image.data] == [(2, 100, 70), (2, 50, 35), (2, 25, 18)]
+    scales = [t[0]["scale"] for t in image.metadata["coordinateTransformations"]]
+    assert scales == [[50.0, 4.0, 4.0], [50.0, 8.0, 8.0], [50.0, 16.0, 16.0]]
+    level1 = np.asarray(image.data[1])
+    expected = probability.reshape(2, 50, 2, 35, 2).mean(axis=(2, 4))
+    np.testing.assert_allclose(level1, expected, rtol=1e-6)
+    labels = [node for node in nodes if node.load(Label)]
+    assert labels and [tuple(level.shape) for level in labels[0].data][-1] == (2, 25, 18)
+    segmentation = omezarr.open_labels(target, SEGMENTATION)[:]
+    assert np.array_equal(np.asarray(labels[0].data[1]), segmentation[:, ::2, ::2])
 
 
 def test_tta_averages_the_eight_transforms(model: UNet) -> None:
@@ -166,18 +254,23 @@ def test_tta_averages_the_eight_transforms(model: UNet) -> None:
 
 
 def test_bad_options_are_clear_errors(model: UNet, tmp_path: Path) -> None:
-    source = write_volume(tmp_path / "raw.zarr", np.zeros((1, 32, 32), np.uint8) + 3, (1, 32, 32))
-    for budget in (0, 1e-6):
-        with pytest.raises(InputError, match="memory_gb"):
-            predict_volume(
-                model, source, str(tmp_path / "p.zarr"), memory_gb=budget, device="cpu", progress=False
-            )
-    with pytest.raises(InputError, match="dtype"):
-        predict_volume(model, source, str(tmp_path / "q.zarr"), dtype="int8", device="cpu", progress=False)
-    with pytest.raises(InputError, match="group"):
-        predict_volume(
-            model, source, str(tmp_path / "r.zarr"), group=2, groups=2, device="cpu", progress=False
-        )
+    import zarr
+
+    source = write_volume(
+        tmp_path / "raw.zarr", np.arange(32 * 32, dtype=np.uint8).reshape(1, 32, 32), (1, 32, 32)
+    )
+    constant = tmp_path / "constant.zarr"
+    zarr.create_array(str(constant), shape=(1, 32, 32), chunks=(1, 16, 16), dtype="uint8", fill_value=0)[
+        :
+    ] = 3
+    with pytest.raises(InputError, match="memory_gb"):
+        predict_volume(model, source, str(tmp_path / "p.zarr"), options=options(memory_gb=1e-6))
+    with pytest.raises(InputError, match=r"predict\.dtype"):
+        options(dtype="int8")
+    with pytest.raises(InputError, match="block group 2 of 2"):
+        predict_volume(model, source, str(tmp_path / "r.zarr"), options=CPU, group=2, groups=2)
+    with pytest.raises(InputError, match="is constant"):
+        predict_volume(model, str(constant), str(tmp_path / "s.zarr"), options=CPU)
 
 
 def predicted_target(model: UNet, tmp_path: Path, shape: tuple[int, int, int]) -> str:
@@ -185,64 +278,58 @@ def predicted_target(model: UNet, tmp_path: Path, shape: tuple[int, int, int]) -
     volume = np.random.default_rng(6).integers(0, 255, size=shape, dtype=np.uint8)
     source = write_volume(tmp_path / "raw.zarr", volume, (1, *shape[1:]))
     target = str(tmp_path / "pred.zarr")
-    predict_volume(model, source, target, stride=16, block=32, device="cpu", progress=False)
+    predict_volume(model, source, target, options=CPU, stride=16, block=32, show_progress=False)
     return target
 
 
-def test_finalize_labels_separate_blobs_with_ids_unique_across_slices(model: UNet, tmp_path: Path) -> None:
-    target = predicted_target(model, tmp_path, (3, 48, 64))
+def test_instance_labels_separate_blobs_with_ids_unique_across_slices() -> None:
     blobs = np.zeros((3, 48, 64), dtype=np.uint8)
-    blobs[0, 2:20, 5:40] = 1  # spans the chunks on both sides of x = 32: still one blob, one id
-    blobs[0, 30:45, 10:20] = 1  # spans y = 32; separate from the first
+    blobs[0, 2:20, 5:40] = 1  # one blob across what would be two chunks
+    blobs[0, 30:45, 10:20] = 1  # separate from the first
     blobs[1, 10:12, 50:52] = 1
     blobs[2, 0:10, 0:10] = 1
     blobs[2, 10:20, 10:20] = 1  # touches the previous one only diagonally
-    omezarr.open_labels(target, SEGMENTATION, mode="r+")[:] = blobs
-
-    summary = finalize_prediction(target, model=model, instances=True)
-    labels = omezarr.open_labels(target, INSTANCES)
-    assert labels.dtype == np.uint32
-    assert labels.chunks == omezarr.open_image(target).chunks == (1, 32, 32)
-    ids = labels[:]
-    assert summary["instances"] == 5 and summary["blocks"] == 3 * 2 * 2
+    labels, total = instance_labels(blobs)
+    ids = np.asarray(labels)
+    assert ids.dtype == np.uint32 and total == 5
     assert np.array_equal(ids > 0, blobs > 0)
     per_slice = [set(np.unique(ids[z])) - {0} for z in range(3)]
     assert [len(found) for found in per_slice] == [2, 1, 2]
     assert set.union(*per_slice) == {1, 2, 3, 4, 5}  # unique across slices, numbered consecutively
-    assert len(np.unique(ids[0, 2:20, 5:40])) == 1 and len(np.unique(ids[0, 30:45, 10:20])) == 1
-    assert ids[0, 2, 5] != ids[0, 30, 10]
+    assert len(np.unique(ids[0, 2:20, 5:40])) == 1 and ids[0, 2, 5] != ids[0, 30, 10]
     assert ids[2, 0, 0] != ids[2, 19, 19]
-
-    attrs = omezarr.read_attrs(target)
-    assert attrs["labels"][INSTANCES] == "instance"
-    label_attrs = json.loads((Path(target) / "labels" / INSTANCES / ".zattrs").read_text())
-    assert "image-label" in label_attrs and label_attrs["multiscales"]
-    group_labels = json.loads((Path(target) / "labels" / ".zattrs").read_text())["labels"]
-    assert set(group_labels) >= {SEGMENTATION, INSTANCES}
-
-    eight = finalize_prediction(target, model=model, instances=True, connectivity=2)
-    assert eight["instances"] == 4  # the diagonal neighbours join with 8-connectivity
-    joined = omezarr.open_labels(target, INSTANCES)[2]
-    assert joined[0, 0] == joined[19, 19] > 0
+    joined, eight = instance_labels(blobs, connectivity=2)
+    assert eight == 4 and np.asarray(joined)[2, 0, 0] == np.asarray(joined)[2, 19, 19] > 0
 
 
-def test_finalize_instances_follow_a_real_prediction(model: UNet, tmp_path: Path) -> None:
-    target = predicted_target(model, tmp_path, (2, 40, 50))
-    assert INSTANCES not in finalize_prediction(target, model=model)
+@pytest.mark.parametrize("ngff", ["0.5", "0.4"])
+def test_finalize_instances_follow_a_real_prediction(model: UNet, tmp_path: Path, ngff: str) -> None:
+    volume = np.random.default_rng(6).integers(0, 255, size=(2, 40, 50), dtype=np.uint8)
+    source = write_volume(tmp_path / "raw.zarr", volume, (1, 40, 50))
+    target = str(tmp_path / "pred.zarr")
+    predict_volume(
+        model, source, target, options=options(ngff=ngff), stride=16, block=32, show_progress=False
+    )
+    assert INSTANCES not in finalize_prediction(target, show_progress=False)
     assert omezarr.open_labels(target, INSTANCES) is None
-    summary = finalize_prediction(target, model=model, instances=True)
+    summary = finalize_prediction(target, instances=True, show_progress=False)
     segmentation = omezarr.open_labels(target, SEGMENTATION)[:]
     ids = omezarr.open_labels(target, INSTANCES)[:]
     assert np.array_equal(ids > 0, segmentation > 0)
     assert summary["instances"] == len(np.unique(ids)) - 1 == int(ids.max()) > 10
     assert not (set(np.unique(ids[0])) - {0}) & (set(np.unique(ids[1])) - {0})
+    assert omezarr.read_attrs(target)["labels"][INSTANCES] == "instance"
+    meta = ".zattrs" if ngff == "0.4" else "zarr.json"
+    attrs = json.loads((Path(target) / "labels" / INSTANCES / meta).read_text())
+    label_meta = attrs if ngff == "0.4" else attrs["attributes"]["ome"]
+    assert "image-label" in label_meta and label_meta["multiscales"]
 
 
 def test_finalize_refuses_incomplete_predictions_and_bad_connectivity(model: UNet, tmp_path: Path) -> None:
     target = predicted_target(model, tmp_path, (1, 32, 32))
     with pytest.raises(InputError, match="connectivity"):
-        finalize_prediction(target, model=model, instances=True, connectivity=3)
-    next(PredictionLayout(Path(target)).markers.iterdir()).unlink()
+        finalize_prediction(target, instances=True, connectivity=3, show_progress=False)
+    shard_file(target, 0).unlink()
     with pytest.raises(InputError, match="incomplete"):
-        finalize_prediction(target, model=model, instances=True)
+        finalize_prediction(target, instances=True, show_progress=False)
     assert omezarr.open_labels(target, INSTANCES) is None

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ import torch
 import yaml
 
 from unetflow import omezarr
-from unetflow.augment import AugmentConfig, TileSampler
+from unetflow.augment import TileSampler
 from unetflow.checkpoint import decision_threshold_of, load_checkpoint
 from unetflow.errors import InputError
 from unetflow.importer import import_volume
@@ -47,7 +46,24 @@ from unetflow.weights import class_balance_weights, weight_map_volume
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = UNetConfig(depth=2, base_channels=4)
-CONFIG = TrainConfig(steps=12, tile=36, checkpoint_every=3, val_every=4, device="cpu", seed=1)
+
+
+def changed(config: TrainConfig, **changes: Any) -> TrainConfig:
+    """`config` with some options changed, checked like a config file."""
+    return TrainConfig.from_dict({**config.dump(), **changes})
+
+
+CONFIG = TrainConfig(
+    steps=12,
+    tile=36,
+    optimizer="sgd",
+    lr=0.01,
+    schedule="constant",
+    checkpoint_every=3,
+    val_every=4,
+    device="cpu",
+    seed=1,
+)
 TRAIN_SLICES, VAL_SLICES = [0, 1, 2], [3]
 TIMING = ("step_time", "data_time")
 
@@ -199,7 +215,7 @@ def test_rerun_of_a_finished_run_changes_nothing(dataset: tuple[Path, Path], ref
 def test_checkpoint_of_another_config_is_not_resumed(
     dataset: tuple[Path, Path], reference: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    other = replace(CONFIG, lr=0.02)
+    other = changed(CONFIG, lr=0.02)
     assert not run(dataset, tmp_path, other, stop_after=9)["finished"]
     assert load_checkpoint(tmp_path / "checkpoints/latest.pt")["step"] == 9
     with caplog.at_level(logging.WARNING, logger="unetflow.train"):
@@ -228,7 +244,7 @@ def test_progress_bar_in_a_log_file_is_not_a_line_per_step(
     """A rule's log (stderr is a file) gets a bar line every 30 s and the validation lines, not 40 bars."""
     log_file = io.StringIO()
     monkeypatch.setattr(sys, "stderr", log_file)
-    run(dataset, tmp_path, replace(CONFIG, steps=40, val_every=20), progress=True)
+    run(dataset, tmp_path, changed(CONFIG, steps=40, val_every=20), progress=True)
     text = log_file.getvalue()
     assert text.count("step 20: val_loss") == text.count("step 40: val_loss") == 1
     assert 1 <= text.count("train:") <= 6, text
@@ -252,7 +268,7 @@ def test_divergence_raises_a_clear_error(dataset: tuple[Path, Path], tmp_path: P
     with pytest.raises(
         TrainingDivergedError, match=r"diverged at step \d+ \(loss (nan|inf)\): lower train\.lr"
     ):
-        run(dataset, tmp_path, replace(CONFIG, lr=1e6), val_slices=[])
+        run(dataset, tmp_path, changed(CONFIG, lr=1e6), val_slices=[])
     assert not (tmp_path / "model.pt").exists()
 
 
@@ -301,9 +317,10 @@ def test_sigkill_mid_run_then_rerun_ends_bit_identical(
     dataset: tuple[Path, Path], reference: Path, tmp_path: Path
 ) -> None:
     config = tmp_path / "config.yaml"
-    options = {key: value for key, value in CONFIG.to_dict().items() if key != "augment"}
-    split = {"train": "0-2", "val": "3"}
-    config.write_text(yaml.safe_dump({"model": MODEL.to_dict(), "train": options, "split": split}))
+    options = {key: value for key, value in CONFIG.dump().items() if key != "augment"}
+    split = {"train": "0-2", "val": "3", "test": "4"}
+    model = {"depth": MODEL.depth, "base_channels": MODEL.base_channels}
+    config.write_text(yaml.safe_dump({"model": model, "train": options, "split": split}))
     killed = tmp_path / "killed"
     victim = cli_train(dataset, killed, config, PAUSE_AT_STEP="9")
     try:
@@ -326,27 +343,6 @@ def test_sigkill_mid_run_then_rerun_ends_bit_identical(
     run_id = load_checkpoint(reference / "model.pt")["run_id"]
     assert load_checkpoint(killed / "model.pt")["run_id"] == run_id
     assert_same_run(reference, killed)
-
-
-def test_from_dict_rejects_unknown_keys_naming_them() -> None:
-    with pytest.raises(InputError, match=r"unknown train option\(s\) 'learning_rate', 'stepz'"):
-        TrainConfig.from_dict({"stepz": 3, "learning_rate": 0.1, "lr": 0.1})
-    with pytest.raises(InputError, match=r"train\.augment: unknown augment option\(s\) 'elastc_std'"):
-        TrainConfig.from_dict({"augment": {"elastc_std": 3.0}})
-    with pytest.raises(InputError, match=r"train\.augment: augment\.gamma"):
-        TrainConfig.from_dict({"augment": {"gamma": [1.2, 0.8]}})
-    with pytest.raises(InputError, match=r"train\.lr must be of type float, got '1e-3' \(YAML reads"):
-        TrainConfig.from_dict({"lr": "1e-3"})
-    with pytest.raises(InputError, match=r"train\.steps must be of type int, got 2\.5"):
-        TrainConfig.from_dict({"steps": 2.5})
-    with pytest.raises(InputError, match=r"train\.precision"):
-        TrainConfig.from_dict({"precision": "float8"})
-    config = TrainConfig.from_dict({"steps": 5, "augment": {"elastic_std": 4.0, "contrast": [0.9, 1.1]}})
-    assert config.steps == 5
-    assert config.augment == AugmentConfig(elastic_std=4.0, contrast=(0.9, 1.1))
-    assert TrainConfig.from_dict({"augment": None}).augment == AugmentConfig()
-    assert TrainConfig(augment={"flip": False}).augment == AugmentConfig(flip=False)  # type: ignore[arg-type]
-    assert TrainConfig.from_dict(config.to_dict()) == config  # the checkpoint form reads back
 
 
 def test_weighted_cross_entropy_by_hand() -> None:
@@ -377,16 +373,16 @@ def learning_rates(config: TrainConfig) -> list[float]:
 def test_optimizers_and_schedules() -> None:
     sgd = build_optimizer(UNet(MODEL), CONFIG)
     assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["momentum"] == 0.99
-    adam = build_optimizer(UNet(MODEL), replace(CONFIG, optimizer="adam", lr=1e-3, weight_decay=1e-4))
+    adam = build_optimizer(UNet(MODEL), changed(CONFIG, optimizer="adam", lr=1e-3, weight_decay=1e-4))
     assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["weight_decay"] == 1e-4
-    base = replace(CONFIG, steps=12, lr=0.1)
+    base = changed(CONFIG, steps=12, lr=0.1)
     assert learning_rates(base) == pytest.approx([0.1] * 12)
-    warm = learning_rates(replace(base, warmup_steps=4))
+    warm = learning_rates(changed(base, warmup_steps=4))
     assert warm == pytest.approx([0.025, 0.05, 0.075] + [0.1] * 9)
-    cosine = learning_rates(replace(base, schedule="cosine"))
+    cosine = learning_rates(changed(base, schedule="cosine"))
     assert cosine[0] == pytest.approx(0.1) and cosine[6] == pytest.approx(0.05)
     assert all(a > b for a, b in itertools.pairwise(cosine)) and cosine[-1] > 0
-    step = learning_rates(replace(base, schedule="step"))
+    step = learning_rates(changed(base, schedule="step"))
     assert step == pytest.approx([0.1] * 4 + [0.01] * 4 + [0.001] * 4)
     for key, value in (("optimizer", "rmsprop"), ("schedule", "linear"), ("steps", 0), ("lr", 0.0)):
         with pytest.raises(InputError, match=rf"train\.{key}"):

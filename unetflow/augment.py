@@ -14,62 +14,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
 from torch.nn import functional
 
-from unetflow.errors import check_known_keys
+from unetflow.config import AugmentConfig
 
 ArrayLike = np.ndarray | torch.Tensor
 RAW, WEIGHTS, LABELS = 0, 1, 2
 WARP_MODES = ("bilinear", "bicubic", "nearest")
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Which augmentations apply to training tiles, and how strongly (the paper's set by default)."""
-
-    enabled: bool = True
-    rotate: bool = True
-    flip: bool = True
-    elastic_std: float = 10.0
-    elastic_grid: int = 3
-    contrast: tuple[float, float] = (0.8, 1.2)
-    brightness: tuple[float, float] = (-0.1, 0.1)
-    gamma: tuple[float, float] = (0.8, 1.25)
-    interpolation: Literal["bilinear", "bicubic"] = "bilinear"
-
-    def __post_init__(self) -> None:
-        for name in ("contrast", "brightness", "gamma"):
-            value = getattr(self, name)
-            if not isinstance(value, list | tuple) or len(value) != 2:
-                raise ValueError(f"augment.{name} must be a pair [low, high], got {value!r}")
-            low, high = (float(v) for v in value)
-            if not low <= high:
-                raise ValueError(f"augment.{name} = {value!r}: low must not exceed high; swap the two values")
-            if name != "brightness" and low <= 0:
-                raise ValueError(
-                    f"augment.{name} = {value!r}: factors must be > 0 (use [1, 1] to switch it off)"
-                )
-            object.__setattr__(self, name, (low, high))
-        if not isinstance(self.elastic_grid, int) or self.elastic_grid < 2:
-            raise ValueError(f"augment.elastic_grid must be an integer >= 2, got {self.elastic_grid!r}")
-        if not self.elastic_std >= 0:
-            raise ValueError(
-                f"augment.elastic_std must be >= 0 px (0 switches it off), got {self.elastic_std!r}"
-            )
-        if self.interpolation not in ("bilinear", "bicubic"):
-            raise ValueError(
-                f"augment.interpolation must be 'bilinear' or 'bicubic', got {self.interpolation!r}"
-            )
-
-    @classmethod
-    def from_dict(cls, options: dict[str, object]) -> AugmentConfig:
-        """Build from a config mapping; an unknown key is an error that lists the known ones."""
-        check_known_keys(options, cls, section="augment")
-        return cls(**options)
 
 
 @dataclass(frozen=True)

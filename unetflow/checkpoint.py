@@ -40,8 +40,34 @@ def decision_threshold_of(path: str | Path) -> float:
 
 
 def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> UNet:
-    """The trained U-Net of a checkpoint, in eval mode on `device`."""
+    """The trained U-Net of a checkpoint, in eval mode on `device`; another architecture is an InputError."""
     state = load_checkpoint(path, map_location=device)
-    model = UNet(UNetConfig(**state["model_config"]))
-    model.load_state_dict(state["model_state_dict"])
+    try:
+        model = UNet(UNetConfig(**state["model_config"]))
+        model.load_state_dict(state["model_state_dict"])
+    except (TypeError, ValueError, RuntimeError) as error:
+        reason = str(error).splitlines()[0]
+        raise InputError(
+            f"{path} holds a net of another architecture than unetflow's U-Net ({reason}); "
+            "give a checkpoint written by unetflow train"
+        ) from error
     return model.to(device).eval()
+
+
+def provenance(path: str | Path) -> dict[str, Any]:
+    """What a prediction records of its model: file, checksum, architecture, training and its scores."""
+    from unetflow.download import sha256_of
+
+    state = load_checkpoint(path)
+    train = state.get("train_config", {})
+    return {
+        "path": str(path),
+        "sha256": sha256_of(path),
+        "architecture": state["model_config"],
+        "step": state.get("step"),
+        "steps": train.get("steps"),
+        "loss_weights": train.get("loss_weights"),
+        "threshold": state.get("threshold"),
+        "normalization": state.get("normalization"),
+        "validation": state.get("metrics", {}),
+    }

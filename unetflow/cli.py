@@ -1,187 +1,365 @@
 """The `unetflow` command: one subcommand per workflow step, for use outside Snakemake.
 
-Options that the workflow reads from config.yaml come from a config file here too (`--config`), so a step
-run by hand behaves exactly like the same step in the workflow.
+Options that the workflow reads from config.yaml come from config files here too: `--config a.yaml
+--config b.yaml` merges them over the defaults exactly as `snakemake --configfile a.yaml b.yaml` merges them
+over config.yaml (unetflow.config.merge_config), so a step run by hand behaves like the same step in the
+workflow. Command-line options override the files. Errors are one line that says what to fix; `--debug`
+shows the traceback of an unexpected one.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from unetflow import steps
+from unetflow.atomic import DISK_FULL
+from unetflow.config import (
+    FORMAT_NAMES,
+    Config,
+    EvaluateConfig,
+    SplitConfig,
+    SyntheticConfig,
+    VolumeConfig,
+    WeightsConfig,
+    load_config_files,
+    schema_yaml,
+)
 from unetflow.errors import InputError
+from unetflow.layout import ABLATION_MODEL, MAIN_MODEL, Layout
+from unetflow.logs import set_verbosity
+
+SYNTHETIC = SyntheticConfig()
+WEIGHTS = WeightsConfig()
+VOLUME = VolumeConfig(synthetic=SYNTHETIC)
+EVALUATE = EvaluateConfig()
 
 
-def _config(path: str | None, section: str) -> dict[str, Any]:
-    """One section of a unetflow config file (empty when no file is given)."""
-    if path is None:
-        return {}
-    values = yaml.safe_load(Path(path).read_text()) or {}
-    return dict(values.get(section) or {})
+def version() -> str:
+    """The installed package's version."""
+    try:
+        return metadata.version("unetflow")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="a unetflow config.yaml whose sections give the step's options")
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="a unetflow config file (as config.yaml); repeat to merge several, later ones win",
+    )
+
+
+def _add_source(parser: argparse.ArgumentParser, role: str) -> None:
+    prefix = "" if role == "raw" else "labels-"
+    parser.add_argument(
+        f"--{prefix}format",
+        dest=f"{role}_format",
+        choices=FORMAT_NAMES,
+        help=f"format of the {role} input (default: from its name)",
+    )
+    parser.add_argument(
+        f"--{prefix}member",
+        dest=f"{role}_member",
+        metavar="PATH",
+        help=f"HDF5 dataset or path inside a Zarr store of the {role} input",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="unetflow", description=__doc__)
-    sub = parser.add_subparsers(dest="step", required=True)
+    parser = argparse.ArgumentParser(prog="unetflow", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"unetflow {version()}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the Python traceback of an unexpected error"
+    )
+    sub = parser.add_subparsers(dest="step", required=True, metavar="STEP")
 
     p = sub.add_parser("synthesize", help="generate the embedded EM-like volume (raw + labels TIFFs)")
-    p.add_argument("raw")
-    p.add_argument("labels")
-    p.add_argument("--shape", type=int, nargs=3, default=(16, 256, 256), metavar=("Z", "Y", "X"))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cell-diameter", type=float, default=40.0)
+    p.add_argument("raw", help="multi-page TIFF to write the raw volume to")
+    p.add_argument("labels", help="multi-page TIFF to write the instance labels to")
+    p.add_argument(
+        "--shape", type=int, nargs=3, default=SYNTHETIC.shape, metavar=("Z", "Y", "X"), help="volume size"
+    )
+    p.add_argument("--seed", type=int, default=SYNTHETIC.seed, help="random seed (same seed, same data)")
+    p.add_argument(
+        "--cell-diameter", type=float, default=SYNTHETIC.cell_diameter, help="mean cell diameter in pixels"
+    )
 
     p = sub.add_parser("download", help="fetch a file and verify its sha256")
     p.add_argument("source", help="http(s):// or file:// URL, or a local path")
-    p.add_argument("target")
-    p.add_argument("--sha256")
+    p.add_argument("target", help="where to save the file")
+    p.add_argument("--sha256", help="the file's expected SHA-256 (a mismatch is an error)")
 
     p = sub.add_parser("import", help="import a volume (and labels) into OME-Zarr")
-    p.add_argument("raw")
-    p.add_argument("target")
-    p.add_argument("--labels")
-    p.add_argument("--format", dest="raw_format")
-    p.add_argument("--member", dest="raw_member")
-    p.add_argument("--voxel-size", type=float, nargs=3, default=(1.0, 1.0, 1.0), metavar=("Z", "Y", "X"))
-    p.add_argument("--unit", default="nanometer")
+    p.add_argument(
+        "raw", help="the raw volume: a TIFF stack, a folder of slices, an HDF5 file or a Zarr store"
+    )
+    p.add_argument("target", help="the OME-Zarr store to write (must not be, contain or lie inside an input)")
+    p.add_argument("--labels", help="its labels (instance ids, or binary with cell interior non-zero)")
+    _add_source(p, "raw")
+    _add_source(p, "labels")
+    p.add_argument("--invert-labels", action="store_true", help="binary labels with membrane as foreground")
+    p.add_argument(
+        "--voxel-size",
+        type=float,
+        nargs=3,
+        default=VOLUME.voxel_size,
+        metavar=("Z", "Y", "X"),
+        help="voxel size written to the OME-Zarr metadata",
+    )
+    p.add_argument("--unit", default=VOLUME.unit, help="unit of the voxel size (an OME-NGFF unit)")
 
     p = sub.add_parser("weights", help="the paper's border weight map of an imported volume")
-    p.add_argument("data")
-    p.add_argument("target")
-    p.add_argument("--train-slices", required=True, help='slices that set the class balance, e.g. "0-19"')
-    p.add_argument("--w0", type=float, default=10.0)
-    p.add_argument("--sigma", type=float, default=5.0)
-    p.add_argument("--connectivity", type=int, default=1, choices=(1, 2))
+    p.add_argument("data", help="an imported OME-Zarr with labels")
+    p.add_argument("target", help="the weight-map OME-Zarr to write")
+    p.add_argument(
+        "--train-slices", help='slices that set the class balance, e.g. "0-19" (default: split.train)'
+    )
+    p.add_argument("--w0", type=float, help=f"weight of the border term (default {WEIGHTS.w0})")
+    p.add_argument("--sigma", type=float, help=f"border term width in pixels (default {WEIGHTS.sigma})")
+    p.add_argument(
+        "--connectivity", type=int, choices=(1, 2), help="cells of binary labels: 1 = 4-, 2 = 8-nb"
+    )
+    _add_config(p)
 
     p = sub.add_parser("train", help="train (or resume) the U-Net")
-    p.add_argument("data")
-    p.add_argument("weights")
-    p.add_argument("output", help="the best checkpoint (.pt)")
-    p.add_argument("--workdir", help="resumable checkpoints (default: beside the output)")
+    p.add_argument("data", help="an imported OME-Zarr with labels")
+    p.add_argument("weights", help="its weight-map OME-Zarr")
+    p.add_argument("output", help="the best checkpoint to write (.pt)")
+    p.add_argument("--workdir", help="resumable checkpoints (default: checkpoints/ beside the output)")
+    p.add_argument("--train-slices", help='training slices (default: the config\'s split.train), e.g. "0-19"')
+    p.add_argument("--val-slices", help="validation slices (default: the config's split.val)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     _add_config(p)
 
     p = sub.add_parser("predict", help="overlap-tile prediction of a Zarr volume (resumable)")
-    p.add_argument("model")
-    p.add_argument("data")
-    p.add_argument("target")
-    p.add_argument("--group", type=int, default=0, help="this job's block group")
+    p.add_argument("model", help="a trained checkpoint (.pt)")
+    p.add_argument("data", help="the OME-Zarr volume to predict")
+    p.add_argument("target", help="the prediction OME-Zarr to write or resume")
+    p.add_argument("--group", type=int, help="predict only this block group (default: every group)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     _add_config(p)
 
     p = sub.add_parser("evaluate", help="metrics of a prediction against its labels")
-    p.add_argument("prediction")
-    p.add_argument("data")
-    p.add_argument("metrics", help="JSON output")
-    p.add_argument("--slices", default=None, help='slices to evaluate, e.g. "20-24" (default: all)')
-    p.add_argument("--no-warping", action="store_true")
+    p.add_argument("prediction", help="a prediction OME-Zarr")
+    p.add_argument("data", help="the imported OME-Zarr with the labels")
+    p.add_argument("metrics", help="JSON to write (a per-slice CSV is written beside it)")
+    p.add_argument("--slices", help='slices to evaluate, e.g. "20-24" (default: all)')
+    p.add_argument(
+        "--threshold", help="segmentation threshold, or auto (the prediction's own)", default="auto"
+    )
+    p.add_argument("--no-warping", action="store_true", help="skip the warping error (the slowest measure)")
+    _add_config(p)
 
     p = sub.add_parser("report", help="the HTML report of a workflow run, at <results>/report/index.html")
     p.add_argument("--results", default="results", help="the run's results folder")
-    p.add_argument("--config", required=True, help="the config.yaml the run used")
+    p.add_argument(
+        "--config", action="append", default=[], metavar="YAML", help="the config file(s) of the run"
+    )
+
+    p = sub.add_parser(
+        "schema", help="print the config's JSON schema (as workflow/schemas/config.schema.yaml)"
+    )
+    p.add_argument("--output", help="write it to this file instead of printing it")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `unetflow` command."""
+    """Entry point of the `unetflow` command: 0 on success, 2 for bad input, 1 for other failures."""
     args = build_parser().parse_args(argv)
+    set_verbosity(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
+    name = f"unetflow {args.step}"
     try:
         dispatch(args)
     except InputError as error:
-        print(f"unetflow {args.step}: error: {error}", file=sys.stderr)
-        return 2
+        return _fail(name, str(error), 2)
+    except KeyboardInterrupt:
+        return _fail(name, "interrupted; no output was left half-written: run the same command again", 130)
+    except OSError as error:
+        if args.debug:
+            raise
+        if error.errno in DISK_FULL:
+            return _fail(name, f"no space left on the device writing {error.filename or 'an output'}", 1)
+        where = f" ({error.filename})" if error.filename else ""
+        return _fail(name, f"{error.strerror or error}{where}; check the path and its permissions", 1)
+    except MemoryError:
+        return _fail(name, "out of memory; lower predict.memory_gb or train.tile, or use a bigger machine", 1)
+    except Exception as error:
+        if args.debug:
+            raise
+        return _fail(name, f"unexpected {type(error).__name__}: {error} (rerun with --debug for details)", 1)
     return 0
+
+
+def _fail(name: str, message: str, code: int) -> int:
+    print(f"{name}: error: {message}", file=sys.stderr)
+    return code
+
+
+def _sections(args: argparse.Namespace) -> Config:
+    return load_config_files(getattr(args, "config", []))
 
 
 def dispatch(args: argparse.Namespace) -> None:
     """Run the chosen step."""
-    if args.step == "synthesize":
-        steps.run_synthesize(
-            raw=args.raw,
-            labels=args.labels,
-            shape=args.shape,
-            seed=args.seed,
-            cell_diameter=args.cell_diameter,
-        )
-    elif args.step == "download":
-        steps.run_download(source=args.source, target=args.target, sha256=args.sha256)
-    elif args.step == "import":
-        entry = {
-            "raw": {"format": args.raw_format, "member": args.raw_member},
-            "voxel_size": args.voxel_size,
-            "unit": args.unit,
+    handler = {
+        "synthesize": _synthesize,
+        "download": _download,
+        "import": _import,
+        "weights": _weights,
+        "train": _train,
+        "predict": _predict,
+        "evaluate": _evaluate,
+        "report": _report,
+        "schema": _schema,
+    }[args.step]
+    handler(args)
+
+
+def _synthesize(args: argparse.Namespace) -> None:
+    options = {"shape": list(args.shape), "seed": args.seed, "cell_diameter": args.cell_diameter}
+    steps.run_synthesize(raw=args.raw, labels=args.labels, options=options)
+
+
+def _download(args: argparse.Namespace) -> None:
+    steps.run_download(source=args.source, target=args.target, sha256=args.sha256)
+
+
+def _import(args: argparse.Namespace) -> None:
+    volume: dict[str, Any] = {
+        "raw": {"path": args.raw, "format": args.raw_format, "member": args.raw_member},
+        "voxel_size": list(args.voxel_size),
+        "unit": args.unit,
+    }
+    if args.labels is not None:
+        volume["labels"] = {
+            "path": args.labels,
+            "format": args.labels_format,
+            "member": args.labels_member,
+            "invert": args.invert_labels,
         }
-        steps.run_import(raw=args.raw, labels=args.labels, target=args.target, entry=entry)
-    elif args.step == "weights":
-        steps.run_weights(
-            data=args.data,
-            target=args.target,
-            train_slices=args.train_slices,
-            w0=args.w0,
-            sigma=args.sigma,
-            connectivity=args.connectivity,
-        )
-    elif args.step == "train":
-        output = Path(args.output)
-        split = _config(args.config, "split") or {"train": "all"}
-        steps.run_train(
-            data=args.data,
-            weights=args.weights,
-            output=str(output),
-            step_log=str(output.with_name("train_log.csv")),
-            val_log=str(output.with_name("val_log.csv")),
-            workdir=args.workdir or str(output.with_name("checkpoints")),
-            model=_config(args.config, "model"),
-            train=_config(args.config, "train"),
-            split=split,
-            threads=args.threads,
-        )
-    elif args.step == "predict":
-        options = _config(args.config, "predict")
-        steps.run_predict(
-            data=args.data, model=args.model, target=args.target, options=options, group=args.group
-        )
-    elif args.step == "evaluate":
-        split = {"volume": "volume", "test": args.slices} if args.slices else {"volume": None}
-        steps.run_evaluate(
-            data=[args.data],
-            predictions=[args.prediction],
-            volumes=["volume"],
-            split=split,
-            metrics=args.metrics,
-            slices=str(Path(args.metrics).with_suffix(".csv")),
-            warping=not args.no_warping,
-        )
-    elif args.step == "report":
-        run_report_of(Path(args.results), yaml.safe_load(Path(args.config).read_text()) or {})
+    elif args.labels_format or args.labels_member or args.invert_labels:
+        raise InputError("--labels-format, --labels-member and --invert-labels need --labels")
+    steps.run_import(raw=args.raw, labels=args.labels, target=args.target, volume=volume)
 
 
-def run_report_of(results: Path, config: dict[str, Any]) -> None:
-    """The report of a workflow run, from the file names the workflow gives its outputs."""
-    split = config.get("split") or {}
-    models = ["main", "ablation"] if config.get("ablation") else ["main"]
-    steps.run_report(
-        output=str(results / "report" / "index.html"),
-        models=models,
-        metrics=[str(results / "metrics" / f"{m}.json") for m in models],
-        slices=[str(results / "metrics" / f"{m}_slices.csv") for m in models],
-        step_logs=[str(results / "models" / m / "train_log.csv") for m in models],
-        val_logs=[str(results / "models" / m / "val_log.csv") for m in models],
-        data=str(results / "data" / f"{split.get('volume')}.zarr"),
-        weights=str(results / "weights" / f"{split.get('volume')}.zarr"),
+def _weights(args: argparse.Namespace) -> None:
+    config = _sections(args)
+    given = {
+        key: getattr(args, key) for key in ("w0", "sigma", "connectivity") if getattr(args, key) is not None
+    }
+    options = {**config.weights.dump(), **given}
+    train_slices = args.train_slices if args.train_slices is not None else config.split.train
+    steps.run_weights(data=args.data, target=args.target, train_slices=train_slices, options=options)
+
+
+def _train(args: argparse.Namespace) -> None:
+    config = _sections(args)
+    output = Path(args.output)
+    split = SplitConfig.from_dict(
+        {
+            "volume": config.split.volume,
+            "train": args.train_slices if args.train_slices is not None else config.split.train,
+            "val": args.val_slices if args.val_slices is not None else config.split.val,
+            "test": [],
+        }
+    )
+    steps.run_train(
+        data=args.data,
+        weights=args.weights,
+        output=str(output),
+        step_log=str(output.with_name("train_log.csv")),
+        val_log=str(output.with_name("val_log.csv")),
+        workdir=args.workdir or str(output.with_name("checkpoints")),
+        model=config.model,
+        train=config.train,
         split=split,
-        config=config,
-        benchmarks=str(results / "benchmarks"),
+        threads=args.threads,
+    )
+
+
+def _predict(args: argparse.Namespace) -> None:
+    config = _sections(args)
+    steps.run_predict(
+        data=args.data,
+        model=args.model,
+        target=args.target,
+        options=config.predict,
+        group=args.group,
+        threads=args.threads,
+    )
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    config = _sections(args)
+    threshold: float | str = args.threshold
+    if threshold != "auto":
+        try:
+            threshold = float(threshold)
+        except ValueError:
+            raise InputError(f"--threshold {args.threshold!r}: give a number in [0, 1] or auto") from None
+    options = {**config.evaluate.dump(), **({"warping": False} if args.no_warping else {})}
+    split = None if args.slices is None else {"volume": "volume", "train": [], "test": args.slices}
+    steps.run_evaluate(
+        data=[args.data],
+        predictions=[args.prediction],
+        volumes=["volume"],
+        split=split,
+        metrics=args.metrics,
+        slices=str(Path(args.metrics).with_suffix(".csv")),
+        threshold=threshold,
+        options=options,
+    )
+
+
+def _report(args: argparse.Namespace) -> None:
+    run_report_of(Path(args.results), load_config_files(args.config))
+
+
+def _schema(args: argparse.Namespace) -> None:
+    text = schema_yaml()
+    if args.output is None:
+        sys.stdout.write(text)
+        return
+    from unetflow.atomic import atomic_path
+
+    with atomic_path(args.output) as tmp:
+        tmp.write_text(text)
+
+
+def run_report_of(results: Path, config: Config) -> None:
+    """The report of a workflow run, from the file names the workflow gives its outputs."""
+    layout = Layout(results=str(results))
+    models = [MAIN_MODEL, ABLATION_MODEL] if config.ablation else [MAIN_MODEL]
+    for path in [layout.metrics(m) for m in models]:
+        if not Path(path).is_file():
+            raise InputError(
+                f"{path} does not exist: run the workflow (or its evaluate step) before the report"
+            )
+    volume = config.split.volume
+    steps.run_report(
+        output=layout.report(),
+        models=models,
+        metrics=[layout.metrics(m) for m in models],
+        slices=[layout.slice_metrics(m) for m in models],
+        step_logs=[layout.train_log(m) for m in models],
+        val_logs=[layout.val_log(m) for m in models],
+        data=layout.data(volume),
+        weights=layout.weights(volume),
+        split=config.split.dump(),
+        config=config.dump(),
+        benchmarks=layout.benchmarks(),
     )
 
 

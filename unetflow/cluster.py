@@ -12,57 +12,21 @@ import logging
 import os
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from unetflow.errors import InputError, check_known_keys
+from unetflow.config import ClusterConfig, script_safe
+from unetflow.errors import InputError
 
 log = logging.getLogger(__name__)
-
-CLUSTER_KINDS = ("local", "slurm", "address")
-
-
-@dataclass(frozen=True)
-class ClusterConfig:
-    """The `predict.cluster` section: where the distributed workers run and what each one gets."""
-
-    kind: str = "local"
-    address: str = ""
-    workers: int = 2
-    threads: int = 1
-    memory: str = "4GB"
-    gpus: int = 0
-    queue: str = ""
-    account: str = ""
-    walltime: str = "02:00:00"
-    job_extra: tuple[str, ...] = field(default_factory=tuple)
-    timeout: float = 600.0
-
-    def __post_init__(self) -> None:
-        if self.kind not in CLUSTER_KINDS:
-            raise InputError(f"predict.cluster.kind {self.kind!r} is not one of {', '.join(CLUSTER_KINDS)}")
-        if self.kind == "address" and not self.address:
-            raise InputError("predict.cluster.kind address needs predict.cluster.address (tcp://host:8786)")
-        for key in ("workers", "threads"):
-            if getattr(self, key) < 1:
-                raise InputError(f"predict.cluster.{key} must be >= 1, got {getattr(self, key)}")
-        if self.gpus < 0 or self.timeout <= 0:
-            raise InputError("predict.cluster.gpus must be >= 0 and predict.cluster.timeout > 0")
-        object.__setattr__(self, "job_extra", tuple(self.job_extra))
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any] | None) -> ClusterConfig:
-        """Build from the config mapping; unknown keys are an error that lists the known ones."""
-        values = dict(values or {})
-        check_known_keys(values, cls, section="predict.cluster")
-        return cls(**values)
 
 
 def slurm_cluster_options(config: ClusterConfig, *, log_directory: str | Path) -> dict[str, Any]:
     """Keyword arguments of dask_jobqueue.SLURMCluster: one single-process worker per SLURM job."""
+    for key in ("queue", "account", "walltime", "memory"):
+        script_safe(getattr(config, key), key=f"predict.cluster.{key}")
     directives = [f"--gres=gpu:{config.gpus}"] if config.gpus else []
-    directives += list(config.job_extra)
+    directives += [script_safe(item, key="predict.cluster.job_extra") for item in config.job_extra]
     options: dict[str, Any] = {
         "cores": config.threads,
         "processes": 1,

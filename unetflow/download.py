@@ -24,7 +24,7 @@ from urllib.request import url2pathname
 import pooch
 import requests
 
-from unetflow.atomic import atomic_path, remove, temporary_sibling
+from unetflow.atomic import atomic_path, remove, remove_stale_temporaries, temporary_sibling
 from unetflow.errors import InputError
 
 LOG = logging.getLogger(__name__)
@@ -76,12 +76,6 @@ def _local_source(source: str) -> Path | None:
     if parsed.scheme in ("", "localhost") or len(parsed.scheme) == 1:
         return Path(source).expanduser()
     return None
-
-
-def _clean_stale(target: Path) -> None:
-    """Remove temporary siblings a killed earlier fetch of `target` may have left."""
-    for stale in target.parent.glob(f".{target.name}.tmp-*"):
-        remove(stale)
 
 
 @contextlib.contextmanager
@@ -155,7 +149,7 @@ def fetch(
         raise ValueError(f"retries must be at least 1, got {retries}")
     destination = Path(target)
     expected = _expected_hash(sha256, source)
-    _clean_stale(destination)
+    remove_stale_temporaries(destination)
     local = _local_source(source)
     if local is not None:
         if not local.is_file():
@@ -226,16 +220,14 @@ def extract(
         shown = ", ".join(members[:20]) + (" ..." if len(members) > 20 else "")
         raise InputError(f"{path}: has no file {member!r}; its files are: {shown}. Fix member in the config")
     destination = Path(target) if target is not None else path.parent / PurePosixPath(member).name
-    _clean_stale(destination)
+    remove_stale_temporaries(destination)
     folder = temporary_sibling(destination)
     try:
         with _quiet_pooch():
             processor(members=[member], extract_dir=str(folder.resolve()))(
                 str(path.resolve()), "download", None
             )
-        extracted = folder / PurePosixPath(member)
-        with atomic_path(destination) as tmp:
-            os.replace(extracted, tmp)
+        os.replace(folder / PurePosixPath(member), destination)  # one folder: an atomic rename
     finally:
         remove(folder)
     return destination

@@ -248,3 +248,157 @@ def plan_tiles(
     if block % stride:
         raise ValueError(f"block size {block} must be a multiple of the tile stride {stride}")
     return TilePlan(geometry=geometry, height=height, width=width, stride=stride, block=block)
+
+
+# Output shards (Zarr v3) hold about this many bytes of the probability array: with the uint8 segmentation
+# beside it, about 1.25 GB of output per two files, under the 2 files per GB that a file system of a big
+# cluster wants (and one shard's buffer is the prediction's memory beyond the net's).
+SHARD_TARGET_BYTES = 2**30
+
+
+def shard_shape(
+    shape: tuple[int, int, int],
+    chunk: tuple[int, int, int],
+    *,
+    itemsize: int,
+    target_bytes: int,
+    min_shards: int = 1,
+) -> tuple[int, int, int]:
+    """A shard of whole chunks holding about `target_bytes`: square in-plane first, then deeper in z.
+
+    Never larger than the volume (rounded up to whole chunks), one chunk at least, and small enough that
+    the volume has `min_shards` shards where its chunks allow (each block group needs shards of its own).
+    """
+    nz, ny, nx = shape
+    cz, cy, cx = chunk
+    counts = -(-nz // cz), -(-ny // cy), -(-nx // cx)
+    per_chunk = cz * cy * cx * itemsize
+    side = 1
+    while (side < counts[1] or side < counts[2]) and (2 * side) ** 2 * per_chunk <= target_bytes:
+        side *= 2
+    sy, sx = min(side, counts[1]), min(side, counts[2])
+    depth = max(1, min(counts[0], target_bytes // (sy * sx * per_chunk)))
+    wanted = min(min_shards, counts[0] * counts[1] * counts[2])
+
+    def total(d: int, y: int, x: int) -> int:
+        return -(-counts[0] // d) * -(-counts[1] // y) * -(-counts[2] // x)
+
+    while total(depth, sy, sx) < wanted and depth > 1:
+        depth = max(1, depth // 2)
+    while total(depth, sy, sx) < wanted and max(sy, sx) > 1:
+        sy, sx = max(1, sy // 2), max(1, sx // 2)
+    return depth * cz, sy * cy, sx * cx
+
+
+@dataclass(frozen=True)
+class ShardGrid:
+    """The chunk and shard grid of a (z, y, x) output: chunks are blocks, shards are written whole.
+
+    Shards are numbered z-major (z, then y, then x); a block group is a contiguous range of that order, so
+    no two jobs ever write one shard. With Zarr v2 (no sharding) a shard is one chunk.
+    """
+
+    shape: tuple[int, int, int]
+    chunk: tuple[int, int, int]
+    shard: tuple[int, int, int]
+
+    def __post_init__(self) -> None:
+        for axis, (c, s) in enumerate(zip(self.chunk, self.shard, strict=True)):
+            if c < 1 or s < c or s % c:
+                raise ValueError(f"shard {self.shard} is not a multiple of chunk {self.chunk} (axis {axis})")
+
+    @property
+    def counts(self) -> tuple[int, int, int]:
+        """Shards along z, y and x."""
+        z, y, x = (-(-n // s) for n, s in zip(self.shape, self.shard, strict=True))
+        return z, y, x
+
+    def __len__(self) -> int:
+        z, y, x = self.counts
+        return z * y * x
+
+    def index(self, number: int) -> tuple[int, int, int]:
+        """Grid coordinates (z, y, x) of shard `number` in z-major order."""
+        _, ny, nx = self.counts
+        return number // (ny * nx), (number // nx) % ny, number % nx
+
+    def number(self, index: tuple[int, int, int]) -> int:
+        """The z-major number of the shard at grid coordinates `index`."""
+        _, ny, nx = self.counts
+        return (index[0] * ny + index[1]) * nx + index[2]
+
+    def region(self, index: tuple[int, int, int]) -> tuple[slice, slice, slice]:
+        """The voxels of shard `index`, cropped at the volume's end."""
+        z, y, x = (
+            slice(i * s, min((i + 1) * s, n)) for i, s, n in zip(index, self.shard, self.shape, strict=True)
+        )
+        return z, y, x
+
+    def chunks_of(self, index: tuple[int, int, int]) -> list[tuple[int, int, int]]:
+        """Start voxels (z, y, x) of the chunks (blocks) inside shard `index`, in order."""
+        region = self.region(index)
+        return [
+            (z, y, x)
+            for z in range(region[0].start, region[0].stop, self.chunk[0])
+            for y in range(region[1].start, region[1].stop, self.chunk[1])
+            for x in range(region[2].start, region[2].stop, self.chunk[2])
+        ]
+
+    def chunk_count(self, index: tuple[int, int, int]) -> int:
+        """How many chunks (blocks) shard `index` holds."""
+        return math.prod(
+            -(-(r.stop - r.start) // c) for r, c in zip(self.region(index), self.chunk, strict=True)
+        )
+
+    @property
+    def total_chunks(self) -> int:
+        """How many chunks (blocks) the whole output holds."""
+        return math.prod(-(-n // c) for n, c in zip(self.shape, self.chunk, strict=True))
+
+    def coarser(self, level: int) -> ShardGrid:
+        """The grid of pyramid level `level`: 2**level times fewer pixels in y and x, the same chunk and shard
+        shape where the level is large enough (clipped to whole chunks covering the level where it is not)."""
+        if level == 0:
+            return self
+        nz, ny, nx = self.shape
+        shape = (nz, max(1, -(-ny // 2**level)), max(1, -(-nx // 2**level)))
+        chunk = tuple(min(c, n) for c, n in zip(self.chunk, shape, strict=True))
+        shard = tuple(min(s, -(-n // c) * c) for c, s, n in zip(chunk, self.shard, shape, strict=True))
+        return ShardGrid(shape, chunk, shard)  # type: ignore[arg-type]
+
+    def chunks_in(self, region: tuple[slice, slice, slice]) -> list[tuple[int, int, int]]:
+        """Start voxels of the chunks that overlap `region`."""
+        spans = [
+            range(r.start // c * c, min(r.stop, n), c)
+            for r, c, n in zip(region, self.chunk, self.shape, strict=True)
+        ]
+        return [(z, y, x) for z in spans[0] for y in spans[1] for x in spans[2]]
+
+    def shards_in(self, region: tuple[slice, slice, slice]) -> list[int]:
+        """Numbers of the shards that overlap `region`."""
+        spans = [
+            range(r.start // s, (min(r.stop, n) - 1) // s + 1)
+            for r, s, n in zip(region, self.shard, self.shape, strict=True)
+        ]
+        return [self.number((z, y, x)) for z in spans[0] for y in spans[1] for x in spans[2]]
+
+    def shards_touching(self, chunk_index: tuple[int, int, int], chunk: tuple[int, int, int]) -> set[int]:
+        """Numbers of the shards that the chunk `chunk_index` of another grid (of shape `chunk`) overlaps."""
+        spans = [
+            range(c * size // s, min(((c + 1) * size - 1) // s, n - 1) + 1)
+            for c, size, s, n in zip(chunk_index, chunk, self.shard, self.counts, strict=True)
+        ]
+        return {self.number((z, y, x)) for z in spans[0] for y in spans[1] for x in spans[2]}
+
+
+def group_range(shards: int, group: int, groups: int) -> range:
+    """The shard numbers of block group `group` of `groups`: contiguous, sizes differing by one at most."""
+    if groups < 1 or not 0 <= group < groups:
+        raise ValueError(f"block group {group} of {groups} is out of range: use 0 <= group < groups")
+    return range(group * shards // groups, (group + 1) * shards // groups)
+
+
+def auto_groups(shards: int, output_bytes: int, *, bytes_per_group: int) -> int:
+    """How many block groups (jobs) split an output of `output_bytes`: one per `bytes_per_group`, at least
+    one, at most one per shard."""
+    return max(1, min(shards, -(-output_bytes // max(1, bytes_per_group))))

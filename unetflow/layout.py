@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+PRETRAINED_MODEL = "pretrained"
+"""The name under which a run that trains nothing files the predictions of its `pretrained:` model."""
 MAIN_MODEL = "main"
 """The model trained with the configured loss (the paper's border weights by default)."""
 ABLATION_MODEL = "ablation"
@@ -34,6 +36,10 @@ class Layout:
     def download(self, volume: str, filename: str) -> str:
         """A downloaded source file of a volume."""
         return f"{self.raw}/{volume}/{filename}"
+
+    def model_download(self, filename: str) -> str:
+        """A downloaded trained model (config `pretrained: {url: ...}`)."""
+        return f"{self.raw.rsplit('/', 1)[0]}/models/{filename}"
 
     # data steps
     def data(self, volume: str) -> str:
@@ -74,6 +80,14 @@ class Layout:
         """What finalising a prediction found (blocks, voxels, instances)."""
         return self._in("predict", model, f"{volume}.json")
 
+    def prediction_stats(self, model: str, volume: str) -> str:
+        """The normalisation statistics of the predicted volume (computed by a chunked pass over a sample)."""
+        return prediction_stats(self.prediction(model, volume))
+
+    def prediction_progress(self, model: str, volume: str) -> str:
+        """The completion journals of a prediction's block groups."""
+        return prediction_progress(self.prediction(model, volume))
+
     def group_flag(self, model: str, volume: str, group: str | int) -> str:
         """Flag of one finished block group of a prediction."""
         return self._in("predict", model, f"{volume}.blocks", f"{group}.done")
@@ -110,6 +124,16 @@ class Layout:
     def dask_logs(self, model: str, volume: str, group: str | int) -> str:
         """Logs of the dask workers of one prediction job (predict.scheduler: distributed)."""
         return self._in("logs", "dask", model, f"{volume}.{group}")
+
+
+def prediction_progress(prediction: str) -> str:
+    """The folder of a prediction's completion journals: beside it (`<volume>.progress`), outside its Zarr."""
+    return prediction.removesuffix("/").removesuffix(".zarr") + ".progress"
+
+
+def prediction_stats(prediction: str) -> str:
+    """The normalisation statistics of the volume a prediction was made from (`<volume>.stats.json`)."""
+    return prediction.removesuffix("/").removesuffix(".zarr") + ".stats.json"
 
 
 RESULTS = Layout()

@@ -24,10 +24,18 @@ def progress_bar(iterable: Iterable[Any] | None = None, **kwargs: Any) -> tqdm:
     return tqdm(iterable, **{**bar_options(), **kwargs})
 
 
-def setup_logging(level: int = logging.INFO) -> None:
+_LEVEL = {"level": logging.INFO}
+
+
+def set_verbosity(level: int) -> None:
+    """The level every later `setup_logging` uses (the CLI's -v / --quiet)."""
+    _LEVEL["level"] = level
+
+
+def setup_logging(level: int | None = None) -> None:
     """Send log records (and warnings) to stderr, which the workflow redirects to each rule's log."""
     logging.basicConfig(
-        level=level,
+        level=_LEVEL["level"] if level is None else level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
         force=True,

@@ -11,18 +11,29 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from unetflow.config import ModelConfig
 from unetflow.geometry import UNetGeometry
+
+_DEFAULT = ModelConfig()
 
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """Hyper-parameters that define the network (stored in every checkpoint)."""
+    """Hyper-parameters that define the network (stored in every checkpoint); defaults: config.yaml's.
 
-    depth: int = 4
-    base_channels: int = 64
+    The paper's net is UNetConfig(depth=4, base_channels=64).
+    """
+
+    depth: int = _DEFAULT.depth
+    base_channels: int = _DEFAULT.base_channels
     in_channels: int = 1
     num_classes: int = 2
-    dropout: float = 0.5
+    dropout: float = _DEFAULT.dropout
+
+    @classmethod
+    def from_section(cls, section: ModelConfig) -> UNetConfig:
+        """The network the config's `model:` section describes."""
+        return cls(depth=section.depth, base_channels=section.base_channels, dropout=section.dropout)
 
     @property
     def geometry(self) -> UNetGeometry:

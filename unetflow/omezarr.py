@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +24,8 @@ import dask.array as da
 import numcodecs
 import numpy as np
 import zarr
-from ome_zarr.format import FormatV04
+from ome_zarr.format import FormatV04, FormatV05
+from zarr.codecs import ZstdCodec
 
 from unetflow.atomic import atomic_path, remove
 from unetflow.errors import InputError
@@ -53,8 +54,19 @@ LabelKind = Literal["instance", "binary"]
 ArrayLike = np.ndarray | da.Array
 
 
-def _format() -> FormatV04:
-    return FormatV04()
+NGFF_VERSIONS = ("0.4", "0.5")
+"""OME-NGFF versions unetflow writes: 0.4 on Zarr v2 (the widest reader support), 0.5 on Zarr v3 (shards)."""
+
+
+def _format(ngff: str = "0.4") -> FormatV04:
+    if ngff not in NGFF_VERSIONS:
+        raise ValueError(f"OME-NGFF version {ngff!r} is not one of {NGFF_VERSIONS}")
+    return FormatV05() if ngff == "0.5" else FormatV04()
+
+
+def ngff_version(path: str | os.PathLike[str]) -> str:
+    """The OME-NGFF version of an image written by unetflow: 0.5 for a Zarr v3 group, else 0.4."""
+    return "0.5" if (Path(path) / "zarr.json").exists() else "0.4"
 
 
 DEFAULT_COMPRESSION_LEVEL = 5
@@ -167,16 +179,70 @@ def volume_stats(data: ArrayLike, *, chunks: tuple[int, ...] | None = None) -> R
     return stats
 
 
+def level_scale(voxel_size: list[float], level: int) -> list[float]:
+    """The voxel size of pyramid level `level`: 2**level times coarser in y and x, z unchanged."""
+    z, y, x = voxel_size
+    return [z, y * 2**level, x * 2**level]
+
+
 def _multiscales(
-    group: zarr.Group, voxel_size: list[float], unit: str, name: str | None, *, fmt: FormatV04
+    group: zarr.Group,
+    voxel_size: list[float],
+    unit: str,
+    name: str | None,
+    *,
+    fmt: FormatV04,
+    levels: int = 1,
 ) -> None:
     write_multiscales_metadata(
         group,
-        datasets=[{"path": LEVEL, "coordinateTransformations": [{"type": "scale", "scale": voxel_size}]}],
+        datasets=[
+            {
+                "path": str(level),
+                "coordinateTransformations": [{"type": "scale", "scale": level_scale(voxel_size, level)}],
+            }
+            for level in range(levels)
+        ],
         fmt=fmt,
         axes=list(AXES),
         axes_units=dict.fromkeys(AXES, unit),
         name=name,
+    )
+
+
+def _create_level(
+    group: zarr.Group,
+    path: str,
+    *,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    chunks: tuple[int, ...],
+    shards: tuple[int, ...] | None,
+    fill_value: Any,
+    compression_level: int,
+) -> zarr.Array:
+    """One array of an image group: Zarr v2 ("/"-separated, Blosc zstd) or v3 (zstd, optionally sharded)."""
+    if group.metadata.zarr_format == 2:
+        if shards is not None:
+            raise ValueError("shards need OME-NGFF 0.5 (Zarr v3); Zarr v2 has no sharding")
+        return group.create_array(
+            path,
+            shape=shape,
+            dtype=dtype,
+            chunks=chunks,
+            compressors=_compressor(compression_level),
+            chunk_key_encoding={"name": "v2", "separator": "/"},
+            fill_value=fill_value,
+        )
+    return group.create_array(
+        path,
+        shape=shape,
+        dtype=dtype,
+        chunks=chunks,
+        shards=shards,
+        compressors=ZstdCodec(level=compression_level),
+        fill_value=fill_value,
+        dimension_names=AXES,
     )
 
 
@@ -191,21 +257,59 @@ def _new_image_group(
     name: str | None,
     fill_value: Any = 0,
     compression_level: int = DEFAULT_COMPRESSION_LEVEL,
+    ngff: str = "0.4",
+    shards: tuple[int, ...] | None = None,
 ) -> tuple[zarr.Group, zarr.Array]:
-    """A fresh OME-NGFF 0.4 image group at `path` with an empty level-0 array and multiscales metadata."""
-    fmt = _format()
+    """A fresh OME-NGFF image group at `path` with an empty level-0 array and multiscales metadata."""
+    fmt = _format(ngff)
     group = zarr.open_group(str(path), mode="w", zarr_format=fmt.zarr_format)
-    array = group.create_array(
+    array = _create_level(
+        group,
         LEVEL,
         shape=shape,
         dtype=dtype,
         chunks=chunks,
-        compressors=_compressor(compression_level),
-        chunk_key_encoding={"name": "v2", "separator": "/"},
+        shards=shards,
         fill_value=fill_value,
+        compression_level=compression_level,
     )
     _multiscales(group, voxel_size, unit, name, fmt=fmt)
     return group, array
+
+
+def add_levels(
+    path: str | os.PathLike[str],
+    grids: Sequence[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...] | None]],
+    *,
+    compression_level: int = DEFAULT_COMPRESSION_LEVEL,
+) -> list[zarr.Array]:
+    """Create (empty) pyramid levels 1, 2, ... of an image group beside level 0, each 2x coarser in y and x,
+    as `grids` gives them (shape, chunks, shards or None), and list every level in the multiscales."""
+    target = Path(path)
+    group = zarr.open_group(str(target), mode="r+")
+    base = group[LEVEL]
+    multiscale = ome_multiscales(group)[0]
+    spacing = [float(v) for v in multiscale["datasets"][0]["coordinateTransformations"][0]["scale"]]
+    unit = str(multiscale["axes"][-1].get("unit", "nanometer"))
+    created = []
+    for level, (shape, chunks, shards) in enumerate(grids, start=1):
+        if str(level) in group:
+            del group[str(level)]
+        created.append(
+            _create_level(
+                group,
+                str(level),
+                shape=tuple(shape),
+                dtype=base.dtype,
+                chunks=tuple(chunks),
+                shards=None if shards is None else tuple(shards),
+                fill_value=base.fill_value,
+                compression_level=compression_level,
+            )
+        )
+    fmt = _format(ngff_version(target))
+    _multiscales(group, spacing, unit, multiscale.get("name"), fmt=fmt, levels=len(grids) + 1)
+    return created
 
 
 def _unetflow_attrs(spacing: list[float], unit: str, extra: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -280,11 +384,14 @@ def create_image(
     overwrite: bool = False,
     name: str | None = None,
     compression_level: int = DEFAULT_COMPRESSION_LEVEL,
+    ngff: str = "0.4",
+    shards: tuple[int, int, int] | None = None,
 ) -> zarr.Array:
     """An empty OME-Zarr image (level 0 filled with `fill_value`) with metadata, to be written block by block.
 
     Not atomic: the caller tracks completion itself. Refuses to replace an existing path unless `overwrite`.
     `compression_level` (zstd, 0-9) trades file size for write speed on outputs written in a hot loop.
+    `ngff` "0.5" writes Zarr v3, where `shards` (whole chunks) group chunks into one file each.
     """
     target = Path(path)
     full_shape = tuple(int(s) for s in shape)
@@ -307,6 +414,8 @@ def create_image(
         name=name or target.stem,
         fill_value=fill_value,
         compression_level=compression_level,
+        ngff=ngff,
+        shards=shards,
     )
     group.attrs[ATTRS_KEY] = _unetflow_attrs(spacing, unit, attrs)
     return array
@@ -354,11 +463,11 @@ def _image_group(image_path: str | os.PathLike[str], mode: str = "r") -> zarr.Gr
 
 def _register_labels(image_path: Path, name: str, kind: str) -> None:
     """List label `name` in the image's labels group (OME-NGFF) and record its kind in the unetflow attrs."""
-    fmt = _format()
+    fmt = _format(ngff_version(image_path))
     group = zarr.open_group(str(image_path), mode="r+", zarr_format=fmt.zarr_format)
     labels_group = group.require_group(LABELS_GROUP)
-    existing = [n for n in labels_group.attrs.get("labels", []) if n != name]
-    labels_group.attrs["labels"] = existing
+    listed = labels_group.attrs.get("labels", []) if fmt.zarr_format == 2 else []
+    labels_group.attrs["labels"] = [n for n in listed if n != name]
     write_label_metadata(labels_group, name, fmt=fmt, source={"image": "../../"})
     meta = dict(group.attrs.get(ATTRS_KEY, {}))
     meta["labels"] = {**dict(meta.get("labels", {})), name: kind}
@@ -377,6 +486,7 @@ def write_labels(
     *,
     kind: LabelKind,
     chunks: tuple[int, int, int] | None = None,
+    shards: tuple[int, int, int] | None = None,
 ) -> zarr.Array:
     """Write a label volume beside an image as ``labels/<name>`` (atomically), with image-label metadata.
 
@@ -399,6 +509,8 @@ def write_labels(
             voxel_size=spacing,
             unit=unit,
             name=name,
+            ngff=ngff_version(path),
+            shards=shards,
         )
         _copy_into(array, volume, convert=_label_converter(kind))
     _register_labels(path, name, kind)
@@ -415,10 +527,12 @@ def create_labels(
     fill_value: int = 0,
     overwrite: bool = False,
     compression_level: int = DEFAULT_COMPRESSION_LEVEL,
+    shards: tuple[int, int, int] | None = None,
 ) -> zarr.Array:
     """An empty label array ``labels/<name>`` beside an image (same shape and scale), filled block by block.
 
-    `dtype` defaults to the kind's (uint32 instance, uint8 binary) and must be an integer type.
+    `dtype` defaults to the kind's (uint32 instance, uint8 binary) and must be an integer type. The labels
+    take the image's OME-NGFF version; `shards` apply to 0.5 (Zarr v3).
     """
     _check_kind(kind)
     label_dtype = _native(dtype if dtype is not None else LABEL_DTYPES[kind])
@@ -443,6 +557,8 @@ def create_labels(
         name=name,
         fill_value=fill_value,
         compression_level=compression_level,
+        ngff=ngff_version(path),
+        shards=shards,
     )
     _register_labels(path, name, kind)
     return array

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,18 @@ import tifffile
 from tqdm.dask import TqdmCallback
 
 from unetflow import omezarr
-from unetflow.atomic import atomic_path
+from unetflow.atomic import atomic_path, protect_inputs
+from unetflow.config import (
+    EvaluateConfig,
+    ModelConfig,
+    PredictConfig,
+    SplitConfig,
+    SyntheticConfig,
+    TrainConfig,
+    VolumeConfig,
+    WeightsConfig,
+    check_slices,
+)
 from unetflow.download import fetch, verify_file
 from unetflow.errors import InputError
 from unetflow.importer import import_volume, invert_binary_labels
@@ -44,53 +55,67 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
 
-def run_synthesize(
-    *, raw: str, labels: str, shape: Sequence[int], seed: int = 0, cell_diameter: float = 40.0
-) -> None:
+def run_synthesize(*, raw: str, labels: str, options: SyntheticConfig | Mapping[str, Any]) -> None:
     """Generate the embedded EM-like volume and write raw and instance labels as multi-page TIFFs."""
     setup_logging()
-    image, cells = synthesize_volume(shape=tuple(shape), seed=seed, cell_diameter=cell_diameter)
+    section = SyntheticConfig.from_dict(options)
+    image, cells = synthesize_volume(
+        shape=tuple(section.shape), seed=section.seed, cell_diameter=section.cell_diameter
+    )
     for path, data in ((raw, image), (labels, cells)):
         with atomic_path(path) as tmp:
-            tifffile.imwrite(tmp, data, compression="zlib")
-    log.info("synthesized %s slices of %s x %s (seed %d, %d cells)", *shape, seed, int(cells.max()))
+            # axes ZYX: a stack of 3 or 4 slices is not an RGB(A) image
+            tifffile.imwrite(
+                tmp, data, compression="zlib", photometric="minisblack", metadata={"axes": "ZYX"}
+            )
+    log.info(
+        "synthesized %s slices of %s x %s (seed %d, %d cells)", *section.shape, section.seed, cells.max()
+    )
 
 
 def run_download(*, source: str, target: str, sha256: str | None) -> None:
     """Fetch one source file, verified against its checksum."""
     setup_logging()
-    fetch(source, target, sha256=sha256)
+    with protect_inputs([_local(source)], outputs=[target]):
+        fetch(source, target, sha256=sha256)
 
 
-def run_import(*, raw: str, labels: str | None, target: str, entry: dict[str, Any]) -> None:
+def _local(source: str) -> str | None:
+    """The local file a download source names (a path or file:// URL), or None for http(s)."""
+    if source.startswith(("http://", "https://")):
+        return None
+    return source.removeprefix("file://")
+
+
+def run_import(
+    *, raw: str, labels: str | None, target: str, volume: VolumeConfig | Mapping[str, Any]
+) -> None:
     """Import a volume (and its labels) into OME-Zarr with voxel size and normalisation statistics.
 
     `path` sources are checked against their sha256 first (url sources were checked when downloaded);
     labels with `invert` are imported inverted.
     """
     setup_logging()
-    raw_source = entry.get("raw", {})
-    labels_source = entry.get("labels", {})
-    for role, path, source in (("raw", raw, raw_source), ("labels", labels, labels_source)):
-        if path is not None and "path" in source:
-            verify_file(path, source.get("sha256"), what=f"{role} path source")
-    label_data: str | da.Array | None = labels
-    if labels is not None and labels_source.get("invert", False):
-        label_data = invert_binary_labels(
-            labels, fmt=labels_source.get("format"), member=labels_source.get("member")
+    entry = VolumeConfig.from_dict(volume)
+    with protect_inputs([raw, labels], outputs=[target]):
+        for role, path, source in (("raw", raw, entry.raw), ("labels", labels, entry.labels)):
+            if path is not None and source is not None and source.path is not None:
+                verify_file(path, source.sha256, what=f"{role} path source")
+        label_data: str | da.Array | None = labels
+        if labels is not None and entry.labels is not None and entry.labels.invert:
+            label_data = invert_binary_labels(labels, fmt=entry.labels.format, member=entry.labels.member)
+            log.info("labels of %s inverted: 0 (membrane) where they were non-zero", labels)
+        import_volume(
+            raw,
+            target,
+            labels=label_data,
+            raw_format=entry.raw.format if entry.raw else None,
+            raw_member=entry.raw.member if entry.raw else None,
+            labels_format=entry.labels.format if entry.labels else None,
+            labels_member=entry.labels.member if entry.labels else None,
+            voxel_size=tuple(entry.voxel_size),
+            unit=entry.unit,
         )
-        log.info("labels of %s inverted: 0 (membrane) where they were non-zero", labels)
-    import_volume(
-        raw,
-        target,
-        labels=label_data,
-        raw_format=raw_source.get("format"),
-        raw_member=raw_source.get("member"),
-        labels_format=labels_source.get("format"),
-        labels_member=labels_source.get("member"),
-        voxel_size=tuple(entry.get("voxel_size", (1.0, 1.0, 1.0))),
-        unit=entry.get("unit", "nanometer"),
-    )
     log.info("imported %s -> %s", raw, target)
 
 
@@ -99,38 +124,45 @@ def run_weights(
     data: str,
     target: str,
     train_slices: str | list[int],
-    w0: float = 10.0,
-    sigma: float = 5.0,
-    connectivity: int = 1,
+    options: WeightsConfig | Mapping[str, Any],
     workers: int = 2,
 ) -> None:
     """The paper's weight map for every slice; w_c balances the classes over the training slices."""
     setup_logging()
-    labels = omezarr.open_labels(data)
-    if labels is None:
-        raise InputError(f"{data} has no labels: the weight map needs labels (config volumes.*.labels)")
-    chosen = select_slices(train_slices, labels.shape[0], what="split.train")
-    class_weights = class_balance_weights(labels[i] > 0 for i in chosen)
-    log.info("class weights (background, foreground) over %d training slices: %s", len(chosen), class_weights)
-    stack = da.from_zarr(labels).rechunk((1, *labels.shape[1:]))
-    maps = stack.map_blocks(
-        weight_map_volume,
-        dtype=np.float32,
-        w0=w0,
-        sigma=sigma,
-        class_weights=class_weights,
-        connectivity=connectivity,
-    )
-    with (
-        dask.config.set(scheduler="threads", num_workers=workers),
-        TqdmCallback(desc="weights", unit="task", **bar_options()),
-    ):
-        omezarr.write_image(
-            target,
-            maps,
-            voxel_size=omezarr.voxel_size(data),
-            attrs={"class_weights": list(class_weights), "w0": w0, "sigma": sigma, "source": str(data)},
+    section = WeightsConfig.from_dict(options)
+    with protect_inputs([data], outputs=[target]):
+        labels = omezarr.open_labels(data)
+        if labels is None:
+            raise InputError(f"{data} has no labels: the weight map needs labels (config volumes.*.labels)")
+        chosen = select_slices(train_slices, labels.shape[0], what="split.train")
+        class_weights = class_balance_weights(labels[i] > 0 for i in chosen)
+        log.info(
+            "class weights (background, foreground) over %d training slices: %s", len(chosen), class_weights
         )
+        stack = da.from_zarr(labels).rechunk((1, *labels.shape[1:]))
+        maps = stack.map_blocks(
+            weight_map_volume,
+            dtype=np.float32,
+            w0=section.w0,
+            sigma=section.sigma,
+            class_weights=class_weights,
+            connectivity=section.connectivity,
+        )
+        with (
+            dask.config.set(scheduler="threads", num_workers=workers),
+            TqdmCallback(desc="weights", unit="task", **bar_options()),
+        ):
+            omezarr.write_image(
+                target,
+                maps,
+                voxel_size=omezarr.voxel_size(data),
+                attrs={
+                    "class_weights": list(class_weights),
+                    "w0": section.w0,
+                    "sigma": section.sigma,
+                    "source": str(data),
+                },
+            )
 
 
 def run_train(
@@ -141,33 +173,36 @@ def run_train(
     step_log: str,
     val_log: str,
     workdir: str,
-    model: dict[str, Any],
-    train: dict[str, Any],
-    split: dict[str, Any],
+    model: ModelConfig | Mapping[str, Any],
+    train: TrainConfig | Mapping[str, Any],
+    split: SplitConfig | Mapping[str, Any],
     threads: int = 2,
 ) -> dict[str, Any]:
     """Train the U-Net on the split's training slices (resuming from `workdir` when interrupted)."""
     import torch
 
     from unetflow.model import UNetConfig
-    from unetflow.train import TrainConfig
     from unetflow.train import train as train_model
 
     setup_logging()
+    sections = ModelConfig.from_dict(model), TrainConfig.from_dict(train), SplitConfig.from_dict(split)
+    model_section, train_section, split_section = sections
     torch.set_num_threads(max(1, threads))
-    slices = omezarr.open_image(data).shape[0]
-    result = train_model(
-        data=data,
-        weights=weights,
-        train_slices=select_slices(split["train"], slices, what="split.train"),
-        val_slices=select_slices(split.get("val") or [], slices, what="split.val"),
-        model_config=UNetConfig(**model),
-        config=TrainConfig.from_dict(train),
-        workdir=workdir,
-        output=output,
-        step_log=step_log,
-        val_log=val_log,
-    )
+    with protect_inputs([data, weights], outputs=[output, step_log, val_log, workdir]):
+        slices = omezarr.open_image(data).shape[0]
+        chosen = check_slices(split_section, slices, what=str(data))
+        result = train_model(
+            data=data,
+            weights=weights,
+            train_slices=chosen["train"],
+            val_slices=chosen["val"],
+            model_config=UNetConfig.from_section(model_section),
+            config=train_section,
+            workdir=workdir,
+            output=output,
+            step_log=step_log,
+            val_log=val_log,
+        )
     log.info("training finished: %s", result)
     return result
 
@@ -181,24 +216,32 @@ def resolve_threshold(option: float | str, model: str) -> float:
     return threshold
 
 
-def run_predict_init(*, data: str, model: str, target: str, options: dict[str, Any]) -> None:
-    """Create the empty prediction arrays of a volume, chunked by the tile plan."""
-    from unetflow.checkpoint import load_model
+def run_predict_init(
+    *,
+    data: str,
+    model: str,
+    target: str,
+    stats: str,
+    options: PredictConfig | Mapping[str, Any],
+    groups: int = 1,
+) -> None:
+    """Plan the prediction of a volume and create its empty arrays; the volume's statistics go to `stats`."""
+    from unetflow.checkpoint import load_model, provenance
     from unetflow.predict import init_prediction
 
     setup_logging()
-    net = load_model(model)
-    plan = init_prediction(
-        data,
-        target,
-        model=net,
-        memory_gb=options.get("memory_gb", 4.0),
-        batch_size=options.get("batch_size", 1),
-        workers=options.get("workers", 2),
-        dtype=options.get("dtype", "float32"),
-        threshold=resolve_threshold(options.get("threshold", "auto"), model),
-    )
-    log.info("prediction plan: stride %d, tile input %d, block %d", plan.stride, plan.input, plan.block)
+    section = PredictConfig.from_dict(options)
+    with protect_inputs([data, model], outputs=[target, stats]):
+        init_prediction(
+            data,
+            target,
+            model=load_model(model),
+            options=section,
+            groups=groups,
+            threshold=resolve_threshold(section.threshold, model),
+            provenance=provenance(model),
+            stats=stats,
+        )
 
 
 def run_predict(
@@ -206,68 +249,72 @@ def run_predict(
     data: str,
     model: str,
     target: str,
-    options: dict[str, Any],
-    group: int = 0,
+    options: PredictConfig | Mapping[str, Any],
+    group: int | None = None,
     threads: int = 2,
     log_directory: str = "results/logs/dask",
 ) -> dict[str, int]:
-    """Predict one block group of a volume (only its unfinished blocks), on threads or a dask cluster."""
+    """Predict one block group of a volume (every group when `group` is None), on threads or a dask cluster.
+
+    Only shards that are not complete on disk are computed; a new target is planned with
+    `options.block_groups` groups (auto: from the volume's size).
+    """
     import torch
 
     from unetflow.checkpoint import load_model
-    from unetflow.predict import predict_volume
+    from unetflow.predict import groups_for, predict_volume, prediction_threshold
+    from unetflow.predict.sources import open_source
 
     setup_logging()
+    section = PredictConfig.from_dict(options)
     torch.set_num_threads(max(1, threads))
-    scheduler = options.get("scheduler", "threads")
-    with contextlib.ExitStack() as stack:
+    with protect_inputs([data, model], outputs=[target]), contextlib.ExitStack() as stack:
         engine: dict[str, Any] = {}
-        if scheduler == "distributed":
-            from unetflow.cluster import ClusterConfig, open_client
+        if section.scheduler == "distributed":
+            from unetflow.cluster import open_client
 
-            cluster = ClusterConfig.from_dict(options.get("cluster"))
-            client = stack.enter_context(open_client(cluster, log_directory=log_directory))
+            client = stack.enter_context(open_client(section.cluster, log_directory=log_directory))
             log.info("dask cluster: %s", client)
-            engine = {"client": client, "worker_threads": cluster.threads}
+            engine = {"client": client, "worker_threads": section.cluster.threads}
+        threshold = (
+            prediction_threshold(target)
+            if Path(target, "0").exists()
+            else resolve_threshold(section.threshold, model)
+        )
+        shape = tuple(open_source(data).shape)
+        groups = groups_for(
+            shape, block_groups=section.block_groups, group_gb=section.group_gb, dtype=section.dtype
+        )
         counts = predict_volume(
             load_model(model),
             data,
             target,
-            memory_gb=options.get("memory_gb", 4.0),
-            device=options.get("device", "auto"),
-            batch_size=options.get("batch_size", 1),
-            tta=options.get("tta", False),
-            dtype=options.get("dtype", "float32"),
-            precision=options.get("precision", "float32"),
-            threshold=resolve_threshold(options.get("threshold", "auto"), model),
+            options=section,
+            threshold=threshold,
             group=group,
-            groups=options.get("block_groups", 1),
-            workers=options.get("workers", 2),
-            scheduler=scheduler,
+            groups=groups,
             **engine,
         )
-    log.info("block group %d: %s", group, counts)
+    log.info("predicted %s: %s", target, counts)
     return counts
 
 
-def run_predict_finalize(
-    *, target: str, model: str, summary: str, options: dict[str, Any] | None = None
-) -> None:
-    """Check that every block of every group is complete, add instance labels if asked, write a summary."""
-    from unetflow.checkpoint import load_model
+def run_predict_finalize(*, target: str, summary: str, options: PredictConfig | Mapping[str, Any]) -> None:
+    """Check that every shard of every group is complete, build the pyramid (and instance labels if asked),
+    and write a summary (blocks, files, throughput)."""
     from unetflow.predict import finalize_prediction
 
     setup_logging()
-    result = finalize_prediction(
-        target, model=load_model(model), instances=bool((options or {}).get("instances", False))
-    )
-    write_json(summary, {"target": str(target), **result})
+    section = PredictConfig.from_dict(options)
+    with protect_inputs([], outputs=[summary]):
+        result = finalize_prediction(target, pyramid=section.pyramid, instances=section.instances)
+        write_json(summary, {"target": str(target), **result})
 
 
-def evaluation_slices(volume: str, split: dict[str, Any], slices: int) -> list[int]:
+def evaluation_slices(volume: str, split: SplitConfig | None, slices: int) -> list[int]:
     """The split's test slices for the split volume; every slice for other labelled volumes."""
-    if volume == split["volume"]:
-        return select_slices(split["test"], slices, what="split.test")
+    if split is not None and volume == split.volume:
+        return select_slices(split.test, slices, what="split.test")
     return list(range(slices))
 
 
@@ -276,51 +323,58 @@ def run_evaluate(
     data: Sequence[str],
     predictions: Sequence[str],
     volumes: Sequence[str],
-    split: dict[str, Any],
+    split: SplitConfig | Mapping[str, Any] | None,
     metrics: str,
     slices: str,
     threshold: float | str = "auto",
-    connectivity: int = 1,
-    warping: bool = True,
+    options: EvaluateConfig | Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Metrics per slice, per volume and overall; JSON summary plus a per-slice CSV.
 
     `threshold` "auto" takes the one each prediction's segmentation was made with (its attributes).
     """
-    from unetflow.predict import prediction_threshold
+    from unetflow.predict import check_complete, prediction_threshold
 
     setup_logging()
+    section = EvaluateConfig.from_dict(options)
+    split_section = None if split is None else SplitConfig.from_dict(split)
     rows: list[dict[str, Any]] = []
     per_volume: dict[str, dict[str, float]] = {}
     thresholds: dict[str, float] = {}
-    for volume, data_path, prediction in zip(volumes, data, predictions, strict=True):
-        cut = prediction_threshold(prediction) if threshold == "auto" else float(threshold)
-        thresholds[volume] = cut
-        truth = omezarr.open_labels(data_path)
-        probability = omezarr.open_image(prediction)
-        chosen = evaluation_slices(volume, split, truth.shape[0])
-        volume_rows = []
-        for index in progress_bar(chosen, desc=f"evaluate {volume}", unit="slice"):
-            scores = evaluate(
-                np.asarray(probability[index], dtype=np.float32),
-                np.asarray(truth[index]),
-                threshold=cut,
-                connectivity=connectivity,
-                include_warping=warping,
-            )
-            volume_rows.append({"volume": volume, "slice": index, **scores})
-        rows.extend(volume_rows)
-        per_volume[volume] = _mean_scores(volume_rows)
-    overall = _mean_scores(rows)
-    payload = {**{key: overall[key] for key in METRIC_KEYS}, "overall": overall, "volumes": per_volume}
-    payload["slices_evaluated"] = len(rows)
-    payload["thresholds"] = thresholds
-    payload["threshold"] = next(iter(thresholds.values()), 0.5)
-    write_json(metrics, payload)
-    columns = list(rows[0]) if rows else ["volume", "slice"]
-    with atomic_path(slices) as tmp:
-        lines = [",".join(columns)] + [",".join(str(row[c]) for c in columns) for row in rows]
-        tmp.write_text("\n".join(lines) + "\n")
+    with protect_inputs([*data, *predictions], outputs=[metrics, slices]):
+        for volume, data_path, prediction in zip(volumes, data, predictions, strict=True):
+            check_complete(prediction)
+            cut = prediction_threshold(prediction) if threshold == "auto" else float(threshold)
+            thresholds[volume] = cut
+            truth = omezarr.open_labels(data_path)
+            if truth is None:
+                raise InputError(
+                    f"{data_path} has no labels to evaluate {prediction} against; import its labels"
+                )
+            probability = omezarr.open_image(prediction)
+            chosen = evaluation_slices(volume, split_section, truth.shape[0])
+            volume_rows = []
+            for index in progress_bar(chosen, desc=f"evaluate {volume}", unit="slice"):
+                scores = evaluate(
+                    np.asarray(probability[index], dtype=np.float32),
+                    np.asarray(truth[index]),
+                    threshold=cut,
+                    connectivity=section.connectivity,
+                    include_warping=section.warping,
+                )
+                volume_rows.append({"volume": volume, "slice": index, **scores})
+            rows.extend(volume_rows)
+            per_volume[volume] = _mean_scores(volume_rows)
+        overall = _mean_scores(rows)
+        payload = {**{key: overall[key] for key in METRIC_KEYS}, "overall": overall, "volumes": per_volume}
+        payload["slices_evaluated"] = len(rows)
+        payload["thresholds"] = thresholds
+        payload["threshold"] = next(iter(thresholds.values()), 0.5)
+        write_json(metrics, payload)
+        columns = list(rows[0]) if rows else ["volume", "slice"]
+        with atomic_path(slices) as tmp:
+            lines = [",".join(columns)] + [",".join(str(row[c]) for c in columns) for row in rows]
+            tmp.write_text("\n".join(lines) + "\n")
     log.info("overall: %s", {key: round(overall[key], 4) for key in METRIC_KEYS})
     return payload
 

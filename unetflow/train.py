@@ -18,7 +18,7 @@ import math
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,117 +28,23 @@ import torch.nn.functional as F
 
 from unetflow import omezarr
 from unetflow.atomic import atomic_path, remove, temporary_sibling
-from unetflow.augment import AugmentConfig, TileBatch, TileParams, TileSampler
+from unetflow.augment import TileBatch, TileParams, TileSampler
 from unetflow.checkpoint import load_checkpoint, save_checkpoint
+from unetflow.config import TrainConfig
 from unetflow.device import resolve_device
-from unetflow.errors import InputError, check_known_keys
+from unetflow.errors import InputError
 from unetflow.logs import progress_bar
 from unetflow.metrics import evaluate
 from unetflow.model import UNet, UNetConfig
 from unetflow.predict import predict_array
+from unetflow.predict.sources import NORMALIZATION_POLICY
 from unetflow.weights import decision_threshold
 
 log = logging.getLogger(__name__)
 
-OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("constant", "cosine", "step")
-LOSS_WEIGHTS = ("border", "class", "none")
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
-SCALAR_TYPES: dict[str, tuple[type, ...]] = {
-    "int": (int,),
-    "float": (int, float),
-    "str": (str,),
-    "bool": (bool,),
-}
 STEP_COLUMNS = ("step", "loss", "lr", "step_time", "data_time")
 VAL_COLUMNS = ("step", "val_loss", "val_iou", "val_pixel_error")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a training run besides the network and the data."""
-
-    steps: int = 1000
-    tile: int = 388
-    batch_size: int = 1
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.99
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    warmup_steps: int = 0
-    seed: int = 0
-    checkpoint_every: int = 100
-    val_every: int = 100
-    device: str = "auto"
-    precision: str = "float32"
-    channels_last: bool = True
-    loss_weights: str = "border"
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-
-    def __post_init__(self) -> None:
-        for item in fields(self):
-            value, kinds = getattr(self, item.name), SCALAR_TYPES.get(str(item.type))
-            if kinds is not None and (
-                not isinstance(value, kinds) or (isinstance(value, bool) and item.type != "bool")
-            ):
-                hint = ""
-                if isinstance(value, str) and _is_number(value):
-                    hint = f" (YAML reads {value} as text: write it with a dot, e.g. 1.0e-3)"
-                raise InputError(f"train.{item.name} must be of type {item.type}, got {value!r}{hint}")
-        checks = {
-            "optimizer": (self.optimizer, OPTIMIZERS),
-            "schedule": (self.schedule, SCHEDULES),
-            "loss_weights": (self.loss_weights, LOSS_WEIGHTS),
-            "precision": (self.precision, tuple(PRECISIONS)),
-        }
-        for key, (value, allowed) in checks.items():
-            if value not in allowed:
-                raise InputError(f"train.{key}: {value!r} is not one of {', '.join(allowed)}")
-        for key in ("steps", "tile", "batch_size", "checkpoint_every", "val_every"):
-            if getattr(self, key) < 1:
-                raise InputError(f"train.{key} must be >= 1, got {getattr(self, key)}")
-        if not self.lr > 0:
-            raise InputError(f"train.lr must be > 0, got {self.lr!r}")
-        if self.warmup_steps < 0:
-            raise InputError(f"train.warmup_steps must be >= 0, got {self.warmup_steps}")
-        if not isinstance(self.augment, AugmentConfig):
-            object.__setattr__(self, "augment", parse_augment(self.augment))
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build from a config mapping (the workflow's `train:` section); unknown keys are an error."""
-        check_known_keys(values, cls, section="train")
-        values = dict(values)
-        if "augment" in values:
-            values["augment"] = parse_augment(values["augment"])
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form for checkpoints and logs."""
-        return asdict(self)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def parse_augment(values: AugmentConfig | dict[str, Any] | None) -> AugmentConfig:
-    """The `train.augment` section as an AugmentConfig; an unknown key or a bad value is an InputError."""
-    if isinstance(values, AugmentConfig):
-        return values
-    if values is None:
-        return AugmentConfig()
-    if not isinstance(values, dict):
-        raise InputError(f"train.augment must be a mapping of augmentation options, got {values!r}")
-    try:
-        return AugmentConfig.from_dict(values)
-    except (TypeError, ValueError) as error:
-        raise InputError(f"train.augment: {error}") from error
 
 
 @dataclass
@@ -437,7 +343,7 @@ def train(
     )
     mean, std = omezarr.normalization(data)
     threshold = loss_threshold(weights, config.loss_weights)
-    run_id = fingerprint(model_config.to_dict(), config.to_dict(), train_slices, val_slices, mean, std)
+    run_id = fingerprint(model_config.to_dict(), config.dump(), train_slices, val_slices, mean, std)
 
     torch.manual_seed(config.seed)
     model = UNet(model_config).to(device)
@@ -483,11 +389,12 @@ def train(
             {
                 "model_state_dict": model.state_dict(),
                 "model_config": model_config.to_dict(),
-                "train_config": config.to_dict(),
+                "train_config": config.dump(),
                 "run_id": run_id,
                 "step": step,
                 "tile": {"input": in_size, "output": out_size},
                 "threshold": threshold,
+                "normalization": {"policy": NORMALIZATION_POLICY, "mean": mean, "std": std},
                 **extra,
             },
         )

@@ -20,6 +20,10 @@ from collections.abc import Callable, Iterable
 import numpy as np
 from scipy import ndimage as ndi
 
+from unetflow.config import WeightsConfig
+
+_DEFAULT = WeightsConfig()
+
 #: Absolute error allowed on the border term: where w0 * exp(-(d1 + d2)**2 / (2 sigma**2)) is below this,
 #: `border_weight_map` may treat it as zero. Keeps the map within 1e-4 of the direct definition.
 BORDER_TOLERANCE = 1e-5
@@ -67,12 +71,12 @@ def decision_threshold(class_weights: tuple[float, float] | None) -> float:
 
 def border_weight_map(
     labels: np.ndarray,
-    w0: float = 10.0,
-    sigma: float = 5.0,
+    w0: float = _DEFAULT.w0,
+    sigma: float = _DEFAULT.sigma,
     class_weights: tuple[float, float] | None = None,
     *,
     binary: bool | None = None,
-    connectivity: int = 1,
+    connectivity: int = _DEFAULT.connectivity,
 ) -> np.ndarray:
     """The weight map of eq. 2 for one 2-D slice, as float32 of the slice's shape (fast, exact to 1e-4).
 
@@ -87,12 +91,12 @@ def border_weight_map(
 
 def border_weight_map_reference(
     labels: np.ndarray,
-    w0: float = 10.0,
-    sigma: float = 5.0,
+    w0: float = _DEFAULT.w0,
+    sigma: float = _DEFAULT.sigma,
     class_weights: tuple[float, float] | None = None,
     *,
     binary: bool | None = None,
-    connectivity: int = 1,
+    connectivity: int = _DEFAULT.connectivity,
 ) -> np.ndarray:
     """The same map by the direct definition (one full-slice EDT per cell): the ground truth for tests.
 
@@ -103,12 +107,12 @@ def border_weight_map_reference(
 
 def weight_map_volume(
     labels: np.ndarray,
-    w0: float = 10.0,
-    sigma: float = 5.0,
+    w0: float = _DEFAULT.w0,
+    sigma: float = _DEFAULT.sigma,
     class_weights: tuple[float, float] | None = None,
     *,
     binary: bool | None = None,
-    connectivity: int = 1,
+    connectivity: int = _DEFAULT.connectivity,
 ) -> np.ndarray:
     """`border_weight_map` of each slice of a (z, y, x) stack, as float32 (z, y, x).
 

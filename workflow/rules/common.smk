@@ -1,12 +1,10 @@
-# Helper functions of the rules: config lookups and file names. The logic lives in the unetflow package.
-import os
-from urllib.parse import unquote, urlparse
-
-from unetflow.slices import select_slices
+# Helper functions of the rules: the checked config and file names. The logic lives in the unetflow package.
+from unetflow.config import load_config, merge_config
+from unetflow.layout import ABLATION_MODEL, MAIN_MODEL, PRETRAINED_MODEL, RESULTS
+from unetflow.preflight import check_data, invalidate_incomplete_groups, shape_of
+from unetflow.predict.plan import groups_for, planned_groups
 
 ENV = "../../envs/unetflow.yaml"
-MAIN_MODEL = "main"
-ABLATION_MODEL = "ablation"
 
 
 wildcard_constraints:
@@ -16,151 +14,132 @@ wildcard_constraints:
     group="[0-9]+",
 
 
-def use_volumes_of_configfile():
-    """Volumes named in a --configfile (or --config) are the run's only ones.
+def load_settings():
+    """The typed config (unetflow.config): config.yaml merged with --configfile/--config, checked.
 
-    Snakemake merges a --configfile into config.yaml key by key; for volumes that would add config.yaml's
-    synthetic volume to the user's. Every other key keeps the key-by-key merge.
+    The same merge as the CLI's: a user's `volumes:` replace config.yaml's (and with them its split).
+    Every key is checked before any job runs; an error names the key and the fix.
     """
-    named = (workflow.config_settings.overwrite_config or {}).get("volumes")
-    if named:
-        for name in [name for name in config["volumes"] if name not in named]:
-            del config["volumes"][name]
+    overrides = workflow.config_settings.overwrite_config or {}
+    files = ["config.yaml", *map(str, workflow.config_settings.configfiles or [])]
+    return load_config(merge_config(config, overrides), origin=f"config ({' + '.join(files)})")
 
 
-def download_name(source):
-    """Local file name of a url source: its `filename`, else the last part of the URL's path."""
-    if source.get("filename"):
-        return source["filename"]
-    return os.path.basename(unquote(urlparse(source["url"]).path).rstrip("/"))
-
-
-def check_sources(volume, entry):
-    """A volume's sources: url ones need a file name, raw and labels share a name only for one URL."""
-    downloads = {}
-    for role in ("raw", "labels"):
-        source = entry.get(role)
-        if source is None:
-            continue
-        key = f"config volumes.{volume}.{role}"
-        if role == "raw" and source.get("invert"):
-            raise ValueError(f"{key}.invert: invert applies to labels only; drop it from raw")
-        if "url" not in source:
-            if source.get("filename"):
-                raise ValueError(
-                    f"{key}.filename: a path source is used in place, not downloaded; drop filename"
-                )
-            continue
-        name = download_name(source)
-        if name in ("", ".", ".."):
-            raise ValueError(
-                f"{key}.url: {source['url']!r} ends in no file name; set {key}.filename"
-            )
-        first_role, first = downloads.setdefault(name, (role, source))
-        if first is source:
-            continue
-        other = f"volumes.{volume}.{first_role}"
-        if first["url"] != source["url"]:
-            raise ValueError(
-                f"{key}: {other} downloads another URL to the same file data/raw/{volume}/{name}; "
-                "give one of them its own filename"
-            )
-        if first.get("sha256") != source.get("sha256"):
-            raise ValueError(
-                f"{key}.sha256: {other} is the same URL (one download) with another sha256; "
-                "give both the file's sha256"
-            )
-
-
-def check_config():
-    """Cross-key checks the schema cannot express; an error names the key and the fix."""
-    for name, entry in config["volumes"].items():
-        check_sources(name, entry)
-    volume = config["split"]["volume"]
-    if volume not in config["volumes"]:
-        raise ValueError(
-            f"config split.volume: {volume!r} is not a key of volumes ({', '.join(config['volumes'])})"
-        )
-    entry = config["volumes"][volume]
-    if "synthetic" not in entry and "labels" not in entry:
-        raise ValueError(
-            f"config split.volume: volume {volume!r} has no labels; add volumes.{volume}.labels"
-        )
-    if not config["split"]["train"]:
-        raise ValueError('config split.train: no training slices; give some, e.g. "0-9"')
-    if "synthetic" in entry:
-        slices = entry["synthetic"]["shape"][0]
-        for role in ("train", "val", "test"):
-            select_slices(config["split"].get(role), slices, what=f"split.{role}")
-
-
-use_volumes_of_configfile()
-check_config()
+SETTINGS = load_settings()
+config.clear()
+config.update(SETTINGS.dump())
 
 
 def volumes():
     """Names of every configured volume."""
-    return list(config["volumes"])
+    return list(SETTINGS.volumes)
 
 
 def models():
-    """The trained models: the paper's weighted loss, and the ablation when switched on."""
-    return [MAIN_MODEL, ABLATION_MODEL] if config["ablation"] else [MAIN_MODEL]
+    """The models that predict: the pretrained one, or the trained ones (the ablation when switched on)."""
+    if SETTINGS.pretrained is not None:
+        return [PRETRAINED_MODEL]
+    return [MAIN_MODEL, ABLATION_MODEL] if SETTINGS.ablation else [MAIN_MODEL]
+
+
+def trained_models():
+    """The models this run trains (none with pretrained)."""
+    return [] if SETTINGS.pretrained is not None else models()
 
 
 def loss_weights(wildcards):
     """Loss weighting of a model: the configured one, or class balance only for the ablation."""
-    return "class" if wildcards.model == ABLATION_MODEL else config["train"]["loss_weights"]
+    if wildcards.model == ABLATION_MODEL:
+        return "class"
+    return SETTINGS.train.loss_weights
+
+
+def model_file(wildcards):
+    """The checkpoint a model predicts with: trained here, or the pretrained one (used in place or fetched)."""
+    if wildcards.model != PRETRAINED_MODEL:
+        return RESULTS.model(wildcards.model)
+    source = SETTINGS.pretrained
+    return source.path if source.path is not None else RESULTS.model_download(source.local_name)
 
 
 def source_file(volume, role):
     """Local path of a volume's raw or labels input (downloaded, synthesized, or used in place)."""
-    entry = config["volumes"][volume]
-    if "synthetic" in entry:
-        return f"data/raw/{volume}/synthetic/{role}.tif"
-    source = entry[role]
-    if "path" in source:
-        return source["path"]
-    return f"data/raw/{volume}/{download_name(source)}"
+    entry = SETTINGS.volumes[volume]
+    if entry.synthetic is not None:
+        return RESULTS.synthetic(volume, role)
+    source = getattr(entry, role)
+    if source.path is not None:
+        return source.path
+    return RESULTS.download(volume, source.local_name)
 
 
 def import_inputs(wildcards):
     """The raw (and labels, when configured) files of a volume."""
-    entry = config["volumes"][wildcards.volume]
+    entry = SETTINGS.volumes[wildcards.volume]
     inputs = {"raw": source_file(wildcards.volume, "raw")}
-    if "synthetic" in entry or "labels" in entry:
+    if entry.labelled:
         inputs["labels"] = source_file(wildcards.volume, "labels")
     return inputs
 
 
 def download_source(wildcards):
     """The url source downloaded to data/raw/{volume}/{filename} (raw and labels may share it)."""
-    entry = config["volumes"][wildcards.volume]
-    for role in ("raw", "labels"):
-        source = entry.get(role)
-        if source and "url" in source and download_name(source) == wildcards.filename:
-            return source
-    raise ValueError(
-        f"data/raw/{wildcards.volume}/{wildcards.filename}: no url source of volumes.{wildcards.volume} "
-        "downloads to this file"
-    )
+    source = SETTINGS.volumes[wildcards.volume].downloads().get(wildcards.filename)
+    if source is None:
+        raise ValueError(
+            f"{RESULTS.download(wildcards.volume, wildcards.filename)}: no url source of "
+            f"volumes.{wildcards.volume} downloads to this file"
+        )
+    return {"url": source.url, "sha256": source.sha256}
 
 
 def split_volume():
     """The labelled volume that training and evaluation slice."""
-    return config["split"]["volume"]
+    return SETTINGS.split.volume
 
 
-def block_groups():
-    """Indices of the independent prediction jobs of a volume."""
-    return list(range(config["predict"]["block_groups"]))
+def read_in_place(volume):
+    """Whether a volume is predicted where it lies (a chunked source no training step imports)."""
+    entry = SETTINGS.volumes[volume]
+    if entry.raw is None or entry.labelled or entry.raw.path is None:
+        return False
+    return entry.raw.format in ("zarr", "ome-zarr") or entry.raw.path.rstrip("/").endswith(".zarr")
+
+
+def prediction_input(wildcards):
+    """The volume a prediction reads: the source itself when chunked, else its import."""
+    if read_in_place(wildcards.volume):
+        return SETTINGS.volumes[wildcards.volume].raw.path
+    return RESULTS.data(wildcards.volume)
+
+
+def known_shape(volume):
+    """The (z, y, x) shape of a volume where it can be read now (its config, header or import), else None."""
+    entry = SETTINGS.volumes[volume]
+    if entry.synthetic is not None:
+        return tuple(entry.synthetic.shape)
+    return shape_of(prediction_input(type("W", (), {"volume": volume})()))
+
+
+def groups(model, volume):
+    """Block groups of a volume's prediction: as planned when it exists, else from the config and size."""
+    options = SETTINGS.predict
+    planned = planned_groups(RESULTS.prediction(model, volume))
+    if options.block_groups == "auto" and planned is not None:
+        return planned
+    shape = known_shape(volume)
+    if shape is None:
+        return 1 if options.block_groups == "auto" else options.block_groups
+    return groups_for(
+        shape, block_groups=options.block_groups, group_gb=options.group_gb, dtype=options.dtype
+    )
 
 
 def predict_cluster_kind():
     """None for the threads engine; else where the dask workers of prediction run (local, slurm, address)."""
-    if config["predict"]["scheduler"] != "distributed":
+    if SETTINGS.predict.scheduler != "distributed":
         return None
-    return config["predict"]["cluster"]["kind"]
+    return SETTINGS.predict.cluster.kind
 
 
 def predict_threads():
@@ -169,25 +148,45 @@ def predict_threads():
     if kind is None:
         return 2
     if kind == "local":
-        cluster = config["predict"]["cluster"]
-        return cluster["workers"] * cluster["threads"]
+        return SETTINGS.predict.cluster.workers * SETTINGS.predict.cluster.threads
     return 1
 
 
-def predicted_blocks(wildcards):
+def predict_memory_mb(wildcards):
+    """Memory of a predict job: the activation budget, two shards in flight, and the interpreter."""
+    return int(SETTINGS.predict.memory_gb * 1024 + 3 * 1250 + 2000)
+
+
+def predicted_groups(wildcards):
     """Completion flags of every block group of one volume."""
-    return expand(
-        "results/predict/{model}/{volume}.blocks/{group}.done",
-        model=wildcards.model,
-        volume=wildcards.volume,
-        group=block_groups(),
-    )
+    return [
+        RESULTS.group_flag(wildcards.model, wildcards.volume, group)
+        for group in range(groups(wildcards.model, wildcards.volume))
+    ]
 
 
 def labelled_volumes():
-    """Volumes with ground truth, evaluated on their test slices."""
-    return [
-        name
-        for name, entry in config["volumes"].items()
-        if "synthetic" in entry or "labels" in entry
+    """Volumes with ground truth, evaluated on their test slices (every slice where no split names them)."""
+    return [name for name, entry in SETTINGS.volumes.items() if entry.labelled]
+
+
+def final_outputs():
+    """What `rule all` asks for: every prediction, the metrics where there are labels, and the report."""
+    outputs = [
+        RESULTS.prediction_summary(model, volume) for model in models() for volume in volumes()
     ]
+    if labelled_volumes():
+        outputs.append(RESULTS.metrics_summary())
+    if trained_models():
+        outputs.append(RESULTS.report())
+    return outputs
+
+
+if workflow.is_main_process:
+    check_data(SETTINGS)
+    for model in models():
+        for volume in volumes():
+            invalidate_incomplete_groups(
+                RESULTS.prediction(model, volume),
+                [RESULTS.group_flag(model, volume, g) for g in range(groups(model, volume))],
+            )

@@ -3,16 +3,17 @@
 
 localrules:
     download,
+    download_model,
 
 
 rule synthesize:
     output:
-        raw="data/raw/{volume}/synthetic/raw.tif",
-        labels="data/raw/{volume}/synthetic/labels.tif",
+        raw=RESULTS.synthetic("{volume}", "raw"),
+        labels=RESULTS.synthetic("{volume}", "labels"),
     log:
-        "results/logs/synthesize/{volume}.log",
+        RESULTS.log("synthesize", "{volume}"),
     benchmark:
-        "results/benchmarks/synthesize/{volume}.tsv"
+        RESULTS.benchmark("synthesize", "{volume}")
     params:
         options=lambda wildcards: config["volumes"][wildcards.volume]["synthetic"],
     threads: 1
@@ -27,13 +28,32 @@ rule synthesize:
 
 rule download:
     output:
-        "data/raw/{volume}/{filename}",
+        RESULTS.download("{volume}", "{filename}"),
     log:
-        "results/logs/download/{volume}/{filename}.log",
+        RESULTS.log("download", "{volume}/{filename}"),
     benchmark:
-        "results/benchmarks/download/{volume}/{filename}.tsv"
+        RESULTS.benchmark("download", "{volume}/{filename}")
     params:
         source=download_source,
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=120,
+    conda:
+        ENV
+    script:
+        "../scripts/download.py"
+
+
+rule download_model:
+    output:
+        RESULTS.model_download("{filename}"),
+    log:
+        RESULTS.log("download", "models/{filename}"),
+    benchmark:
+        RESULTS.benchmark("download", "models/{filename}")
+    params:
+        source=lambda wildcards: config["pretrained"],
     threads: 1
     resources:
         mem_mb=1000,
@@ -48,13 +68,13 @@ rule import_volume:
     input:
         unpack(import_inputs),
     output:
-        directory("results/data/{volume}.zarr"),
+        directory(RESULTS.data("{volume}")),
     log:
-        "results/logs/import/{volume}.log",
+        RESULTS.log("import", "{volume}"),
     benchmark:
-        "results/benchmarks/import/{volume}.tsv"
+        RESULTS.benchmark("import", "{volume}")
     params:
-        entry=lambda wildcards: config["volumes"][wildcards.volume],
+        volume=lambda wildcards: config["volumes"][wildcards.volume],
     threads: 1
     resources:
         mem_mb=4000,

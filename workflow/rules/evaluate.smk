@@ -3,16 +3,16 @@
 
 rule evaluate:
     input:
-        data=expand("results/data/{volume}.zarr", volume=labelled_volumes()),
-        predictions=expand("results/predict/{{model}}/{volume}.zarr", volume=labelled_volumes()),
-        summaries=expand("results/predict/{{model}}/{volume}.json", volume=labelled_volumes()),
+        data=[RESULTS.data(volume) for volume in labelled_volumes()],
+        predictions=[RESULTS.prediction("{model}", volume) for volume in labelled_volumes()],
+        summaries=[RESULTS.prediction_summary("{model}", volume) for volume in labelled_volumes()],
     output:
-        metrics="results/metrics/{model}.json",
-        slices="results/metrics/{model}_slices.csv",
+        metrics=RESULTS.metrics("{model}"),
+        slices=RESULTS.slice_metrics("{model}"),
     log:
-        "results/logs/evaluate/{model}.log",
+        RESULTS.log("evaluate", "{model}"),
     benchmark:
-        "results/benchmarks/evaluate/{model}.tsv"
+        RESULTS.benchmark("evaluate", "{model}")
     params:
         volumes=labelled_volumes(),
         split=config["split"],
@@ -30,13 +30,13 @@ rule evaluate:
 
 rule metrics:
     input:
-        f"results/metrics/{MAIN_MODEL}.json",
+        RESULTS.metrics(models()[0]),
     output:
-        report("results/metrics.json", caption="../report/metrics.rst", category="Metrics"),
+        report(RESULTS.metrics_summary(), caption="../report/metrics.rst", category="Metrics"),
     log:
-        "results/logs/metrics.log",
+        RESULTS.log("metrics", "main"),
     benchmark:
-        "results/benchmarks/metrics.tsv"
+        RESULTS.benchmark("metrics", "main")
     threads: 1
     resources:
         mem_mb=500,

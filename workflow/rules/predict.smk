@@ -1,4 +1,4 @@
-# Overlap-tile prediction, split into independent block groups that write disjoint chunks of one Zarr.
+# Overlap-tile prediction, split into independent block groups that write disjoint shards of one Zarr.
 # With predict.scheduler distributed on SLURM or a running scheduler, the predict job is only the client of
 # its dask workers (SLURM jobs of their own), so it runs on the head node.
 
@@ -11,20 +11,22 @@ if predict_cluster_kind() in ("slurm", "address"):
 
 rule predict_init:
     input:
-        data="results/data/{volume}.zarr",
-        model="results/models/{model}/model.pt",
+        data=prediction_input,
+        model=model_file,
     output:
-        directory("results/predict/{model}/{volume}.zarr"),
+        target=directory(RESULTS.prediction("{model}", "{volume}")),
+        stats=RESULTS.prediction_stats("{model}", "{volume}"),
     log:
-        "results/logs/predict_init/{model}/{volume}.log",
+        RESULTS.log("predict_init", "{model}/{volume}"),
     benchmark:
-        "results/benchmarks/predict_init/{model}/{volume}.tsv"
+        RESULTS.benchmark("predict_init", "{model}/{volume}")
     params:
         options=config["predict"],
+        groups=lambda wildcards: groups(wildcards.model, wildcards.volume),
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=2000,
+        runtime=30,
     conda:
         ENV
     script:
@@ -33,21 +35,21 @@ rule predict_init:
 
 rule predict:
     input:
-        data="results/data/{volume}.zarr",
-        model="results/models/{model}/model.pt",
-        target="results/predict/{model}/{volume}.zarr",
+        data=prediction_input,
+        model=model_file,
+        target=RESULTS.prediction("{model}", "{volume}"),
     output:
-        touch("results/predict/{model}/{volume}.blocks/{group}.done"),
+        touch(RESULTS.group_flag("{model}", "{volume}", "{group}")),
     log:
-        "results/logs/predict/{model}/{volume}.{group}.log",
+        RESULTS.log("predict", "{model}/{volume}.{group}"),
     benchmark:
-        "results/benchmarks/predict/{model}/{volume}.{group}.tsv"
+        RESULTS.benchmark("predict", "{model}/{volume}.{group}")
     params:
         options=config["predict"],
-        dask_logs="results/logs/dask/{model}/{volume}.{group}",
+        dask_logs=RESULTS.dask_logs("{model}", "{volume}", "{group}"),
     threads: predict_threads()
     resources:
-        mem_mb=lambda wildcards: int(config["predict"]["memory_gb"] * 1024 + 2000),
+        mem_mb=predict_memory_mb,
         runtime=720,
     conda:
         ENV
@@ -57,21 +59,20 @@ rule predict:
 
 rule predict_finalize:
     input:
-        target="results/predict/{model}/{volume}.zarr",
-        model="results/models/{model}/model.pt",
-        blocks=predicted_blocks,
+        target=RESULTS.prediction("{model}", "{volume}"),
+        groups=predicted_groups,
     output:
-        "results/predict/{model}/{volume}.json",
+        RESULTS.prediction_summary("{model}", "{volume}"),
     log:
-        "results/logs/predict_finalize/{model}/{volume}.log",
+        RESULTS.log("predict_finalize", "{model}/{volume}"),
     benchmark:
-        "results/benchmarks/predict_finalize/{model}/{volume}.tsv"
+        RESULTS.benchmark("predict_finalize", "{model}/{volume}")
     params:
         options=config["predict"],
-    threads: 1
+    threads: 2
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=4000,
+        runtime=240,
     conda:
         ENV
     script:

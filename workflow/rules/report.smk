@@ -7,30 +7,30 @@ localrules:
 
 rule report:
     input:
-        metrics=expand("results/metrics/{model}.json", model=models()),
-        slices=expand("results/metrics/{model}_slices.csv", model=models()),
-        step_logs=expand("results/models/{model}/train_log.csv", model=models()),
-        val_logs=expand("results/models/{model}/val_log.csv", model=models()),
-        data=f"results/data/{split_volume()}.zarr",
-        weights=f"results/weights/{split_volume()}.zarr",
-        predictions=expand(
-            "results/predict/{model}/{volume}.json", model=models(), volume=volumes()
-        ),
+        metrics=[RESULTS.metrics(model) for model in models()],
+        slices=[RESULTS.slice_metrics(model) for model in models()],
+        step_logs=[RESULTS.train_log(model) for model in models()],
+        val_logs=[RESULTS.val_log(model) for model in models()],
+        data=RESULTS.data(split_volume()),
+        weights=RESULTS.weights(split_volume()),
+        predictions=[
+            RESULTS.prediction_summary(model, volume) for model in models() for volume in volumes()
+        ],
     output:
         report(
-            "results/report/index.html",
+            RESULTS.report(),
             caption="../report/report.rst",
             category="Report",
         ),
     log:
-        "results/logs/report.log",
+        RESULTS.log("report", "index"),
     benchmark:
-        "results/benchmarks/report.tsv"
+        RESULTS.benchmark("report", "index")
     params:
         models=models(),
         split=config["split"],
         config=config,
-        benchmarks="results/benchmarks",
+        benchmarks=RESULTS.benchmarks(),
     threads: 1
     resources:
         mem_mb=2000,

@@ -3,22 +3,22 @@
 
 rule train:
     input:
-        data=f"results/data/{split_volume()}.zarr",
-        weights=f"results/weights/{split_volume()}.zarr",
+        data=RESULTS.data(split_volume()),
+        weights=RESULTS.weights(split_volume()),
     output:
         model=report(
-            "results/models/{model}/model.pt",
+            RESULTS.model("{model}"),
             caption="../report/model.rst",
             category="Training",
         ),
-        step_log="results/models/{model}/train_log.csv",
-        val_log="results/models/{model}/val_log.csv",
+        step_log=RESULTS.train_log("{model}"),
+        val_log=RESULTS.val_log("{model}"),
     log:
-        "results/logs/train/{model}.log",
+        RESULTS.log("train", "{model}"),
     benchmark:
-        "results/benchmarks/train/{model}.tsv"
+        RESULTS.benchmark("train", "{model}")
     params:
-        workdir="results/models/{model}/checkpoints",
+        workdir=RESULTS.checkpoints("{model}"),
         model=config["model"],
         train=config["train"],
         split=config["split"],

@@ -3,13 +3,13 @@
 
 rule weights:
     input:
-        "results/data/{volume}.zarr",
+        RESULTS.data("{volume}"),
     output:
-        directory("results/weights/{volume}.zarr"),
+        directory(RESULTS.weights("{volume}")),
     log:
-        "results/logs/weights/{volume}.log",
+        RESULTS.log("weights", "{volume}"),
     benchmark:
-        "results/benchmarks/weights/{volume}.tsv"
+        RESULTS.benchmark("weights", "{volume}")
     params:
         options=config["weights"],
         train_slices=config["split"]["train"],

@@ -12,5 +12,5 @@ run_evaluate(
     metrics=snakemake.output.metrics,
     slices=snakemake.output.slices,
     threshold=snakemake.params.threshold,
-    **snakemake.params.options,
+    options=snakemake.params.options,
 )

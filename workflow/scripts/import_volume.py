@@ -8,5 +8,5 @@ run_import(
     raw=snakemake.input.raw,
     labels=snakemake.input.get("labels"),
     target=snakemake.output[0],
-    entry=snakemake.params.entry,
+    volume=snakemake.params.volume,
 )

@@ -7,6 +7,8 @@ from unetflow.steps import run_predict_init
 run_predict_init(
     data=snakemake.input.data,
     model=snakemake.input.model,
-    target=snakemake.output[0],
+    target=snakemake.output.target,
+    stats=snakemake.output.stats,
     options=snakemake.params.options,
+    groups=snakemake.params.groups,
 )

@@ -4,4 +4,4 @@ sys.stderr = open(snakemake.log[0], "w")
 
 from unetflow.steps import run_synthesize
 
-run_synthesize(raw=snakemake.output.raw, labels=snakemake.output.labels, **snakemake.params.options)
+run_synthesize(raw=snakemake.output.raw, labels=snakemake.output.labels, options=snakemake.params.options)

@@ -9,5 +9,5 @@ run_weights(
     target=snakemake.output[0],
     train_slices=snakemake.params.train_slices,
     workers=snakemake.threads,
-    **snakemake.params.options,
+    options=snakemake.params.options,
 )

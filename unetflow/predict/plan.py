@@ -1,0 +1,159 @@
+"""The plan of one prediction: tile stride, blocks (chunks), shards and block groups, fixed when it starts.
+
+A plan is chosen once (`make_plan`), stored in the prediction's attributes and read back by every job
+(`read_plan`), so every block group, a resumed run and the finalisation see the same layout.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unetflow import zarrmeta
+from unetflow.errors import InputError
+from unetflow.geometry import (
+    SHARD_TARGET_BYTES,
+    ShardGrid,
+    TilePlan,
+    UNetGeometry,
+    auto_groups,
+    group_range,
+    plan_tiles,
+    shard_shape,
+)
+
+PROBABILITY_DTYPES = ("float32", "float16")
+NGFF_VERSIONS = ("0.5", "0.4")
+PLAN_KEY = "plan"
+"""Key of the plan in the prediction's "unetflow" attributes."""
+
+
+@dataclass(frozen=True)
+class PredictionPlan:
+    """Everything that fixes a prediction's layout (stored in its attributes, the same for every job)."""
+
+    shape: tuple[int, int, int]
+    depth: int
+    stride: int
+    block: int
+    shard: tuple[int, int, int]
+    groups: int
+    ngff: str
+    dtype: str
+
+    @property
+    def tiles(self) -> TilePlan:
+        """How each slice is cut into overlap tiles and blocks."""
+        return plan_tiles(
+            UNetGeometry(self.depth), self.shape[1], self.shape[2], stride=self.stride, block=self.block
+        )
+
+    @property
+    def chunk(self) -> tuple[int, int, int]:
+        """The output chunk: one block of one slice, cropped to the volume."""
+        return 1, min(self.block, self.shape[1]), min(self.block, self.shape[2])
+
+    @property
+    def grid(self) -> ShardGrid:
+        """The chunk and shard grid of the output."""
+        return ShardGrid(self.shape, self.chunk, self.shard)
+
+    @property
+    def sharded(self) -> bool:
+        """Whether shards hold several chunks (OME-NGFF 0.5 on Zarr v3)."""
+        return self.ngff == "0.5"
+
+    def group_shards(self, group: int) -> range:
+        """The shard numbers that block group `group` writes."""
+        try:
+            return group_range(len(self.grid), group, self.groups)
+        except ValueError as error:
+            raise InputError(f"{error}; this prediction was planned with {self.groups} groups") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form for the attributes."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PredictionPlan:
+        """The plan stored by `to_dict`."""
+        return cls(
+            shape=tuple(values["shape"]),  # type: ignore[arg-type]
+            depth=int(values["depth"]),
+            stride=int(values["stride"]),
+            block=int(values["block"]),
+            shard=tuple(values["shard"]),  # type: ignore[arg-type]
+            groups=int(values["groups"]),
+            ngff=str(values["ngff"]),
+            dtype=str(values["dtype"]),
+        )
+
+
+def make_plan(
+    shape: tuple[int, int, int],
+    *,
+    depth: int,
+    stride: int,
+    groups: int,
+    ngff: str = "0.5",
+    dtype: str = "float32",
+    block: int | None = None,
+    shard_bytes: int = SHARD_TARGET_BYTES,
+) -> PredictionPlan:
+    """The plan of a volume of `shape`: blocks of about BLOCK_TARGET px, shards of about `shard_bytes`
+    (OME-NGFF 0.5) with at least `groups` shards where the volume allows, so every group writes its own."""
+    if dtype not in PROBABILITY_DTYPES:
+        raise InputError(f"predict.dtype {dtype!r} is not one of {PROBABILITY_DTYPES}")
+    if ngff not in NGFF_VERSIONS:
+        raise InputError(f"predict.ngff {ngff!r} is not one of {NGFF_VERSIONS}")
+    if groups < 1:
+        raise InputError(f"predict.block_groups must be >= 1, got {groups}")
+    tiles = plan_tiles(UNetGeometry(depth), shape[1], shape[2], stride=stride, block=block)
+    chunk = (1, min(tiles.block, shape[1]), min(tiles.block, shape[2]))
+    itemsize = np.dtype(dtype).itemsize
+    shard = (
+        shard_shape(shape, chunk, itemsize=itemsize, target_bytes=shard_bytes, min_shards=groups)
+        if ngff == "0.5"
+        else chunk
+    )
+    return PredictionPlan(
+        shape=tuple(int(s) for s in shape),  # type: ignore[arg-type]
+        depth=depth,
+        stride=tiles.stride,
+        block=tiles.block,
+        shard=shard,
+        groups=groups,
+        ngff=ngff,
+        dtype=dtype,
+    )
+
+
+def groups_for(shape: tuple[int, ...], *, block_groups: int | str, group_gb: float, dtype: str) -> int:
+    """Block groups (jobs) of a volume: the number given, or with "auto" one per `group_gb` GB of output
+    (probability + segmentation), at most one per slice."""
+    if block_groups != "auto":
+        return int(block_groups)
+    output_bytes = math.prod(shape) * (np.dtype(dtype).itemsize + 1)
+    return auto_groups(int(shape[0]), output_bytes, bytes_per_group=int(group_gb * 2**30))
+
+
+def read_plan(target: str | Path) -> PredictionPlan:
+    """The plan a prediction was created with; an InputError naming it for anything else."""
+    meta = dict((zarrmeta.group_attrs(target) or {}).get("unetflow") or {})
+    if PLAN_KEY not in meta:
+        raise InputError(
+            f"{target} is not a unetflow prediction (no plan in its attributes); delete it and run again"
+        )
+    return PredictionPlan.from_dict(meta[PLAN_KEY])
+
+
+def planned_groups(target: str | Path) -> int | None:
+    """The number of block groups of an existing prediction (None where there is none yet)."""
+    try:
+        return read_plan(target).groups
+    except InputError:
+        return None

@@ -1,0 +1,150 @@
+"""Which shards of a prediction are complete: a journal per block group, checked against the data.
+
+Each job appends one line per shard once both of its files are on disk: the shard's number and the byte
+size of its probability and segmentation files (0 where a shard has no file: no data there, or all fill
+value). The journals live beside the prediction (`<volume>.progress/`), not inside its Zarr hierarchy, and
+a shard counts as complete only while its files still exist with the recorded sizes, so a deleted or
+truncated file makes the next run redo that shard. A line cut short by a kill is ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from unetflow.layout import prediction_progress
+from unetflow.predict.plan import PredictionPlan, read_plan
+
+ARRAYS = ("{level}", "labels/segmentation/{level}")
+"""The arrays of a prediction at one pyramid level, in the order of the journal's size columns."""
+Recorder = Callable[["Entry"], None]
+
+
+def journal_folder(target: str | Path) -> Path:
+    """The folder of a prediction's journals (beside it, outside its Zarr hierarchy)."""
+    return Path(prediction_progress(str(target)))
+
+
+def journal_path(target: str | Path, group: int | str) -> Path:
+    """The journal of one block group (or "pyramid" for the finalisation's levels)."""
+    return journal_folder(target) / f"{group}.tsv"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A completed shard: its number, and the byte size of each array's file (0: no file)."""
+
+    shard: int
+    sizes: tuple[int, ...]
+    level: int = 0
+
+    def line(self) -> str:
+        """The journal line of this entry."""
+        return "\t".join(str(v) for v in (self.level, self.shard, *self.sizes)) + "\n"
+
+
+def read_journal(path: Path) -> dict[tuple[int, int], Entry]:
+    """Complete lines of a journal by (level, shard); the last line for a shard wins."""
+    entries: dict[tuple[int, int], Entry] = {}
+    if not path.is_file():
+        return entries
+    for line in path.read_text().splitlines(keepends=True):
+        parts = line.rstrip("\n").split("\t")
+        if not line.endswith("\n") or len(parts) != 2 + len(ARRAYS) or not all(p.isdigit() for p in parts):
+            continue  # cut short by a kill
+        level, shard, *sizes = (int(p) for p in parts)
+        entries[(level, shard)] = Entry(shard=shard, sizes=tuple(sizes), level=level)
+    return entries
+
+
+@contextlib.contextmanager
+def journal(path: Path) -> Iterator[Recorder]:
+    """Append entries to a journal, each flushed and synced to disk before the call returns."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+b") as handle:
+        if handle.tell() > 0:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                handle.write(b"\n")  # end a line cut short by a kill (it stays incomplete)
+
+        def record(entry: Entry) -> None:
+            handle.write(entry.line().encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+
+        yield record
+
+
+class ShardFiles:
+    """Where the shard files of a prediction's arrays at one pyramid level lie, and their sizes.
+
+    unetflow writes its outputs with the default chunk keys of each Zarr version: "c/z/y/x" on v3, "z/y/x"
+    on v2 (dimension separator "/"), so the path of a shard follows from its grid coordinates.
+    """
+
+    def __init__(self, target: str | Path, level: int = 0) -> None:
+        self.target = Path(target)
+        self.arrays = [name.format(level=level) for name in ARRAYS]
+        self.prefix = ("c",) if (self.target / "zarr.json").exists() else ()
+
+    def path(self, array: int, index: tuple[int, int, int]) -> Path:
+        """The file of shard `index` (grid coordinates) of array number `array`."""
+        return self.target.joinpath(self.arrays[array], *self.prefix, *(str(i) for i in index))
+
+    def sizes(self, index: tuple[int, int, int]) -> tuple[int, ...]:
+        """Byte size of each array's file of shard `index` (0 where there is none)."""
+        found = []
+        for array in range(len(self.arrays)):
+            try:
+                found.append(self.path(array, index).stat().st_size)
+            except FileNotFoundError:
+                found.append(0)
+        return tuple(found)
+
+
+def complete(
+    target: str | Path,
+    numbers: Iterable[int],
+    index_of: Callable[[int], tuple[int, int, int]],
+    *,
+    entries: dict[tuple[int, int], Entry],
+    level: int = 0,
+) -> set[int]:
+    """The shard numbers among `numbers` whose journal entry still matches the files on disk."""
+    files = ShardFiles(target, level)
+    done = set()
+    for number in numbers:
+        entry = entries.get((level, number))
+        if entry is not None and files.sizes(index_of(number)) == entry.sizes:
+            done.add(number)
+    return done
+
+
+def group_entries(target: str | Path, groups: int) -> dict[tuple[int, int], Entry]:
+    """Every block group's journal entries of a prediction, merged."""
+    merged: dict[tuple[int, int], Entry] = {}
+    for group in range(groups):
+        merged.update(read_journal(journal_path(target, group)))
+    return merged
+
+
+def pending_shards(target: str | Path, plan: PredictionPlan, group: int) -> tuple[list[int], int]:
+    """The shards of `group` not yet complete, and how many of its shards are (journal vs files)."""
+    mine = plan.group_shards(group)
+    entries = read_journal(journal_path(target, group))
+    done = complete(target, mine, plan.grid.index, entries=entries)
+    return [n for n in mine if n not in done], len(done)
+
+
+def incomplete_groups(target: str | Path) -> dict[int, int]:
+    """Block groups of a prediction with shards missing or changed on disk, and how many (empty: complete)."""
+    plan = read_plan(target)
+    missing = {}
+    for group in range(plan.groups):
+        pending, _ = pending_shards(target, plan, group)
+        if pending:
+            missing[group] = len(pending)
+    return missing
