@@ -16,6 +16,7 @@ import yaml
 
 from unetflow import steps
 from unetflow.errors import InputError
+from unetflow.readers import describe_formats
 
 
 def _config(path: str | None, section: str) -> dict[str, Any]:
@@ -28,6 +29,12 @@ def _config(path: str | None, section: str) -> dict[str, Any]:
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="a unetflow config.yaml whose sections give the step's options")
+
+
+def _format_help() -> str:
+    """The --format help, from the registry of readers (the one list of formats)."""
+    formats = "; ".join(describe_formats().splitlines())
+    return f"the raw input's format, inferred from the path when unset. Formats: {formats}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,8 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("raw")
     p.add_argument("target")
     p.add_argument("--labels")
-    p.add_argument("--format", dest="raw_format")
-    p.add_argument("--member", dest="raw_member")
+    p.add_argument("--format", dest="raw_format", help=_format_help())
+    p.add_argument(
+        "--member", dest="raw_member", help="the dataset/array path inside an HDF5, Zarr or N5 input"
+    )
     p.add_argument("--voxel-size", type=float, nargs=3, default=(1.0, 1.0, 1.0), metavar=("Z", "Y", "X"))
     p.add_argument("--unit", default="nanometer")
 
