@@ -1,7 +1,7 @@
-"""List the chunk keys a store holds by walking only what exists on disk (os.scandir), never per slot.
+"""List the chunk keys a store holds by walking only what exists on disk, never by probing each slot.
 
 A store with 10^6 chunk slots of which 5 are written costs a handful of directory reads: a flat layout
-(`i.j.k` files in one folder) is one scandir, a nested layout (`i/j/k`) one scandir per existing folder.
+(`i.j.k` files in one folder) is one listing, a nested layout (`i/j/k`) one listing per existing folder.
 """
 
 from __future__ import annotations
@@ -11,26 +11,20 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 
-def _index(name: str) -> int | None:
-    return int(name) if name.isdigit() else None
-
-
 def scan_flat(
     folder: Path, ndim: int, *, prefix: str = "", separator: str = "."
 ) -> Iterator[tuple[int, ...]]:
-    """Grid coordinates of the chunk files `<prefix><i><sep><j>...` directly in `folder` (one scandir)."""
+    """Grid coordinates of the chunk files `<prefix><i><sep><j>...` directly in `folder` (one listing)."""
     try:
-        entries = os.scandir(folder)
+        names = os.listdir(folder)
     except FileNotFoundError:
         return
-    with entries:
-        for entry in entries:
-            name = entry.name
-            if not name.startswith(prefix):
-                continue
-            parts = name[len(prefix) :].split(separator)
-            if len(parts) == ndim and all(part.isdigit() for part in parts) and entry.is_file():
-                yield tuple(int(part) for part in parts)
+    skip = len(prefix)
+    for name in names:
+        if name.startswith(prefix):
+            parts = name[skip:].split(separator)
+            if len(parts) == ndim and all(map(str.isdigit, parts)):
+                yield tuple(map(int, parts))
 
 
 def scan_nested(
@@ -43,19 +37,26 @@ def scan_nested(
     keep = allowed or {}
 
     def walk(path: str, level: int, prefix: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
+        if level == ndim - 1:
+            try:
+                names = os.listdir(path)
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            rows = keep.get(level)
+            for name in names:
+                if name.isdigit() and (rows is None or int(name) in rows):
+                    yield (*prefix, int(name))
+            return
         try:
             entries = os.scandir(path)
         except (FileNotFoundError, NotADirectoryError):
             return
         with entries:
             for entry in entries:
-                index = _index(entry.name)
-                if index is None or (level in keep and index not in keep[level]):
+                if not entry.name.isdigit() or not entry.is_dir():
                     continue
-                if level == ndim - 1:
-                    if entry.is_file():
-                        yield (*prefix, index)
-                elif entry.is_dir():
+                index = int(entry.name)
+                if level not in keep or index in keep[level]:
                     yield from walk(entry.path, level + 1, (*prefix, index))
 
     if ndim < 1:

@@ -201,8 +201,11 @@ class N5Reader(Volume):
         rows = self._z_chunk_range(z_range)
         ndim = self._n5_ndim
         allowed = {2: rows} if rows is not None and ndim >= 3 else None
+        keys = scan_nested(self.dataset, ndim, allowed=allowed)
+        if ndim == 3:
+            return {(z, y, x) for x, y, z in keys}
         found: ChunkSet = set()
-        for key in scan_nested(self.dataset, ndim, allowed=allowed):
+        for key in keys:
             z, y, x = zyx_of(key[::-1], ndim, pad=0)
             if rows is None or z in rows:
                 found.add((z, y, x))

@@ -218,6 +218,8 @@ class ZarrReader(Volume):
         keys = self._keys(rows)
         if keys is None:
             return None
+        if self._native_ndim == 3 and rows is None:
+            return set(keys)  # type: ignore[arg-type]
         found: ChunkSet = set()
         for key in keys:
             z, y, x = zyx_of(key, self._native_ndim, pad=0)
