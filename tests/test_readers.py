@@ -110,9 +110,9 @@ def n5_writer(compression: str) -> Callable[[Path, np.ndarray], tuple[Path, dict
     return write
 
 
-def tiff_writer(compression: str | None) -> Callable[[Path, np.ndarray], tuple[Path, dict[str, Any]]]:
+def tiff_writer(**options: Any) -> Callable[[Path, np.ndarray], tuple[Path, dict[str, Any]]]:
     def write(folder: Path, data: np.ndarray) -> tuple[Path, dict[str, Any]]:
-        tifffile.imwrite(folder / "vol.tif", data, compression=compression)
+        tifffile.imwrite(folder / "vol.tif", data, **options)
         return folder / "vol.tif", {}
 
     return write
@@ -145,8 +145,10 @@ IN_PLACE = {
     "n5-raw": (n5_writer("raw"), CHUNKS),
 }
 IMPORTED = {
-    "tiff-zlib": tiff_writer("zlib"),
-    "tiff-raw": tiff_writer(None),
+    "tiff-zlib": tiff_writer(compression="zlib"),
+    "tiff-raw": tiff_writer(),
+    "tiff-imagej": tiff_writer(imagej=True),
+    "tiff-big": tiff_writer(bigtiff=True, compression="zlib"),
     "slices-tif": slices_writer,
 }
 
@@ -354,11 +356,13 @@ def test_hdf5_voxel_size_and_fill_value(tmp_path: Path) -> None:
     assert volume.stored_chunks() == {(1, 0, 0)} and volume[0, 0, 0] == -1.0 and volume[1, 0, 0] == 2.0
 
 
-@pytest.mark.parametrize("compression", ["zlib", None])
+@pytest.mark.parametrize(
+    "options", [{"compression": "zlib"}, {}, {"imagej": True}, {"bigtiff": True}], ids=str
+)
 @pytest.mark.parametrize("fraction", [0.34, 0.5, 2 / 3, 0.9, 0.999])
-def test_truncated_tiff_is_refused(tmp_path: Path, compression: str | None, fraction: float) -> None:
+def test_truncated_tiff_is_refused(tmp_path: Path, options: dict[str, Any], fraction: float) -> None:
     whole = tmp_path / "whole.tif"
-    tifffile.imwrite(whole, volume_of("uint8", (5, 64, 64)), compression=compression)
+    tifffile.imwrite(whole, volume_of("uint8", (5, 64, 64)), **options)
     content = whole.read_bytes()
     cut = tmp_path / "cut.tif"
     cut.write_bytes(content[: int(len(content) * fraction)])
