@@ -251,6 +251,9 @@ class Volume(ABC):
         if callable(close):
             close()
 
+    def __del__(self) -> None:
+        self._release()
+
     def __enter__(self) -> Volume:
         return self
 

@@ -130,6 +130,8 @@ class TiffReader(Volume):
     description: ClassVar[str] = "multi-page TIFF stack, one page per slice (.tif, .tiff)"
     chunked: ClassVar[bool] = False
     _transient: ClassVar[tuple[str, ...]] = (*Volume._transient, "_memmap", "_whole")
+    _memmap: np.ndarray | None = None
+    _whole: np.ndarray | None = None
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -149,8 +151,6 @@ class TiffReader(Volume):
             tif.close()
             raise
         self._handle = tif
-        self._memmap: np.ndarray | None = None
-        self._whole: np.ndarray | None = None
 
     @classmethod
     def detect(cls, path: Path) -> bool:
