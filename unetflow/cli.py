@@ -33,6 +33,7 @@ from unetflow.config import (
 from unetflow.errors import InputError
 from unetflow.layout import ABLATION_MODEL, MAIN_MODEL, Layout
 from unetflow.logs import set_verbosity
+from unetflow.readers import describe_formats
 
 SYNTHETIC = SyntheticConfig()
 WEIGHTS = WeightsConfig()
@@ -58,13 +59,19 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _format_help() -> str:
+    """The formats, from the registry of readers (the one list of formats)."""
+    return "Formats: " + "; ".join(describe_formats().splitlines())
+
+
 def _add_source(parser: argparse.ArgumentParser, role: str) -> None:
     prefix = "" if role == "raw" else "labels-"
     parser.add_argument(
         f"--{prefix}format",
         dest=f"{role}_format",
         choices=FORMAT_NAMES,
-        help=f"format of the {role} input (default: from its name)",
+        metavar="FORMAT",
+        help=f"format of the {role} input (default: inferred from the path). {_format_help()}",
     )
     parser.add_argument(
         f"--{prefix}member",

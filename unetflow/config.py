@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.json_schema import GenerateJsonSchema
 
 from unetflow.errors import InputError
+from unetflow.readers.registry import format_names
 from unetflow.slices import select_slices
 
 SCHEMA_URI = "https://json-schema.org/draft/2020-12/schema"
@@ -34,8 +35,8 @@ SCRIPT_SAFE_PATTERN = r"^[A-Za-z0-9_.:,=/@+%&|~*()\[\]-]*$"
 """Characters allowed in strings that reach a job script or a command line: no spaces, quotes, `$`, `;`,
 back-ticks or line breaks, so a value can never add a line or a command to a SLURM script."""
 SLICES_PATTERN = r"^\s*(all|\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*)\s*$"
-FORMAT_NAMES = ("tiff", "tif", "image", "png", "slices", "folder", "hdf5", "h5", "zarr", "ome-zarr")
-"""Input formats a source may name (aliases included); unetflow.formats reads each of them."""
+FORMAT_NAMES = format_names(aliases=True)
+"""Input formats a source may name (aliases included): the reader registry's (unetflow.readers)."""
 MAX_SYNTHETIC_VOXELS = 2**29
 """The embedded generator builds a volume in memory (about 5 bytes a voxel): at most 512 Mi voxels."""
 
@@ -115,9 +116,11 @@ class SourceConfig(OriginConfig):
     """Where one image volume comes from: a download or a local file or folder."""
 
     format: Literal[FORMAT_NAMES] | None = None  # type: ignore[valid-type]
-    """File format; inferred from the name when null."""
+    """File format (a name of unetflow's readers); inferred from the path when null."""
     member: str | None = None
-    """HDF5 dataset or path inside a Zarr store."""
+    """HDF5 dataset, or path of an array or image inside a Zarr or N5 store."""
+    level: Annotated[int, Field(ge=0)] | str | None = None
+    """Resolution level of an OME-Zarr / N5 multiscale image (index or path; null: full resolution)."""
 
 
 class ModelSourceConfig(OriginConfig):
