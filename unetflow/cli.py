@@ -16,6 +16,7 @@ import yaml
 
 from unetflow import steps
 from unetflow.errors import InputError
+from unetflow.metrics_registry import HEADLINE_KEYS, help_text
 
 
 def _config(path: str | None, section: str) -> dict[str, Any]:
@@ -79,7 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", type=int, default=0, help="this job's block group")
     _add_config(p)
 
-    p = sub.add_parser("evaluate", help="metrics of a prediction against its labels")
+    p = sub.add_parser(
+        "evaluate",
+        help="metrics of a prediction against its labels",
+        description="Metrics of a prediction against its labels: per slice (CSV beside the JSON) and their\n"
+        f"mean (JSON, with the headline ones, {', '.join(HEADLINE_KEYS)}, at its top).",
+        epilog=help_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("prediction")
     p.add_argument("data")
     p.add_argument("metrics", help="JSON output")

@@ -29,13 +29,12 @@ from unetflow.errors import InputError
 from unetflow.importer import import_volume, invert_binary_labels
 from unetflow.logs import bar_options, progress_bar, setup_logging
 from unetflow.metrics import evaluate
+from unetflow.metrics_registry import HEADLINE_KEYS
 from unetflow.slices import select_slices
 from unetflow.synthesize import synthesize_volume
 from unetflow.weights import class_balance_weights, weight_map_volume
 
 log = logging.getLogger(__name__)
-
-METRIC_KEYS = ("iou", "dice", "pixel_error")
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> None:
@@ -312,7 +311,7 @@ def run_evaluate(
         rows.extend(volume_rows)
         per_volume[volume] = _mean_scores(volume_rows)
     overall = _mean_scores(rows)
-    payload = {**{key: overall[key] for key in METRIC_KEYS}, "overall": overall, "volumes": per_volume}
+    payload = {**{key: overall[key] for key in HEADLINE_KEYS}, "overall": overall, "volumes": per_volume}
     payload["slices_evaluated"] = len(rows)
     payload["thresholds"] = thresholds
     payload["threshold"] = next(iter(thresholds.values()), 0.5)
@@ -321,7 +320,7 @@ def run_evaluate(
     with atomic_path(slices) as tmp:
         lines = [",".join(columns)] + [",".join(str(row[c]) for c in columns) for row in rows]
         tmp.write_text("\n".join(lines) + "\n")
-    log.info("overall: %s", {key: round(overall[key], 4) for key in METRIC_KEYS})
+    log.info("overall: %s", {key: round(overall[key], 4) for key in HEADLINE_KEYS})
     return payload
 
 
