@@ -147,4 +147,6 @@ def make_inputs(
         "split": dict(SPLIT),
         "config": config(models),
         "benchmarks": _benchmarks(root),
+        "predictions": [root / "results" / "predict" / m / f"{VOLUME}.zarr" for m in models],
+        "project": root,
     }

@@ -4,6 +4,7 @@ labels as predictions, metrics from unetflow.metrics and small training logs (te
 from __future__ import annotations
 
 import base64
+import html
 import json
 import math
 import re
@@ -19,6 +20,7 @@ import pytest
 from report_fixtures import BENCHMARKS, make_inputs, write_rows
 
 from unetflow.errors import InputError
+from unetflow.metrics_registry import METRICS
 from unetflow.report import (
     PAPER_TABLE1,
     benchmark_times,
@@ -143,6 +145,48 @@ def test_metric_values_sit_beside_the_papers(single: tuple[dict[str, Any], str])
     assert f">{summary['slices_evaluated']}<" in table
 
 
+def test_metric_rows_take_label_direction_and_description_from_the_registry(
+    single: tuple[dict[str, Any], str],
+) -> None:
+    kwargs, text = single
+    table = _table(text, "table-metrics")
+    rows = re.findall(r'<tr><th title="([^"]*)">(.*?)</th><td class="dir">(.*?)</td>', table)
+    shown = {label: (html.unescape(title), arrow) for title, label, arrow in rows}
+    keys = list(json.loads(Path(kwargs["metrics"][0]).read_text())["overall"])
+    expected = {}
+    for key in keys:
+        metric = METRICS[key]
+        label = metric.label + (f"<sub>{metric.subscript}</sub>" if metric.subscript else "")
+        expected[label] = (metric.description, metric.arrow)
+    assert shown == expected
+    assert "V<sub>rand</sub>" in shown and shown["Rand error"][1] == "\u2193"
+    definitions = re.search(r'<ul class="defs">(.*?)</ul>', text, re.S).group(1)
+    assert definitions.count("<li>") == len(keys)
+
+
+def test_run_values_are_escaped_and_unknown_metrics_keep_their_key(
+    pair: tuple[dict[str, Any], str], tmp_path: Path
+) -> None:
+    odd = "odd<b>&key"
+    hostile = "<script>alert(1)</script>"
+    kwargs = dict(pair[0])
+    summary = json.loads(Path(kwargs["metrics"][0]).read_text())
+    for scores in (summary["overall"], *summary["volumes"].values()):
+        scores[odd] = 0.25
+    metrics = tmp_path / "main.json"
+    metrics.write_text(json.dumps(summary))
+    config = {**kwargs["config"], "volumes": {**kwargs["config"]["volumes"], hostile: {}}}
+    output = tmp_path / "report" / "index.html"
+    build_report(**{**kwargs, "metrics": [metrics, kwargs["metrics"][1]], "config": config, "output": output})
+    text = output.read_text(encoding="utf-8")
+    page = Page(text)
+    assert "script" not in page.tags and hostile not in text
+    assert "<td>Other volumes (predicted)</td><td>&lt;script&gt;alert(1)&lt;/script&gt;</td>" in text
+    row = re.search(r"<tr><th>odd&lt;b&gt;&amp;key</th>(.*?)</tr>", _table(text, "table-metrics")).group(1)
+    assert row.startswith('<td class="dir"></td><td class="num">0.2500</td>')  # no direction, no bold
+    assert "odd" not in re.search(r'<ul class="defs">(.*?)</ul>', text, re.S).group(1)
+
+
 def test_best_and_worst_test_slices_are_shown(single: tuple[dict[str, Any], str]) -> None:
     kwargs, text = single
     rows = [r for r in read_csv_rows(kwargs["slices"][0]) if r["volume"] == "synthetic"]
@@ -227,6 +271,7 @@ def test_missing_volume_is_named(pair: tuple[dict[str, Any], str], tmp_path: Pat
 def test_missing_prediction_is_named(pair: tuple[dict[str, Any], str], tmp_path: Path) -> None:
     kwargs = {**pair[0], "output": tmp_path / "results" / "report" / "index.html"}
     expected = tmp_path / "results" / "predict" / "main" / "synthetic.zarr"
+    kwargs["predictions"] = [expected, pair[0]["predictions"][1]]
     with pytest.raises(FileNotFoundError, match=re.escape(str(expected))):
         build_report(**kwargs)
     assert not kwargs["output"].exists()

@@ -16,6 +16,7 @@ import yaml
 
 from unetflow import steps
 from unetflow.errors import InputError
+from unetflow.layout import ABLATION_MODEL, MAIN_MODEL, Layout
 from unetflow.metrics_registry import HEADLINE_KEYS, help_text
 
 
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="the HTML report of a workflow run, at <results>/report/index.html")
     p.add_argument("--results", default="results", help="the run's results folder")
     p.add_argument("--config", required=True, help="the config.yaml the run used")
+    p.add_argument("--project", default=".", help="the workflow's folder, for its git commit (default: here)")
     return parser
 
 
@@ -171,25 +173,33 @@ def dispatch(args: argparse.Namespace) -> None:
             warping=not args.no_warping,
         )
     elif args.step == "report":
-        run_report_of(Path(args.results), yaml.safe_load(Path(args.config).read_text()) or {})
+        config = yaml.safe_load(Path(args.config).read_text()) or {}
+        run_report_of(Path(args.results), config, project=Path(args.project))
 
 
-def run_report_of(results: Path, config: dict[str, Any]) -> None:
-    """The report of a workflow run, from the file names the workflow gives its outputs."""
+def run_report_of(results: Path, config: dict[str, Any], *, project: Path | None = None) -> None:
+    """The report of a workflow run, from the file names the workflow gives its outputs (unetflow.layout).
+
+    `project` is the workflow's folder, whose git commit the report names (default: the current folder).
+    """
     split = config.get("split") or {}
-    models = ["main", "ablation"] if config.get("ablation") else ["main"]
+    models = [MAIN_MODEL, ABLATION_MODEL] if config.get("ablation") else [MAIN_MODEL]
+    layout = Layout(results=str(results))
+    volume = str(split.get("volume"))
     steps.run_report(
-        output=str(results / "report" / "index.html"),
+        output=layout.report(),
         models=models,
-        metrics=[str(results / "metrics" / f"{m}.json") for m in models],
-        slices=[str(results / "metrics" / f"{m}_slices.csv") for m in models],
-        step_logs=[str(results / "models" / m / "train_log.csv") for m in models],
-        val_logs=[str(results / "models" / m / "val_log.csv") for m in models],
-        data=str(results / "data" / f"{split.get('volume')}.zarr"),
-        weights=str(results / "weights" / f"{split.get('volume')}.zarr"),
+        metrics=[layout.metrics(m) for m in models],
+        slices=[layout.slice_metrics(m) for m in models],
+        step_logs=[layout.train_log(m) for m in models],
+        val_logs=[layout.val_log(m) for m in models],
+        predictions=[layout.prediction(m, volume) for m in models],
+        data=layout.data(volume),
+        weights=layout.weights(volume),
         split=split,
         config=config,
-        benchmarks=str(results / "benchmarks"),
+        benchmarks=layout.benchmarks(),
+        project=str(Path.cwd() if project is None else project),
     )
 
 

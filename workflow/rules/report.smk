@@ -16,6 +16,9 @@ rule report:
         predictions=expand(
             "results/predict/{model}/{volume}.json", model=models(), volume=volumes()
         ),
+        split_predictions=expand(
+            "results/predict/{model}/{volume}.zarr", model=models(), volume=split_volume()
+        ),
     output:
         report(
             "results/report/index.html",
@@ -31,6 +34,7 @@ rule report:
         split=config["split"],
         config=config,
         benchmarks="results/benchmarks",
+        project=workflow.basedir,
     threads: 1
     resources:
         mem_mb=2000,
