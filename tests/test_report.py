@@ -7,14 +7,17 @@ import base64
 import html
 import json
 import math
+import os
 import re
 import shutil
+import struct
 import subprocess
 from html.parser import HTMLParser
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import matplotlib.image as mpimg
 import numpy as np
 import pytest
 from report_fixtures import BENCHMARKS, make_inputs, write_rows
@@ -35,7 +38,30 @@ from unetflow.report import (
 
 PNG = "data:image/png;base64,"
 OTHER = "isbi"
-CHROMIUM = Path("/usr/bin/chromium")
+BROWSER_SETUP = Path(__file__).resolve().parent / "browser" / "setup.sh"
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+"""Headless Chromium as root, off the network: on a closed one its background connections are refused."""
+PROBE = """<pre id="probe"></pre><script>
+addEventListener("load", () => {
+  const style = (selector, property) => getComputedStyle(document.querySelector(selector))[property];
+  document.getElementById("probe").textContent = JSON.stringify({
+    images: [...document.images].map((image) => [image.id, image.naturalWidth, image.naturalHeight]),
+    font: style("body", "fontFamily"),
+    paper: style("th.paper", "backgroundColor"),
+    table: document.getElementById("table-metrics").getBoundingClientRect().height,
+  });
+});
+</script>"""
+"""Appended to a copy of the page: what the browser loaded and laid out, into the DOM for --dump-dom."""
 
 
 class Page(HTMLParser):
@@ -315,26 +341,67 @@ def test_formatting_helpers() -> None:
     assert config_yaml({"a": {"b": [1, 2]}, "c": [{"d": 1}]}) == "a:\n  b: [1, 2]\nc:\n- d: 1\n"
 
 
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's headless Chromium; tests/browser/setup.sh installs it (root, apt) where it is missing."""
+    if shutil.which("chromium") is None and os.geteuid() != 0:
+        pytest.skip(
+            "headless Chromium is not installed and installing it needs root: run sudo tests/browser/setup.sh"
+        )
+    command = ["timeout", "-k", "10", "600", str(BROWSER_SETUP)]
+    setup = subprocess.run(command, capture_output=True, text=True, check=False)
+    if setup.returncode != 0:
+        pytest.fail(f"tests/browser/setup.sh failed (rc {setup.returncode}): {setup.stderr}{setup.stdout}")
+    found = shutil.which("chromium")
+    if found is None:
+        pytest.fail(f"tests/browser/setup.sh succeeded but chromium is not on PATH: {setup.stdout}")
+    return found
+
+
+def _png_size(src: str) -> tuple[int, int]:
+    """Width and height of an embedded PNG, from its IHDR chunk."""
+    png = base64.b64decode(src[len(PNG) :])
+    width, height = struct.unpack(">II", png[16:24])
+    return width, height
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium not installed")
-def test_page_renders_in_chromium(pair: tuple[dict[str, Any], str], tmp_path: Path) -> None:
+def test_page_renders_in_chromium(chromium: str, pair: tuple[dict[str, Any], str], tmp_path: Path) -> None:
+    text = pair[1]
+    page = tmp_path / "index.html"
+    page.write_text(text.replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    profile = tmp_path / "profile"
+    profile.mkdir()
     shot = tmp_path / "report.png"
     command = [
-        str(CHROMIUM),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--window-size=1280,3000",
+        chromium,
+        *CHROMIUM_FLAGS,
+        f"--user-data-dir={profile}",
+        "--window-size=1280,2400",
         f"--screenshot={shot}",
-        Path(pair[0]["output"]).resolve().as_uri(),
+        "--dump-dom",
+        page.as_uri(),
     ]
-    subprocess.run(command, capture_output=True, timeout=60, check=False)
-    assert shot.exists() and shot.stat().st_size > 50_000
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    dom = result.stdout
+    probe = json.loads(html.unescape(re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S).group(1)))
+    # every figure was decoded at the size of its PNG
+    expected = {image["id"]: _png_size(image["src"]) for image in Page(text).images}
+    assert {name: (width, height) for name, width, height in probe["images"]} == expected
+    # the inlined stylesheet was parsed and applied (its quoted font names too)
+    assert "Segoe UI" in probe["font"] and probe["paper"] == "rgb(246, 241, 228)"
+    # the metrics table was laid out, with the paper's figures in it
+    assert probe["table"] > 100
+    metrics = _table(dom, "table-metrics")
+    assert re.search(r"<tr><th[^>]*>Pixel error \(ISBI\)</th>.*0\.0611", metrics)
+    assert metrics.count('class="model"') == 2
+    # the screenshot shows ink, and the header's 3 px rule in the accent colour across the page
+    pixels = np.round(255 * mpimg.imread(shot)[..., :3]).astype(int)
+    assert pixels.shape == (2400, 1280, 3)
+    assert np.mean(np.any(pixels < 200, axis=-1)) > 0.05
+    accent = np.all(np.abs(pixels - (31, 95, 168)) <= 2, axis=-1)
+    assert np.count_nonzero(accent.sum(axis=1) > 1000) >= 3
 
 
 def test_other_volumes_get_their_own_columns(single: tuple[dict[str, Any], str]) -> None:
