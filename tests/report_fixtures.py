@@ -14,6 +14,7 @@ from scipy import ndimage as ndi
 from unetflow import omezarr
 from unetflow.importer import import_volume
 from unetflow.metrics import evaluate
+from unetflow.metrics_registry import HEADLINE_KEYS
 from unetflow.synthesize import synthesize_volume
 from unetflow.weights import class_balance_weights, weight_map_volume
 
@@ -61,7 +62,7 @@ def _evaluate(probability: np.ndarray, labels: np.ndarray, chosen: list[int], ro
     keys = [k for k in rows[0] if k not in ("volume", "slice")]
     overall = {k: float(np.mean([r[k] for r in rows])) for k in keys}
     payload = {
-        **{k: overall[k] for k in ("iou", "dice", "pixel_error")},
+        **{k: overall[k] for k in HEADLINE_KEYS},
         "overall": overall,
         "volumes": {VOLUME: overall},
         "slices_evaluated": len(rows),
@@ -146,4 +147,6 @@ def make_inputs(
         "split": dict(SPLIT),
         "config": config(models),
         "benchmarks": _benchmarks(root),
+        "predictions": [root / "results" / "predict" / m / f"{VOLUME}.zarr" for m in models],
+        "project": root,
     }

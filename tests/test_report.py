@@ -4,21 +4,26 @@ labels as predictions, metrics from unetflow.metrics and small training logs (te
 from __future__ import annotations
 
 import base64
+import html
 import json
 import math
+import os
 import re
 import shutil
+import struct
 import subprocess
 from html.parser import HTMLParser
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import matplotlib.image as mpimg
 import numpy as np
 import pytest
 from report_fixtures import BENCHMARKS, make_inputs, write_rows
 
 from unetflow.errors import InputError
+from unetflow.metrics_registry import METRICS
 from unetflow.report import (
     PAPER_TABLE1,
     benchmark_times,
@@ -33,7 +38,30 @@ from unetflow.report import (
 
 PNG = "data:image/png;base64,"
 OTHER = "isbi"
-CHROMIUM = Path("/usr/bin/chromium")
+BROWSER_SETUP = Path(__file__).resolve().parent / "browser" / "setup.sh"
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+"""Headless Chromium as root, off the network: on a closed one its background connections are refused."""
+PROBE = """<pre id="probe"></pre><script>
+addEventListener("load", () => {
+  const style = (selector, property) => getComputedStyle(document.querySelector(selector))[property];
+  document.getElementById("probe").textContent = JSON.stringify({
+    images: [...document.images].map((image) => [image.id, image.naturalWidth, image.naturalHeight]),
+    font: style("body", "fontFamily"),
+    paper: style("th.paper", "backgroundColor"),
+    table: document.getElementById("table-metrics").getBoundingClientRect().height,
+  });
+});
+</script>"""
+"""Appended to a copy of the page: what the browser loaded and laid out, into the DOM for --dump-dom."""
 
 
 class Page(HTMLParser):
@@ -143,6 +171,48 @@ def test_metric_values_sit_beside_the_papers(single: tuple[dict[str, Any], str])
     assert f">{summary['slices_evaluated']}<" in table
 
 
+def test_metric_rows_take_label_direction_and_description_from_the_registry(
+    single: tuple[dict[str, Any], str],
+) -> None:
+    kwargs, text = single
+    table = _table(text, "table-metrics")
+    rows = re.findall(r'<tr><th title="([^"]*)">(.*?)</th><td class="dir">(.*?)</td>', table)
+    shown = {label: (html.unescape(title), arrow) for title, label, arrow in rows}
+    keys = list(json.loads(Path(kwargs["metrics"][0]).read_text())["overall"])
+    expected = {}
+    for key in keys:
+        metric = METRICS[key]
+        label = metric.label + (f"<sub>{metric.subscript}</sub>" if metric.subscript else "")
+        expected[label] = (metric.description, metric.arrow)
+    assert shown == expected
+    assert "V<sub>rand</sub>" in shown and shown["Rand error"][1] == "\u2193"
+    definitions = re.search(r'<ul class="defs">(.*?)</ul>', text, re.S).group(1)
+    assert definitions.count("<li>") == len(keys)
+
+
+def test_run_values_are_escaped_and_unknown_metrics_keep_their_key(
+    pair: tuple[dict[str, Any], str], tmp_path: Path
+) -> None:
+    odd = "odd<b>&key"
+    hostile = "<script>alert(1)</script>"
+    kwargs = dict(pair[0])
+    summary = json.loads(Path(kwargs["metrics"][0]).read_text())
+    for scores in (summary["overall"], *summary["volumes"].values()):
+        scores[odd] = 0.25
+    metrics = tmp_path / "main.json"
+    metrics.write_text(json.dumps(summary))
+    config = {**kwargs["config"], "volumes": {**kwargs["config"]["volumes"], hostile: {}}}
+    output = tmp_path / "report" / "index.html"
+    build_report(**{**kwargs, "metrics": [metrics, kwargs["metrics"][1]], "config": config, "output": output})
+    text = output.read_text(encoding="utf-8")
+    page = Page(text)
+    assert "script" not in page.tags and hostile not in text
+    assert "<td>Other volumes (predicted)</td><td>&lt;script&gt;alert(1)&lt;/script&gt;</td>" in text
+    row = re.search(r"<tr><th>odd&lt;b&gt;&amp;key</th>(.*?)</tr>", _table(text, "table-metrics")).group(1)
+    assert row.startswith('<td class="dir"></td><td class="num">0.2500</td>')  # no direction, no bold
+    assert "odd" not in re.search(r'<ul class="defs">(.*?)</ul>', text, re.S).group(1)
+
+
 def test_best_and_worst_test_slices_are_shown(single: tuple[dict[str, Any], str]) -> None:
     kwargs, text = single
     rows = [r for r in read_csv_rows(kwargs["slices"][0]) if r["volume"] == "synthetic"]
@@ -227,6 +297,7 @@ def test_missing_volume_is_named(pair: tuple[dict[str, Any], str], tmp_path: Pat
 def test_missing_prediction_is_named(pair: tuple[dict[str, Any], str], tmp_path: Path) -> None:
     kwargs = {**pair[0], "output": tmp_path / "results" / "report" / "index.html"}
     expected = tmp_path / "results" / "predict" / "main" / "synthetic.zarr"
+    kwargs["predictions"] = [expected, pair[0]["predictions"][1]]
     with pytest.raises(FileNotFoundError, match=re.escape(str(expected))):
         build_report(**kwargs)
     assert not kwargs["output"].exists()
@@ -270,26 +341,67 @@ def test_formatting_helpers() -> None:
     assert config_yaml({"a": {"b": [1, 2]}, "c": [{"d": 1}]}) == "a:\n  b: [1, 2]\nc:\n- d: 1\n"
 
 
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's headless Chromium; tests/browser/setup.sh installs it (root, apt) where it is missing."""
+    if shutil.which("chromium") is None and os.geteuid() != 0:
+        pytest.skip(
+            "headless Chromium is not installed and installing it needs root: run sudo tests/browser/setup.sh"
+        )
+    command = ["timeout", "-k", "10", "600", str(BROWSER_SETUP)]
+    setup = subprocess.run(command, capture_output=True, text=True, check=False)
+    if setup.returncode != 0:
+        pytest.fail(f"tests/browser/setup.sh failed (rc {setup.returncode}): {setup.stderr}{setup.stdout}")
+    found = shutil.which("chromium")
+    if found is None:
+        pytest.fail(f"tests/browser/setup.sh succeeded but chromium is not on PATH: {setup.stdout}")
+    return found
+
+
+def _png_size(src: str) -> tuple[int, int]:
+    """Width and height of an embedded PNG, from its IHDR chunk."""
+    png = base64.b64decode(src[len(PNG) :])
+    width, height = struct.unpack(">II", png[16:24])
+    return width, height
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium not installed")
-def test_page_renders_in_chromium(pair: tuple[dict[str, Any], str], tmp_path: Path) -> None:
+def test_page_renders_in_chromium(chromium: str, pair: tuple[dict[str, Any], str], tmp_path: Path) -> None:
+    text = pair[1]
+    page = tmp_path / "index.html"
+    page.write_text(text.replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    profile = tmp_path / "profile"
+    profile.mkdir()
     shot = tmp_path / "report.png"
     command = [
-        str(CHROMIUM),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--window-size=1280,3000",
+        chromium,
+        *CHROMIUM_FLAGS,
+        f"--user-data-dir={profile}",
+        "--window-size=1280,2400",
         f"--screenshot={shot}",
-        Path(pair[0]["output"]).resolve().as_uri(),
+        "--dump-dom",
+        page.as_uri(),
     ]
-    subprocess.run(command, capture_output=True, timeout=60, check=False)
-    assert shot.exists() and shot.stat().st_size > 50_000
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    dom = result.stdout
+    probe = json.loads(html.unescape(re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S).group(1)))
+    # every figure was decoded at the size of its PNG
+    expected = {image["id"]: _png_size(image["src"]) for image in Page(text).images}
+    assert {name: (width, height) for name, width, height in probe["images"]} == expected
+    # the inlined stylesheet was parsed and applied (its quoted font names too)
+    assert "Segoe UI" in probe["font"] and probe["paper"] == "rgb(246, 241, 228)"
+    # the metrics table was laid out, with the paper's figures in it
+    assert probe["table"] > 100
+    metrics = _table(dom, "table-metrics")
+    assert re.search(r"<tr><th[^>]*>Pixel error \(ISBI\)</th>.*0\.0611", metrics)
+    assert metrics.count('class="model"') == 2
+    # the screenshot shows ink, and the header's 3 px rule in the accent colour across the page
+    pixels = np.round(255 * mpimg.imread(shot)[..., :3]).astype(int)
+    assert pixels.shape == (2400, 1280, 3)
+    assert np.mean(np.any(pixels < 200, axis=-1)) > 0.05
+    accent = np.all(np.abs(pixels - (31, 95, 168)) <= 2, axis=-1)
+    assert np.count_nonzero(accent.sum(axis=1) > 1000) >= 3
 
 
 def test_other_volumes_get_their_own_columns(single: tuple[dict[str, Any], str]) -> None:

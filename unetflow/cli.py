@@ -33,6 +33,7 @@ from unetflow.config import (
 from unetflow.errors import InputError
 from unetflow.layout import ABLATION_MODEL, MAIN_MODEL, Layout
 from unetflow.logs import set_verbosity
+from unetflow.metrics_registry import HEADLINE_KEYS, help_text
 from unetflow.readers import describe_formats
 
 SYNTHETIC = SyntheticConfig()
@@ -158,7 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     _add_config(p)
 
-    p = sub.add_parser("evaluate", help="metrics of a prediction against its labels")
+    p = sub.add_parser(
+        "evaluate",
+        help="metrics of a prediction against its labels",
+        description="Metrics of a prediction against its labels: per slice (CSV beside the JSON) and their\n"
+        f"mean (JSON, with the headline ones, {', '.join(HEADLINE_KEYS)}, at its top).",
+        epilog=help_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("prediction", help="a prediction OME-Zarr")
     p.add_argument("data", help="the imported OME-Zarr with the labels")
     p.add_argument("metrics", help="JSON to write (a per-slice CSV is written beside it)")
@@ -174,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--config", action="append", default=[], metavar="YAML", help="the config file(s) of the run"
     )
+    p.add_argument("--project", default=".", help="the workflow's folder, for its git commit (default: here)")
 
     p = sub.add_parser(
         "schema", help="print the config's JSON schema (as workflow/schemas/config.schema.yaml)"
@@ -331,7 +340,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    run_report_of(Path(args.results), load_config_files(args.config))
+    run_report_of(Path(args.results), load_config_files(args.config), project=Path(args.project))
 
 
 def _schema(args: argparse.Namespace) -> None:
@@ -345,8 +354,11 @@ def _schema(args: argparse.Namespace) -> None:
         tmp.write_text(text)
 
 
-def run_report_of(results: Path, config: Config) -> None:
-    """The report of a workflow run, from the file names the workflow gives its outputs."""
+def run_report_of(results: Path, config: Config, *, project: Path | None = None) -> None:
+    """The report of a workflow run, from the file names the workflow gives its outputs (unetflow.layout).
+
+    `project` is the workflow's folder, whose git commit the report names (default: the current folder).
+    """
     layout = Layout(results=str(results))
     models = [MAIN_MODEL, ABLATION_MODEL] if config.ablation else [MAIN_MODEL]
     for path in [layout.metrics(m) for m in models]:
@@ -362,11 +374,13 @@ def run_report_of(results: Path, config: Config) -> None:
         slices=[layout.slice_metrics(m) for m in models],
         step_logs=[layout.train_log(m) for m in models],
         val_logs=[layout.val_log(m) for m in models],
+        predictions=[layout.prediction(m, volume) for m in models],
         data=layout.data(volume),
         weights=layout.weights(volume),
         split=config.split.dump(),
         config=config.dump(),
         benchmarks=layout.benchmarks(),
+        project=str(Path.cwd() if project is None else project),
     )
 
 

@@ -10,7 +10,8 @@ connected components under ``connectivity`` (1: 4-neighbour, the default, as in 
 2: 8-neighbour); the membrane is then 8-connected (4-connected), so a one-pixel diagonal membrane line still
 separates two cells.
 
-Measures (``evaluate`` keys), each on one slice:
+Measures (``evaluate`` keys; labels, directions and descriptions in ``unetflow.metrics_registry``), each
+on one slice:
 
 * ``iou``, ``iou_background``, ``mean_iou``, ``dice``, ``pixel_error``: the prediction thresholded at
   ``threshold`` against the truth's foreground; ``pixel_error`` is the fraction of wrongly classified
@@ -69,21 +70,10 @@ from functools import cache
 import numpy as np
 from scipy import ndimage
 
+from unetflow.metrics_registry import METRIC_KEYS  # keys of one slice's result, in order
+
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(11))
 
-#: Keys of one slice's result, in order.
-METRIC_KEYS: tuple[str, ...] = (
-    "iou",
-    "iou_background",
-    "mean_iou",
-    "dice",
-    "pixel_error",
-    "isbi_pixel_error",
-    "rand_error",
-    "v_rand",
-    "v_info",
-    "warping_error",
-)
 
 #: The 8-neighbourhood in the bit order of a simple-point table index (bit k: neighbour k is foreground).
 NEIGHBOURS_8: tuple[tuple[int, int], ...] = (

@@ -40,13 +40,12 @@ from unetflow.errors import InputError
 from unetflow.importer import import_volume, invert_binary_labels
 from unetflow.logs import bar_options, progress_bar, setup_logging
 from unetflow.metrics import evaluate
+from unetflow.metrics_registry import HEADLINE_KEYS
 from unetflow.slices import select_slices
 from unetflow.synthesize import synthesize_volume
 from unetflow.weights import class_balance_weights, weight_map_volume
 
 log = logging.getLogger(__name__)
-
-METRIC_KEYS = ("iou", "dice", "pixel_error")
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> None:
@@ -333,7 +332,7 @@ def run_evaluate(
 
     `threshold` "auto" takes the one each prediction's segmentation was made with (its attributes).
     """
-    from unetflow.predict import check_complete, prediction_threshold
+    from unetflow.predict import check_complete, planned_groups, prediction_threshold
 
     setup_logging()
     section = EvaluateConfig.from_dict(options)
@@ -343,7 +342,8 @@ def run_evaluate(
     thresholds: dict[str, float] = {}
     with protect_inputs([*data, *predictions], outputs=[metrics, slices]):
         for volume, data_path, prediction in zip(volumes, data, predictions, strict=True):
-            check_complete(prediction)
+            if planned_groups(prediction) is not None:  # a unetflow prediction: every shard on disk
+                check_complete(prediction)
             cut = prediction_threshold(prediction) if threshold == "auto" else float(threshold)
             thresholds[volume] = cut
             truth = omezarr.open_labels(data_path)
@@ -366,7 +366,7 @@ def run_evaluate(
             rows.extend(volume_rows)
             per_volume[volume] = _mean_scores(volume_rows)
         overall = _mean_scores(rows)
-        payload = {**{key: overall[key] for key in METRIC_KEYS}, "overall": overall, "volumes": per_volume}
+        payload = {**{key: overall[key] for key in HEADLINE_KEYS}, "overall": overall, "volumes": per_volume}
         payload["slices_evaluated"] = len(rows)
         payload["thresholds"] = thresholds
         payload["threshold"] = next(iter(thresholds.values()), 0.5)
@@ -375,7 +375,7 @@ def run_evaluate(
         with atomic_path(slices) as tmp:
             lines = [",".join(columns)] + [",".join(str(row[c]) for c in columns) for row in rows]
             tmp.write_text("\n".join(lines) + "\n")
-    log.info("overall: %s", {key: round(overall[key], 4) for key in METRIC_KEYS})
+    log.info("overall: %s", {key: round(overall[key], 4) for key in HEADLINE_KEYS})
     return payload
 
 

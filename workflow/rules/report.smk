@@ -16,6 +16,7 @@ rule report:
         predictions=[
             RESULTS.prediction_summary(model, volume) for model in models() for volume in volumes()
         ],
+        split_predictions=[RESULTS.prediction(model, split_volume()) for model in models()],
     output:
         report(
             RESULTS.report(),
@@ -31,6 +32,7 @@ rule report:
         split=config["split"],
         config=config,
         benchmarks=RESULTS.benchmarks(),
+        project=workflow.basedir,
     threads: 1
     resources:
         mem_mb=2000,

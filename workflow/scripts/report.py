@@ -11,9 +11,11 @@ run_report(
     slices=list(snakemake.input.slices),
     step_logs=list(snakemake.input.step_logs),
     val_logs=list(snakemake.input.val_logs),
+    predictions=list(snakemake.input.split_predictions),
     data=snakemake.input.data,
     weights=snakemake.input.weights,
     split=snakemake.params.split,
     config=snakemake.params.config,
     benchmarks=snakemake.params.benchmarks,
+    project=snakemake.params.project,
 )

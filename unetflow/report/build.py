@@ -1,0 +1,79 @@
+"""build_report: the inputs checked and read, the sections assembled, the page written atomically."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from unetflow.atomic import atomic_path
+from unetflow.report import sections
+from unetflow.report.figures import model_colour
+from unetflow.report.inputs import check_inputs, load_run
+from unetflow.report.provenance import collect_provenance
+from unetflow.report.render import Page, render
+
+
+def build_report(
+    *,
+    output: str | os.PathLike[str],
+    models: Sequence[str],
+    metrics: Sequence[str | os.PathLike[str]],
+    slices: Sequence[str | os.PathLike[str]],
+    step_logs: Sequence[str | os.PathLike[str]],
+    val_logs: Sequence[str | os.PathLike[str]],
+    predictions: Sequence[str | os.PathLike[str]],
+    data: str | os.PathLike[str],
+    weights: str | os.PathLike[str],
+    split: Mapping[str, Any],
+    config: Mapping[str, Any],
+    benchmarks: str | os.PathLike[str],
+    project: str | os.PathLike[str] | None = None,
+) -> None:
+    """Write the self-contained HTML report `output` (results/report/index.html) atomically.
+
+    One entry per model in `metrics`, `slices`, `step_logs`, `val_logs` and `predictions` (its prediction
+    of the split volume); `benchmarks` is the folder of Snakemake's benchmark files, `project` the folder
+    whose git commit the provenance names (default: the current folder). Missing inputs raise
+    FileNotFoundError naming the file before anything is drawn.
+    """
+    per_model = {
+        "metrics": metrics,
+        "slices": slices,
+        "step_logs": step_logs,
+        "val_logs": val_logs,
+        "predictions": predictions,
+    }
+    inputs = check_inputs(
+        models=list(models), per_model=per_model, data=Path(data), weights=Path(weights), split=split
+    )
+    runs = [load_run(model, inputs, i, colour=model_colour(i)) for i, model in enumerate(inputs.models)]
+    main = next(run for run in runs if run.name == inputs.main)
+    parts = [
+        sections.data_section(inputs, config),
+        sections.results_section(runs, inputs, config),
+        sections.predictions_section(runs, inputs, config),
+        sections.slices_section(runs),
+        sections.weights_section(inputs, config),
+        sections.training_section(runs),
+    ]
+    if sections.has_ablation(runs):
+        parts.append(sections.ablation_section(runs))
+    provenance = collect_provenance(
+        project=Path.cwd() if project is None else Path(project), benchmarks=Path(benchmarks), config=config
+    )
+    parts.append(sections.provenance_section(provenance))
+    page = Page(
+        volume=inputs.volume,
+        test=inputs.test,
+        models=[run.name for run in runs],
+        main=main.name,
+        cards=sections.cards(main, inputs.volume),
+        sections=parts,
+        generated=dt.datetime.now(dt.UTC).astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+    )
+    html = render(page)
+    with atomic_path(output) as tmp:
+        tmp.write_text(html, encoding="utf-8")
