@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from unetflow import steps
+from unetflow import profiles, steps
 from unetflow.errors import InputError
 
 
@@ -89,6 +89,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="the HTML report of a workflow run, at <results>/report/index.html")
     p.add_argument("--results", default="results", help="the run's results folder")
     p.add_argument("--config", required=True, help="the config.yaml the run used")
+
+    p = sub.add_parser(
+        "install-profile",
+        help="install a Snakemake profile (slurm) so that `snakemake --profile slurm` finds it",
+        description="Write a Snakemake profile template of unetflow into Snakemake's user profile folder "
+        f"({profiles.user_profiles_dir()} here); an existing profile is left as it is unless --force.",
+    )
+    p.add_argument("name", nargs="?", default="slurm", help="the template (default: slurm)")
+    p.add_argument(
+        "--force", action="store_true", help="replace an existing profile (it is kept as <name>.old-<time>)"
+    )
+    p.add_argument(
+        "--profiles-dir",
+        help="install into this folder of profiles instead (e.g. /etc/xdg/snakemake, for every user)",
+    )
     return parser
 
 
@@ -164,6 +179,14 @@ def dispatch(args: argparse.Namespace) -> None:
         )
     elif args.step == "report":
         run_report_of(Path(args.results), yaml.safe_load(Path(args.config).read_text()) or {})
+    elif args.step == "install-profile":
+        installed = profiles.install_profile(args.name, profiles_dir=args.profiles_dir, force=args.force)
+        if installed.previous is not None:
+            print(f"moved the profile that was there to {installed.previous}")
+        print(
+            f"installed the Snakemake profile {args.name!r} at {installed.path}: set your account and "
+            f"partitions in its config.yaml and partitions.yaml, then run: snakemake --profile {args.name}"
+        )
 
 
 def run_report_of(results: Path, config: dict[str, Any]) -> None:
