@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: run test lint dry-run clean setup slurm-up slurm-down test-slurm
+.PHONY: run test lint dry-run clean setup slurm-profile slurm-up slurm-down test-slurm
 
 setup: $(STAMP)
 
@@ -39,9 +39,15 @@ slurm-up:
 slurm-down:
 	tests/slurm/stop.sh
 
-# Only the tests of profiles/slurm against that cluster (part of `make test` when run as root).
+# Only the tests of the profile slurm against that cluster (part of `make test` when run as root).
 test-slurm: $(STAMP)
 	$(BIN)/python -m pytest -q -rs tests/test_slurm.py
+
+# The Snakemake profile `slurm` (unetflow/profile_templates/slurm) into ~/.config/snakemake/slurm, for
+# `snakemake --profile slurm`. An existing one is left as it is; to replace it (the old one is kept beside
+# it): $(BIN)/unetflow install-profile slurm --force
+slurm-profile: $(STAMP)
+	$(BIN)/unetflow install-profile slurm
 
 clean:
 	rm -rf results data/raw .snakemake

@@ -15,11 +15,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def copy_workflow(folder: Path) -> Path:
-    """Copy the Snakefile, config.yaml, workflow/ and envs/ into `folder` (created); returns it."""
+    """Copy the Snakefile, config.yaml, workflow/, envs/ and the workflow profile (profiles/default, which
+    Snakemake loads by itself) into `folder` (created); returns it."""
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("Snakefile", "config.yaml"):
         shutil.copy(ROOT / name, folder / name)
-    for name in ("workflow", "envs"):
+    for name in ("workflow", "envs", "profiles/default"):
         shutil.copytree(ROOT / name, folder / name)
     return folder
 

@@ -1,10 +1,12 @@
-"""`snakemake --profile profiles/slurm` on a real one-node SLURM cluster (tests/slurm/setup.sh starts one).
+"""`snakemake --profile slurm` on a real one-node SLURM cluster (tests/slurm/setup.sh starts one).
 
-Runs where a cluster can be made: as root with apt-get (CI), unless UNETFLOW_SLURM_TESTS=0. One chain of the
-whole workflow goes through the slurm executor with the real profile (layered with tests/slurm/profile for
-this cluster's status command and tests/slurm/profile-cpu for its 2 CPUs without GPU); its training job is
-cancelled with scancel after its first checkpoint and the same command is run again. A local run of the same
-config beside it is the reference the SLURM outputs must equal.
+Runs where a cluster can be made: as root with apt-get (CI), unless UNETFLOW_SLURM_TESTS=0. The profile is
+installed as a user installs it (`unetflow install-profile slurm`, into a temporary XDG_CONFIG_HOME). One
+chain of the whole workflow goes through the slurm executor with it, layered with tests/slurm/profile (this
+cluster's status command) and the workflow profile tests/slurm/profile-cpu (the jobs' needs on its 2 CPUs
+without GPU, in place of profiles/default); its training job is cancelled with scancel after its first
+checkpoint and the same command is run again. A local run of the same config beside it is the reference the
+SLURM outputs must equal.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ HERE = ROOT / "tests" / "slurm"
 CHAIN = HERE / "chain.yaml"
 CHAIN_STEPS = yaml.safe_load(CHAIN.read_text())["train"]["steps"]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-CLUSTER = ["--profile", str(ROOT / "profiles" / "slurm"), "--profile", str(HERE / "profile")]
-CPU_CLUSTER = [*CLUSTER, "--profile", str(HERE / "profile-cpu")]
+# The installed profile by name (found in $XDG_CONFIG_HOME/snakemake), the workflow's own profiles/default.
+CLUSTER = ["--profile", "slurm", "--profile", str(HERE / "profile")]
+CPU_CLUSTER = [*CLUSTER, "--workflow-profile", str(HERE / "profile-cpu")]
 # The rule threads of the SLURM run (profile-cpu's set-threads), so the local reference computes the same.
 LOCAL = ["--cores", "2", "--set-threads", "train=1", "predict=1"]
 RUN_LIMIT = 420  # seconds for one snakemake call before `timeout` ends it (a hang fails, never blocks CI)
@@ -88,6 +91,18 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[float]:
     subprocess.run(["timeout", "-k", "5", "60", str(HERE / "stop.sh")], capture_output=True, check=False)
 
 
+@pytest.fixture(scope="module")
+def env(cluster: float, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment of a user who installed the profile: `unetflow install-profile slurm` wrote it to
+    the Snakemake profile folder of a fresh XDG_CONFIG_HOME, where `--profile slurm` finds it."""
+    config_home = tmp_path_factory.mktemp("config")
+    environment = {**os.environ, "XDG_CONFIG_HOME": str(config_home)}
+    install = [sys.executable, "-m", "unetflow.cli", "install-profile", "slurm"]
+    subprocess.run(install, env=environment, capture_output=True, text=True, timeout=120, check=True)
+    assert (config_home / "snakemake" / "slurm" / "config.yaml").is_file()
+    return environment
+
+
 def _workflow_copy(path: Path) -> Path:
     """A copy of the workflow with the chain config, like test_workflow.py's tiny run."""
     copy_workflow(path)
@@ -106,6 +121,7 @@ class Chain:
 
     work: Path
     local: Path
+    env: dict[str, str]
     first: subprocess.CompletedProcess[str]
     second: subprocess.CompletedProcess[str]
     cancelled: str
@@ -117,10 +133,11 @@ def _slurm_logs(work: Path, pattern: str) -> dict[str, Path]:
     return {log.stem: log for log in sorted((work / ".snakemake" / "slurm_logs").glob(pattern))}
 
 
-def _slurm_states(job_ids: list[str]) -> dict[str, str]:
-    """SLURM's own record of the jobs (squeue lists finished jobs for MinJobAge, an hour on this cluster)."""
+def _slurm_states(job_ids: list[str], field: str = "%T") -> dict[str, str]:
+    """SLURM's own record of the jobs (squeue lists finished jobs for MinJobAge, an hour on this cluster):
+    their state, or another squeue field (%P: the partition)."""
     out = subprocess.run(
-        ["squeue", "--states=all", "--noheader", "--format=%i|%T", "--jobs", ",".join(job_ids)],
+        ["squeue", "--states=all", "--noheader", f"--format=%i|{field}", "--jobs", ",".join(job_ids)],
         capture_output=True,
         text=True,
         timeout=30,
@@ -135,7 +152,10 @@ def _tail(result: subprocess.CompletedProcess[str]) -> str:
 
 @pytest.fixture(scope="module")
 def chain(
-    cluster: float, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+    cluster: float,
+    env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Chain]:
     """The whole chain through SLURM; training is scancel'led after its first checkpoint, then rerun."""
     base = tmp_path_factory.mktemp("slurm")
@@ -152,7 +172,9 @@ def chain(
         # takes the path of a Snakemake that stopped (killed, or out of retries): the same command again.
         cmd = _command(*CPU_CLUSTER, "--retries", "0")
         with open(work / "first.log", "w") as log:
-            first_run = subprocess.Popen(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT, text=True)
+            first_run = subprocess.Popen(
+                cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+            )
             checkpoint = work / "results" / "models" / "main" / "checkpoints" / "latest.pt"
             cancelled = ""
             while first_run.poll() is None and not cancelled:
@@ -165,7 +187,7 @@ def chain(
         first = subprocess.CompletedProcess(cmd, first_run.returncode, (work / "first.log").read_text(), "")
         assert cancelled, f"the training job never wrote a checkpoint while the run lasted:\n{_tail(first)}"
         seconds["first SLURM run (to the cancel)"] = time.monotonic() - start
-        second = subprocess.run(cmd, cwd=work, capture_output=True, text=True, check=False)
+        second = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=False)
         seconds["whole SLURM chain"] = time.monotonic() - start
         assert second.returncode == 0, f"the rerun after the cancel failed:\n{_tail(second)}"
         reference.wait(timeout=RUN_LIMIT + 20)
@@ -176,7 +198,7 @@ def chain(
             reference.kill()
     timings = ", ".join(f"{what} {took:.0f} s" for what, took in seconds.items())
     _say(request.config, f"SLURM chain: {timings}")
-    yield Chain(work, local, first, second, cancelled, seconds)
+    yield Chain(work, local, env, first, second, cancelled, seconds)
 
 
 @pytest.mark.slow
@@ -198,9 +220,24 @@ def test_whole_chain_ran_as_slurm_jobs(chain: Chain) -> None:
                 finished.append(job_id)
     states = _slurm_states(finished)
     assert states == dict.fromkeys(finished, "COMPLETED"), states
+    # The partition the installed partitions.yaml chose for CPU jobs (the cluster's default is debug).
+    assert _slurm_states(finished, "%P") == dict.fromkeys(finished, "cpu")
     assert (chain.work / "results" / "report" / "index.html").stat().st_size > 0
     out = chain.second.stdout + chain.second.stderr
-    assert "Using profiles" in out and str(ROOT / "profiles" / "slurm") in out
+    assert f"Using profiles slurm and {HERE / 'profile'} and workflow specific profile" in out
+
+
+def test_the_profile_by_its_path_in_the_repository_sees_the_same_finished_run(chain: Chain) -> None:
+    """`snakemake --profile profiles/slurm` (the template's copy in the repository, no install) plans the
+    same workflow: after the run with the installed profile it has nothing to do."""
+    explicit = ["--profile", str(ROOT / "profiles" / "slurm"), *CPU_CLUSTER[2:]]
+    result = subprocess.run(
+        _command("-n", *explicit, limit=120), cwd=chain.work, capture_output=True, text=True, check=False
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, _tail(result)
+    assert f"Using profiles {ROOT / 'profiles' / 'slurm'} and" in out
+    assert "Nothing to be done" in out
 
 
 @pytest.mark.slow
@@ -266,14 +303,16 @@ def test_block_split_prediction_ran_as_separate_slurm_jobs_into_one_zarr(chain: 
 
 @pytest.mark.slow
 def test_gpu_request_on_a_cluster_without_gpus_fails_saying_so(chain: Chain, tmp_path: Path) -> None:
-    # The real profile's train resources (gpu: 1, cpus_per_gpu, partition gpu), only the status command of
-    # this cluster added: sbatch refuses the job at submission, and snakemake stops with sbatch's reason.
+    # The workflow profile's train needs (gpu: 1, 8 threads) and the installed profile's partitions.yaml
+    # (a GPU job goes to partition gpu), only the status command of this cluster added: sbatch refuses the
+    # job at submission, and snakemake stops with sbatch's reason.
     work = tmp_path / "gpu"
     shutil.copytree(chain.work, work, symlinks=True)
     target = "results/models/main/model.pt"
     result = subprocess.run(
         _command(*CLUSTER, "--forcerun", "train", "--", target, limit=120),
         cwd=work,
+        env=chain.env,
         capture_output=True,
         text=True,
         check=False,
@@ -282,20 +321,8 @@ def test_gpu_request_on_a_cluster_without_gpus_fails_saying_so(chain: Chain, tmp
     assert result.returncode not in (0, 124, 137), _tail(result)  # 124/137: it hung until `timeout`
     assert "SLURM sbatch failed" in out, out[-4000:]
     assert "Invalid generic resource (gres) specification" in out
-    assert "--gpus=1" in out and "--cpus-per-gpu=8" in out and "-p gpu" in out
+    assert "--gpus=1" in out and "--cpus-per-task=8" in out and "-p gpu" in out
     assert not _slurm_logs(work, "rule_train/*/*.log")  # refused at submission: no job ever ran
-
-
-def test_slurm_profile_asks_gpu_jobs_for_cpus_per_gpu() -> None:
-    # The plugin prefers a cpus_per_task resource over cpus_per_gpu (--cpus-per-task wins): a default
-    # cpus_per_task would silently give every GPU job that many CPUs instead.
-    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
-    assert "cpus_per_task" not in profile["default-resources"]
-    for rule in ("train", "predict"):
-        resources = profile["set-resources"][rule]
-        assert resources["gpu"] == 1
-        assert resources["cpus_per_gpu"] == profile["set-threads"][rule]
-        assert "cpus_per_task" not in resources
 
 
 @pytest.mark.slow
@@ -315,7 +342,9 @@ def test_dask_slurm_workers_predict_what_the_local_run_did(chain: Chain, tmp_pat
     # Key order kept: Snakemake compares params as ordered mappings (a reorder reruns the whole chain).
     (work / "chain.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     predict_jobs = set(_slurm_logs(work, "rule_predict/*/*.log"))
-    result = subprocess.run(_command(*CPU_CLUSTER), cwd=work, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        _command(*CPU_CLUSTER), cwd=work, env=chain.env, capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, _tail(result)
     out = result.stdout + result.stderr
     assert "rule train:" not in out  # only the prediction and what follows it ran again

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -19,19 +20,62 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TINY = ROOT / "tests" / "data" / "tiny.yaml"
 
 
-def snakemake(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+def snakemake(
+    *args: str, cwd: Path = ROOT, timeout: int = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+        [*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False, env=env
     )
 
 
-@pytest.mark.parametrize("profile", ["profiles/local", "profiles/slurm"])
-def test_dry_run_of_each_profile_lists_the_chain(profile: str) -> None:
-    result = snakemake("-n", "--forceall", "--nolock", "--profile", profile)
+@pytest.fixture(scope="module")
+def config_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment of a user who ran `unetflow install-profile slurm` (a fresh XDG_CONFIG_HOME)."""
+    home = tmp_path_factory.mktemp("config")
+    env = {**os.environ, "XDG_CONFIG_HOME": str(home)}
+    install = [sys.executable, "-m", "unetflow.cli", "install-profile", "slurm"]
+    subprocess.run(install, env=env, capture_output=True, check=True)
+    return env
+
+
+def job_of(out: str, rule: str) -> str:
+    """The block of a dry run's output that describes the first job of `rule`."""
+    return out[out.index(f"rule {rule}:") :].split("\n\n")[0]
+
+
+@pytest.mark.parametrize("profile", ["profiles/local", "profiles/slurm", "slurm"])
+def test_dry_run_of_each_profile_lists_the_chain(profile: str, config_home: dict[str, str]) -> None:
+    # `slurm`: the profile by name, as installed into the user's Snakemake profile folder.
+    result = snakemake("-n", "--forceall", "--nolock", "--profile", profile, env=config_home)
     assert result.returncode == 0, result.stderr + result.stdout
     out = result.stdout + result.stderr
+    assert f"Using profiles {profile} and workflow specific profile profiles/default for" in out
     for rule in ("synthesize", "import_volume", "weights", "train", "predict", "evaluate", "report"):
         assert f"rule {rule}:" in out or f"localrule {rule}:" in out
+    if profile != "profiles/local":
+        # The workflow profile's needs and the user profile's account, merged: neither replaced the other.
+        for rule, memory in (("train", 32000), ("predict", 16000)):
+            resources = job_of(out, rule)
+            assert f"mem_mb={memory}," in resources and "gpu=1" in resources
+            assert "slurm_account=," in resources
+
+
+def test_workflow_profile_leaves_a_two_core_local_run_as_it_was() -> None:
+    """`make run`: the same jobs with the same threads as without profiles/default (threads are capped
+    at --cores; the gpu and mem_mb resources limit nothing without --resources)."""
+    runs = [
+        snakemake("-n", "--forceall", "--nolock", "--profile", "profiles/local", "--cores", "2", *extra)
+        for extra in ((), ("--workflow-profile", "none"))
+    ]
+    jobs = []
+    for result in runs:
+        assert result.returncode == 0, result.stderr + result.stdout
+        jobs.append(
+            [line for line in result.stdout.splitlines() if line.startswith(("rule ", "    threads:"))]
+        )
+    assert jobs[0] == jobs[1]
+    assert "rule train:" in jobs[0] and jobs[0][jobs[0].index("rule train:") + 1] == "    threads: 2"
+    assert "gpu=1" in job_of(runs[0].stdout, "train") and "gpu=1" not in job_of(runs[1].stdout, "train")
 
 
 def write_config(tmp_path: Path, change: dict) -> Path:

@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from unetflow import steps
+from unetflow import profiles, steps
 from unetflow.atomic import DISK_FULL
 from unetflow.config import (
     FORMAT_NAMES,
@@ -188,6 +188,21 @@ def build_parser() -> argparse.ArgumentParser:
         "schema", help="print the config's JSON schema (as workflow/schemas/config.schema.yaml)"
     )
     p.add_argument("--output", help="write it to this file instead of printing it")
+
+    p = sub.add_parser(
+        "install-profile",
+        help="install a Snakemake profile (slurm) so that `snakemake --profile slurm` finds it",
+        description="Write a Snakemake profile template of unetflow into Snakemake's user profile folder "
+        f"({profiles.user_profiles_dir()} here); an existing profile is left as it is unless --force.",
+    )
+    p.add_argument("name", nargs="?", default="slurm", help="the template (default: slurm)")
+    p.add_argument(
+        "--force", action="store_true", help="replace an existing profile (it is kept as <name>.old-<time>)"
+    )
+    p.add_argument(
+        "--profiles-dir",
+        help="install into this folder of profiles instead (e.g. /etc/xdg/snakemake, for every user)",
+    )
     return parser
 
 
@@ -239,6 +254,7 @@ def dispatch(args: argparse.Namespace) -> None:
         "evaluate": _evaluate,
         "report": _report,
         "schema": _schema,
+        "install-profile": _install_profile,
     }[args.step]
     handler(args)
 
@@ -352,6 +368,16 @@ def _schema(args: argparse.Namespace) -> None:
 
     with atomic_path(args.output) as tmp:
         tmp.write_text(text)
+
+
+def _install_profile(args: argparse.Namespace) -> None:
+    installed = profiles.install_profile(args.name, profiles_dir=args.profiles_dir, force=args.force)
+    if installed.previous is not None:
+        print(f"moved the profile that was there to {installed.previous}")
+    print(
+        f"installed the Snakemake profile {args.name!r} at {installed.path}: set your account and "
+        f"partitions in its config.yaml and partitions.yaml, then run: snakemake --profile {args.name}"
+    )
 
 
 def run_report_of(results: Path, config: Config, *, project: Path | None = None) -> None:
