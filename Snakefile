@@ -20,9 +20,11 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/export.smk"
 
 
 rule all:
     input:
         "results/report/index.html",
         "results/metrics.json",
+        expand("results/models/{model}/bioimageio.zip", model=models()),

@@ -264,6 +264,31 @@ def run_predict_finalize(
     write_json(summary, {"target": str(target), **result})
 
 
+def run_export(
+    *,
+    model: str,
+    output: str,
+    data: str,
+    split: dict[str, Any],
+    volume: dict[str, Any],
+    metrics: str | None = None,
+) -> None:
+    """Write a trained model as a bioimage.io package; its test input comes from the first test slice."""
+    from unetflow.bioimageio import describe_training_data, export_model
+
+    setup_logging()
+    image = omezarr.open_image(data)
+    slices = image.shape[0] if image.ndim == 3 else 1
+    export_model(
+        model,
+        output,
+        image=data,
+        image_slice=select_slices(split["test"], slices, what="split.test")[0],
+        metrics=metrics,
+        training_data=describe_training_data(split["volume"], volume, split["train"]),
+    )
+
+
 def evaluation_slices(volume: str, split: dict[str, Any], slices: int) -> list[int]:
     """The split's test slices for the split volume; every slice for other labelled volumes."""
     if volume == split["volume"]:
