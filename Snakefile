@@ -27,6 +27,7 @@ if trained_models():
     include: "workflow/rules/weights.smk"
     include: "workflow/rules/train.smk"
     include: "workflow/rules/report.smk"
+    include: "workflow/rules/export.smk"
 
 
 include: "workflow/rules/predict.smk"

@@ -139,7 +139,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    paper, small = UNetConfig(), UNetConfig(depth=args.small_depth, base_channels=args.small_base)
+    paper = UNetConfig(depth=4, base_channels=64)
+    small = UNetConfig(depth=args.small_depth, base_channels=args.small_base)
     small_label = f"small net (depth {args.small_depth}, base {args.small_base})"
     small_output = args.small_output or args.output
     setups = []

@@ -157,6 +157,22 @@ def test_tiny_run_segments_at_the_threshold_of_the_models_loss(tiny_run: Path) -
     np.testing.assert_array_equal(segmentation, (probability > threshold).astype(np.uint8))
 
 
+def test_tiny_run_exports_the_model_as_a_bioimageio_package(tiny_run: Path) -> None:
+    """rule all ends with results/models/<model>/bioimageio.zip: the checkpoint's weights, the metrics."""
+    pytest.importorskip("bioimageio.spec")
+    import torch
+
+    from unetflow.checkpoint import load_checkpoint, load_model
+    from unetflow.layout import RESULTS
+
+    package = tiny_run / RESULTS.bioimageio_package("main")
+    reference = load_model(tiny_run / RESULTS.model("main")).state_dict()
+    loaded = load_model(package).state_dict()
+    assert all(torch.equal(loaded[key], reference[key]) for key in reference)
+    metrics = json.loads((tiny_run / RESULTS.metrics("main")).read_text())
+    assert load_checkpoint(package)["metrics"]["overall"]["iou"] == pytest.approx(metrics["overall"]["iou"])
+
+
 def test_distributed_prediction_with_a_local_cluster_gives_the_job_its_workers_cores(tmp_path: Path) -> None:
     """The LocalCluster's workers run inside the predict job: it asks for workers x threads cores."""
     local = write_config(tmp_path, {"predict.scheduler": "distributed", "predict.cluster": {"workers": 3}})

@@ -1,4 +1,7 @@
-"""Model checkpoints in PyTorch's format: a dict with `model_state_dict`, `model_config` and metadata."""
+"""Model checkpoints in PyTorch's format: a dict with `model_state_dict`, `model_config` and metadata.
+
+A bioimage.io package that `unetflow export` wrote is read as the checkpoint it came from.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import Any
 import torch
 
 from unetflow.atomic import atomic_path
+from unetflow.bioimageio import is_package
 from unetflow.errors import InputError
 from unetflow.model import UNet, UNetConfig
 
@@ -19,8 +23,16 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint dict; a missing or unreadable file is an InputError that names it."""
+    """Read a checkpoint dict; a missing or unreadable file is an InputError that names it.
+
+    A bioimage.io package (.zip, rdf.yaml, bioimageio.yaml) that `unetflow export` wrote reads as the
+    checkpoint it came from (`unetflow.bioimageio.read_package`).
+    """
     target = Path(path)
+    if is_package(target):
+        from unetflow.bioimageio import read_package
+
+        return read_package(target, map_location=map_location)
     if not target.is_file():
         raise InputError(f"checkpoint {target} does not exist: run the train step first (unetflow train)")
     try:

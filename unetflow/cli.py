@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from unetflow import profiles, steps
-from unetflow.atomic import DISK_FULL
+from unetflow.atomic import DISK_FULL, protect_inputs
 from unetflow.config import (
     FORMAT_NAMES,
     Config,
@@ -32,7 +32,7 @@ from unetflow.config import (
 )
 from unetflow.errors import InputError
 from unetflow.layout import ABLATION_MODEL, MAIN_MODEL, Layout
-from unetflow.logs import set_verbosity
+from unetflow.logs import set_verbosity, setup_logging
 from unetflow.metrics_registry import HEADLINE_KEYS, help_text
 from unetflow.readers import describe_formats
 
@@ -177,6 +177,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-warping", action="store_true", help="skip the warping error (the slowest measure)")
     _add_config(p)
 
+    p = sub.add_parser("export", help="write a trained model as a bioimage.io model package (.zip)")
+    p.add_argument("model", help="the trained checkpoint (.pt)")
+    p.add_argument("output", help="the package to write (.zip)")
+    p.add_argument(
+        "--image",
+        help="a volume (OME-Zarr or any format `unetflow import` reads) to take the test input from "
+        "(default: a synthetic EM-like slice)",
+    )
+    p.add_argument("--slice", type=int, default=0, help="slice of --image to take the test input from")
+    p.add_argument(
+        "--test-size", type=int, help="output pixels of the test input (default: the training tile)"
+    )
+    p.add_argument("--metrics", help="metrics JSON of `unetflow evaluate` to put into the package")
+    p.add_argument("--name", help="the model's name (default: from its depth and width)")
+    p.add_argument("--description", help="a short description (default: what the net is and outputs)")
+    p.add_argument(
+        "--license",
+        default="MIT",
+        help="SPDX licence of the package (default MIT, unetflow's, whose model source it contains)",
+    )
+    p.add_argument(
+        "--author",
+        action="append",
+        dest="authors",
+        help="an author of the model; repeat for several (default: the login name running the export)",
+    )
+    p.add_argument("--training-data-description", help="what the net was trained on, in a sentence or two")
+    p.add_argument("--training-data-license", help="SPDX licence of the training data (default: not stated)")
+    p.add_argument("--no-test", action="store_true", help="skip bioimageio.core's test_model of the package")
+
     p = sub.add_parser("report", help="the HTML report of a workflow run, at <results>/report/index.html")
     p.add_argument("--results", default="results", help="the run's results folder")
     p.add_argument(
@@ -255,6 +285,7 @@ def dispatch(args: argparse.Namespace) -> None:
         "report": _report,
         "schema": _schema,
         "install-profile": _install_profile,
+        "export": _export,
     }[args.step]
     handler(args)
 
@@ -368,6 +399,28 @@ def _schema(args: argparse.Namespace) -> None:
 
     with atomic_path(args.output) as tmp:
         tmp.write_text(text)
+
+
+def _export(args: argparse.Namespace) -> None:
+    from unetflow.bioimageio import export_model
+
+    setup_logging()
+    with protect_inputs([args.model, args.image, args.metrics], outputs=[args.output]):
+        export_model(
+            args.model,
+            args.output,
+            image=args.image,
+            image_slice=args.slice,
+            test_size=args.test_size,
+            metrics=args.metrics,
+            name=args.name,
+            description=args.description,
+            license=args.license,
+            authors=args.authors,
+            training_data=args.training_data_description,
+            training_data_license=args.training_data_license,
+            test=not args.no_test,
+        )
 
 
 def _install_profile(args: argparse.Namespace) -> None:

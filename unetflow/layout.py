@@ -67,6 +67,10 @@ class Layout:
         """Validation scores at every validation step."""
         return f"{self.model_dir(model)}/val_log.csv"
 
+    def bioimageio_package(self, model: str) -> str:
+        """The model as a bioimage.io model package (zip): ilastik, deepImageJ, napari, bioimageio.core."""
+        return f"{self.model_dir(model)}/bioimageio.zip"
+
     def checkpoints(self, model: str) -> str:
         """Resumable checkpoints of a training run."""
         return f"{self.model_dir(model)}/checkpoints"

@@ -1,34 +1,36 @@
 """The paper's valid-convolution U-Net (Ronneberger et al. 2015, Fig. 1), depth and width configurable.
 
 The network knows no files and no tiling: it maps an input tile of a valid size (see `geometry`) to class
-logits over the centre crop the valid convolutions leave.
+logits over the centre crop the valid convolutions leave. This file imports only torch at its top: it is
+the architecture source of the bioimage.io packages `unetflow export` writes, where it runs without unetflow.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from unetflow.config import ModelConfig
-from unetflow.geometry import UNetGeometry
-
-_DEFAULT = ModelConfig()
+if TYPE_CHECKING:
+    from unetflow.config import ModelConfig
+    from unetflow.geometry import UNetGeometry
 
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """Hyper-parameters that define the network (stored in every checkpoint); defaults: config.yaml's.
+    """Hyper-parameters that define the network (stored in every checkpoint).
 
-    The paper's net is UNetConfig(depth=4, base_channels=64).
+    Depth and width have no default here: the config's `model:` section (unetflow.config.ModelConfig) is
+    where they are stated once (`from_section`); the paper's net is UNetConfig(depth=4, base_channels=64).
     """
 
-    depth: int = _DEFAULT.depth
-    base_channels: int = _DEFAULT.base_channels
+    depth: int
+    base_channels: int
     in_channels: int = 1
     num_classes: int = 2
-    dropout: float = _DEFAULT.dropout
+    dropout: float = 0.5
 
     @classmethod
     def from_section(cls, section: ModelConfig) -> UNetConfig:
@@ -38,6 +40,8 @@ class UNetConfig:
     @property
     def geometry(self) -> UNetGeometry:
         """The tile geometry of this network."""
+        from unetflow.geometry import UNetGeometry
+
         return UNetGeometry(self.depth)
 
     def to_dict(self) -> dict[str, int | float]:
@@ -66,11 +70,17 @@ def center_crop(features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 class UNet(nn.Module):
-    """Contracting path of DoubleConv + 2x2 max-pool, expansive path of 2x2 up-convolution + crop-concat."""
+    """Contracting path of DoubleConv + 2x2 max-pool, expansive path of 2x2 up-convolution + crop-concat.
 
-    def __init__(self, config: UNetConfig | None = None) -> None:
+    Built from a `config`, or from UNetConfig's fields as keywords (`UNet(depth=2, base_channels=4)`): how a
+    bioimage.io package's architecture entry (a callable and plain keyword arguments) builds it.
+    """
+
+    def __init__(self, config: UNetConfig | None = None, **fields: int | float) -> None:
         super().__init__()
-        self.config = config or UNetConfig()
+        if config is not None and fields:
+            raise TypeError(f"give UNet a config or its fields as keywords, not both ({sorted(fields)})")
+        self.config = config or UNetConfig(**fields)
         widths = [self.config.base_channels * 2**level for level in range(self.config.depth + 1)]
         self.down = nn.ModuleList()
         in_channels = self.config.in_channels

@@ -310,6 +310,36 @@ def run_predict_finalize(*, target: str, summary: str, options: PredictConfig | 
         write_json(summary, {"target": str(target), **result})
 
 
+def run_export(
+    *,
+    model: str,
+    output: str,
+    data: str,
+    split: SplitConfig | Mapping[str, Any],
+    volume: VolumeConfig | Mapping[str, Any],
+    metrics: str | None = None,
+) -> None:
+    """Write a trained model as a bioimage.io package; its test input comes from the first test slice."""
+    from unetflow.bioimageio import describe_training_data, export_model
+
+    setup_logging()
+    split_section = SplitConfig.from_dict(split)
+    volume_section = VolumeConfig.from_dict(volume)
+    with protect_inputs([model, data, metrics], outputs=[output]):
+        image = omezarr.open_image(data)
+        slices = image.shape[0] if image.ndim == 3 else 1
+        export_model(
+            model,
+            output,
+            image=data,
+            image_slice=select_slices(split_section.test, slices, what="split.test")[0],
+            metrics=metrics,
+            training_data=describe_training_data(
+                split_section.volume, volume_section.dump(), split_section.train
+            ),
+        )
+
+
 def evaluation_slices(volume: str, split: SplitConfig | None, slices: int) -> list[int]:
     """The split's test slices for the split volume; every slice for other labelled volumes."""
     if split is not None and volume == split.volume:

@@ -179,6 +179,7 @@ def final_outputs():
         outputs.append(RESULTS.metrics_summary())
     if trained_models():
         outputs.append(RESULTS.report())
+        outputs += [RESULTS.bioimageio_package(model) for model in trained_models()]
     return outputs
 
 
