@@ -16,9 +16,11 @@ from unetflow import omezarr
 from unetflow.checkpoint import save_checkpoint
 from unetflow.cli import main as cli_main
 from unetflow.cluster import ClusterConfig, open_client, slurm_cluster_options
+from unetflow.config import PredictConfig
 from unetflow.errors import InputError
 from unetflow.model import UNet, UNetConfig
-from unetflow.predict import SEGMENTATION, BlockWriter, PredictionLayout, predict_volume, predict_whole_slice
+from unetflow.predict import SEGMENTATION, ShardWriter, predict_volume, predict_whole_slice, read_plan
+from unetflow.predict.progress import ShardFiles
 
 pytestmark = pytest.mark.slow
 
@@ -44,8 +46,18 @@ def source(tmp_path: Path) -> tuple[str, np.ndarray]:
 
 
 def run(model: UNet, source: str, target: Path, **engine: object) -> dict[str, int]:
+    """Blocks of 32 px in shards of one 32 px block each (NGFF 0.4), so that nine shards share a slice."""
+    options = PredictConfig(device="cpu", ngff="0.4")
     return predict_volume(
-        model, source, str(target), stride=16, block=32, device="cpu", threshold=0.4, progress=False, **engine
+        model,
+        source,
+        str(target),
+        options=options,
+        stride=16,
+        block=32,
+        threshold=0.4,
+        show_progress=False,
+        **engine,
     )
 
 
@@ -76,35 +88,33 @@ def test_distributed_resume_computes_only_unfinished_blocks(
     target = tmp_path / "pred.zarr"
     run(model, path, target, scheduler="distributed", client=client)
     full = omezarr.open_image(target)[:]
-    markers = sorted(PredictionLayout(target).markers.iterdir())
-    for marker in markers[:5]:
-        marker.unlink()
-    omezarr.open_image(target, mode="r+")[:] = 0
+    plan = read_plan(target)
+    files = ShardFiles(target)
+    lost = [files.path(0, plan.grid.index(n)) for n in (0, 4, 9, 13, 26)]
+    for path_of_shard in lost:
+        path_of_shard.unlink()
+    kept = {p: p.stat().st_mtime_ns for p in (target / "0").rglob("*") if p.is_file() and p.name[0] != "."}
     again = run(model, path, target, scheduler="distributed", client=client)
-    assert again == {"computed": 5, "skipped": len(markers) - 5, "total": len(markers)}
-    redone = omezarr.open_image(target)[:]
-    assert 0 < np.count_nonzero(redone) < redone.size  # only the five blocks were written again
-    np.testing.assert_array_equal(redone[redone != 0], full[redone != 0])
+    assert again == {"computed": 5, "done": 22, "empty": 0, "total": 27}
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items() if p not in lost)  # the rest untouched
+    np.testing.assert_array_equal(omezarr.open_image(target)[:], full)
 
 
-def test_block_writer_pickles_without_its_open_handles(
+def test_shard_writer_pickles_without_its_open_handles(
     model: UNet, source: tuple[str, np.ndarray], tmp_path: Path
 ) -> None:
     path, _ = source
     run(model, path, tmp_path / "pred.zarr")
-    writer = BlockWriter(
+    writer = ShardWriter(
         model,
         path,
-        tmp_path / "pred.zarr",
-        plan=None,  # type: ignore[arg-type]
-        mean=0.0,
-        std=1.0,
-        device="cpu",
-        batch_size=1,
-        tta=False,
-        precision="float32",
+        str(tmp_path / "pred.zarr"),
+        read_plan(tmp_path / "pred.zarr"),
+        normalization={"mean": 0.0, "std": 1.0},
         threshold=0.5,
+        options=PredictConfig(device="cpu"),
     )
+    writer.open()
     clone = pickle.loads(pickle.dumps(writer))
     assert clone._opened is None and clone.threshold == 0.5
     pairs = zip(clone.model.state_dict().values(), model.state_dict().values(), strict=True)
@@ -144,11 +154,11 @@ def test_cli_predict_with_a_distributed_config(
 
 
 def test_cluster_options_are_checked_and_turned_into_slurm_jobs(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"unknown predict\.cluster option"):
+    with pytest.raises(InputError, match=r"predict\.cluster\.nodes: unknown key"):
         ClusterConfig.from_dict({"kind": "local", "nodes": 3})
-    with pytest.raises(InputError, match="not one of local, slurm, address"):
+    with pytest.raises(InputError, match="'local', 'slurm' or 'address'"):
         ClusterConfig.from_dict({"kind": "pbs"})
-    with pytest.raises(InputError, match=r"needs predict\.cluster\.address"):
+    with pytest.raises(InputError, match=r"needs address"):
         ClusterConfig.from_dict({"kind": "address"})
     config = ClusterConfig.from_dict(
         {"kind": "slurm", "workers": 4, "threads": 8, "gpus": 1, "queue": "gpu", "job_extra": ["--qos=low"]}

@@ -33,6 +33,7 @@ _HOMES = {
     "predict_volume": "run",
     "prediction_threshold": "run",
     "Block": "tiles",
+    "as_stack": "tiles",
     "BlockPredictor": "tiles",
     "dihedral": "tiles",
     "inference_model": "tiles",
