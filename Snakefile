@@ -29,6 +29,10 @@ if trained_models():
     include: "workflow/rules/report.smk"
     include: "workflow/rules/export.smk"
 
+else:
+
+    include: "workflow/rules/report_predictions.smk"
+
 
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/evaluate.smk"

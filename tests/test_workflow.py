@@ -210,3 +210,61 @@ def test_cli_report_rebuilds_the_page_of_a_run(tiny_run: Path, tmp_path: Path) -
     assert main(["report", "--results", str(results), "--config", str(tiny_run / "tiny.yaml")]) == 0
     html = (results / "report" / "index.html").read_text()
     assert html.count("data:image/png;base64,") >= 3
+
+
+@pytest.fixture(scope="module")
+def predict_only_run(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A lab's run: the tiny run's model predicts a sparse Zarr read in place and a labelled volume."""
+    import zarr
+
+    work = tmp_path_factory.mktemp("predict-only")
+    copy_workflow(work)
+    sparse = zarr.create_array(
+        str(work / "lab.zarr"), shape=(3, 160, 130), chunks=(1, 32, 32), dtype="uint16", fill_value=0
+    )
+    rng = np.random.default_rng(5)
+    sparse[1, 32:96, 64:128] = rng.integers(1000, 40000, size=(64, 64), dtype=np.uint16)
+    shutil.copy(tiny_run / "results" / "models" / "main" / "model.pt", work / "trained.pt")
+    config = {
+        "volumes": {
+            "lab": {"raw": {"path": "lab.zarr"}, "voxel_size": [40.0, 8.0, 8.0]},
+            "crop": {"synthetic": {"shape": [2, 64, 64], "seed": 9, "cell_diameter": 30.0}},
+        },
+        "pretrained": {"path": "trained.pt"},
+        "predict": {"device": "cpu", "memory_gb": 0.01, "pyramid": 2},
+    }
+    (work / "lab.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake("--cores", "2", "--configfile", "lab.yaml", cwd=work)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return work
+
+
+def test_predict_only_trains_nothing_and_reads_in_place(predict_only_run: Path) -> None:
+    from unetflow import omezarr
+    from unetflow.predict import read_plan
+
+    results = predict_only_run / "results"
+    assert not (results / "models").exists() and not (results / "weights").exists()
+    assert not (results / "data" / "lab.zarr").exists()  # read where it lies, not copied
+    prediction = results / "predict" / "pretrained" / "lab.zarr"
+    plan = read_plan(prediction)
+    assert plan.ngff == "0.5" and plan.shape == (3, 160, 130)
+    summary = json.loads((results / "predict" / "pretrained" / "lab.json").read_text())
+    assert summary["levels"] == 2 and summary["blocks_computed"] < summary["blocks"]  # skip-empty
+    probability = omezarr.open_image(prediction)[:]
+    assert np.all(probability[0] == 0) and np.all(probability[2] == 0) and np.any(probability[1] > 0)
+    stats = json.loads((results / "predict" / "pretrained" / "lab.stats.json").read_text())
+    assert stats["chunks_stored"] == 4 and stats["policy"] == "zscore-volume"
+    assert omezarr.voxel_size(prediction) == (40.0, 8.0, 8.0)
+
+
+def test_predict_only_reports_the_model_the_volumes_and_labelled_metrics(predict_only_run: Path) -> None:
+    from unetflow.download import sha256_of
+
+    results = predict_only_run / "results"
+    metrics = json.loads((results / "metrics.json").read_text())
+    assert list(metrics["volumes"]) == ["crop"] and metrics["slices_evaluated"] == 2
+    html = (results / "report" / "index.html").read_text()
+    assert "U-Net predictions" in html and "Predicted volumes" in html
+    assert sha256_of(predict_only_run / "trained.pt") in html
+    assert html.count("data:image/png;base64,") >= 2 and "table-volume-metrics" in html

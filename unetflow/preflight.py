@@ -13,28 +13,52 @@ import logging
 from pathlib import Path
 
 from unetflow import zarrmeta
-from unetflow.config import Config, SourceConfig, check_slices
+from unetflow.config import Config, SourceConfig, VolumeConfig, check_slices
 from unetflow.errors import InputError
+from unetflow.readers.registry import detect_format, format_from_suffix, reader_for
 
 log = logging.getLogger(__name__)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
 
-def shape_of(path: str | Path | None) -> tuple[int, ...] | None:
-    """The (z, y, x) shape of a Zarr/OME-Zarr or TIFF volume from its header; None where it does not exist
-    yet or cannot be told without reading pixels."""
+def read_in_place(volume: VolumeConfig) -> bool:
+    """Whether a configured volume is predicted where it lies: an unlabelled source whose format is chunked
+    (Zarr, N5, HDF5). Labelled volumes are imported: they train or are evaluated, and are small."""
+    if volume.raw is None or volume.labelled:
+        return False
+    name = volume.raw.format
+    if name is None:
+        path = Path(volume.raw.path) if volume.raw.path is not None else Path(volume.raw.local_name)
+        name = detect_format(path) if path.exists() else format_from_suffix(path)
+    return name is not None and reader_for(name).chunked
+
+
+def shape_of(
+    path: str | Path | None,
+    *,
+    format: str | None = None,
+    member: str | None = None,
+    level: int | str | None = None,
+) -> tuple[int, ...] | None:
+    """The (z, y, x) shape of a volume from its header (Zarr and TIFF without importing much, any other
+    format through its reader); None where it does not exist yet."""
     if path is None:
         return None
     target = Path(path)
     if not target.exists():
         return None
-    if target.is_dir():
-        shape = zarrmeta.image_shape(target)
-    elif target.suffix.lower() in TIFF_SUFFIXES:
-        shape = _tiff_shape(target)
-    else:
-        return None
+    shape = None
+    if member is None and level is None:
+        if target.is_dir():
+            shape = zarrmeta.image_shape(target)
+        elif target.suffix.lower() in TIFF_SUFFIXES:
+            shape = _tiff_shape(target)
+    if shape is None:
+        from unetflow.readers import open_input
+
+        with open_input(target, format=format, member=member, level=level) as volume:
+            return tuple(volume.shape)
     if shape is None:
         return None
     while len(shape) > 3 and shape[0] == 1:
@@ -53,14 +77,15 @@ def _tiff_shape(path: Path) -> tuple[int, ...] | None:
 
 
 def _source_shape(source: SourceConfig | None, key: str) -> tuple[int, ...] | None:
-    """The shape of a path source that names a whole file or store (members are read by the import)."""
+    """The shape of a path source from its header; a missing path or an unreadable file is an error."""
     if source is None or source.path is None:
         return None
     if not Path(source.path).exists():
         raise InputError(f"config {key}.path: {source.path} does not exist; fix the path")
-    if source.member is not None:
-        return None
-    return shape_of(source.path)
+    try:
+        return shape_of(source.path, format=source.format, member=source.member, level=source.level)
+    except InputError as error:
+        raise InputError(f"config {key}: {error}") from None
 
 
 def check_data(config: Config) -> None:

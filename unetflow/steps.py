@@ -223,16 +223,23 @@ def run_predict_init(
     stats: str,
     options: PredictConfig | Mapping[str, Any],
     groups: int = 1,
+    source: Mapping[str, Any] | None = None,
+    voxel_size: Sequence[float] | None = None,
 ) -> None:
-    """Plan the prediction of a volume and create its empty arrays; the volume's statistics go to `stats`."""
+    """Plan the prediction of a volume and create its empty arrays; the volume's statistics go to `stats`.
+
+    `source` gives the format, member and level of a container read in place (none for an import);
+    `voxel_size` the config's, where the source's own metadata is not to be used.
+    """
     from unetflow.checkpoint import load_model, provenance
     from unetflow.predict import init_prediction
+    from unetflow.predict.sources import SourceSpec
 
     setup_logging()
     section = PredictConfig.from_dict(options)
     with protect_inputs([data, model], outputs=[target, stats]):
         init_prediction(
-            data,
+            SourceSpec(path=data, **dict(source or {})),
             target,
             model=load_model(model),
             options=section,
@@ -240,6 +247,7 @@ def run_predict_init(
             threshold=resolve_threshold(section.threshold, model),
             provenance=provenance(model),
             stats=stats,
+            voxel_size=voxel_size,
         )
 
 
@@ -252,17 +260,18 @@ def run_predict(
     group: int | None = None,
     threads: int = 2,
     log_directory: str = "results/logs/dask",
+    source: Mapping[str, Any] | None = None,
 ) -> dict[str, int]:
     """Predict one block group of a volume (every group when `group` is None), on threads or a dask cluster.
 
     Only shards that are not complete on disk are computed; a new target is planned with
-    `options.block_groups` groups (auto: from the volume's size).
+    `options.block_groups` groups (auto: from the volume's size). `source` as for run_predict_init.
     """
     import torch
 
     from unetflow.checkpoint import load_model
     from unetflow.predict import groups_for, predict_volume, prediction_threshold
-    from unetflow.predict.sources import open_source
+    from unetflow.predict.sources import SourceSpec, open_source
 
     setup_logging()
     section = PredictConfig.from_dict(options)
@@ -280,13 +289,14 @@ def run_predict(
             if Path(target, "0").exists()
             else resolve_threshold(section.threshold, model)
         )
-        shape = tuple(open_source(data).shape)
+        spec = SourceSpec(path=data, **dict(source or {}))
+        shape = tuple(open_source(spec).shape)
         groups = groups_for(
             shape, block_groups=section.block_groups, group_gb=section.group_gb, dtype=section.dtype
         )
         counts = predict_volume(
             load_model(model),
-            data,
+            spec,
             target,
             options=section,
             threshold=threshold,
@@ -416,8 +426,18 @@ def _mean_scores(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
 
 
 def run_report(**kwargs: Any) -> None:
-    """Render the HTML report (see unetflow.report)."""
+    """Render the HTML report of a run that trained its models (see unetflow.report)."""
     setup_logging()
     from unetflow.report import build_report
 
-    build_report(**kwargs)
+    with protect_inputs([], outputs=[kwargs["output"]]):
+        build_report(**kwargs)
+
+
+def run_prediction_report(**kwargs: Any) -> None:
+    """Render the HTML report of a run that predicted with a pretrained model (see unetflow.report)."""
+    setup_logging()
+    from unetflow.report import build_prediction_report
+
+    with protect_inputs([], outputs=[kwargs["output"]]):
+        build_prediction_report(**kwargs)

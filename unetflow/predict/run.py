@@ -54,7 +54,7 @@ SHARDS_IN_FLIGHT = 2
 
 
 def init_prediction(
-    source: str | Path,
+    source: str | Path | sources.SourceSpec,
     target: str | Path,
     *,
     model: UNet,
@@ -65,15 +65,18 @@ def init_prediction(
     block: int | None = None,
     provenance: dict[str, Any] | None = None,
     stats: str | Path | None = None,
+    voxel_size: Sequence[float] | None = None,
 ) -> PredictionPlan:
     """Create the empty probability and segmentation arrays of a prediction, with its plan in the attributes.
 
     The tile stride is the largest that fits `options.memory_gb` (unless `stride` sets it, a multiple of
     2**depth); blocks are about BLOCK_TARGET px (unless `block` sets them). The normalisation statistics of
-    the source go into the attributes and, when `stats` names a file, into that JSON too.
+    the source go into the attributes and, when `stats` names a file, into that JSON too. `voxel_size`
+    (z, y, x) overrides what the source's metadata says.
     """
     options = options or PredictConfig()
-    volume = sources.open_source(source)
+    spec = sources.SourceSpec.of(source)
+    volume = sources.open_source(spec)
     stride = stride or choose_stride(
         model, options.memory_gb, batch_size=options.batch_size, workers=options.workers
     )
@@ -86,7 +89,7 @@ def init_prediction(
         dtype=options.dtype,
         block=block,
     )
-    normalization = sources.normalization_of(source, volume, str(source))
+    normalization = sources.normalization_of(spec, volume)
     target_path = Path(target)
     remove(progress.journal_folder(target_path))  # journals of an earlier prediction at this path
     omezarr.create_image(
@@ -96,10 +99,10 @@ def init_prediction(
         chunks=plan.chunk,
         shards=plan.shard if plan.sharded else None,
         ngff=plan.ngff,
-        voxel_size=_voxel_size(source),
+        voxel_size=tuple(voxel_size) if voxel_size is not None else _voxel_size(spec, volume),
         attrs={
             PLAN_KEY: plan.to_dict(),
-            "source": str(source),
+            "source": spec.to_dict(),
             "threshold": float(threshold),
             "normalization": normalization,
             "model": dict(provenance or {}),
@@ -118,7 +121,7 @@ def init_prediction(
     )
     if stats is not None:
         with atomic_path(stats) as tmp:
-            tmp.write_text(json.dumps({"source": str(source), **normalization}, indent=2) + "\n")
+            tmp.write_text(json.dumps({"source": spec.to_dict(), **normalization}, indent=2) + "\n")
     log.info(
         "prediction plan: stride %d, blocks of %d px, shards of %s voxels (%d), %d block group(s), NGFF %s",
         plan.stride,
@@ -131,9 +134,15 @@ def init_prediction(
     return plan
 
 
-def _voxel_size(source: str | Path) -> tuple[float, float, float]:
+def _voxel_size(spec: sources.SourceSpec, volume: Any) -> tuple[float, float, float]:
+    """The source's voxel size: its reader's (OME scale, N5 resolution, HDF5 attributes), unetflow's
+    import attributes, else 1 x 1 x 1."""
+    found = getattr(volume, "voxel_size", None)
+    if found:
+        z, y, x = (float(v) for v in found)
+        return z, y, x
     try:
-        return omezarr.voxel_size(source)
+        return omezarr.voxel_size(spec.path)
     except InputError:
         return (1.0, 1.0, 1.0)
 
@@ -148,7 +157,7 @@ class ShardWriter:
     def __init__(
         self,
         model: UNet,
-        source: str,
+        source: sources.SourceSpec,
         target: str,
         plan: PredictionPlan,
         *,
@@ -158,7 +167,12 @@ class ShardWriter:
         device: str | None = None,
         threads: int | None = None,
     ) -> None:
-        self.model, self.source, self.target, self.plan = model, str(source), str(target), plan
+        self.model, self.source, self.target, self.plan = (
+            model,
+            sources.SourceSpec.of(source),
+            str(target),
+            plan,
+        )
         self.mean, self.std = float(normalization["mean"]), float(normalization["std"])
         self.threshold, self.options = float(threshold), options
         self.device = device or options.device
@@ -237,7 +251,7 @@ def write_shard_task(
 
 def predict_volume(
     model: UNet,
-    source: str,
+    source: str | sources.SourceSpec,
     target: str,
     *,
     options: PredictConfig | None = None,
@@ -275,7 +289,8 @@ def predict_volume(
             block=block,
         )
     plan = read_plan(target)
-    volume = sources.open_source(source)
+    spec = sources.SourceSpec.of(source)
+    volume = sources.open_source(spec)
     if tuple(volume.shape) != plan.shape:
         raise InputError(
             f"prediction {target} has shape {plan.shape} but {source} has {tuple(volume.shape)}; delete "

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Iterable
-from pathlib import Path
-from typing import Any, Protocol
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
 from unetflow import omezarr
 from unetflow.errors import InputError
 from unetflow.predict.plan import PredictionPlan
+from unetflow.readers import Volume, open_input
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +31,33 @@ NORMALIZATION_POLICY = "zscore-volume"
 """Each volume is normalised with its own mean and std (the training volume's at training time)."""
 
 
-class Source(Protocol):
-    """What prediction needs of an input volume: its size, its chunks, and reads of (z, y, x) regions."""
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where a prediction reads its volume: a path, and for a container its format, member and level."""
 
-    shape: tuple[int, ...]
-    dtype: Any
+    path: str
+    format: str | None = None
+    member: str | None = None
+    level: int | str | None = None
 
-    def __getitem__(self, key: Any) -> np.ndarray: ...
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form for the prediction's attributes."""
+        return asdict(self)
+
+    @classmethod
+    def of(cls, value: SourceSpec | str | os.PathLike[str] | dict[str, Any]) -> SourceSpec:
+        """A spec from itself, a bare path, or its dict form."""
+        if isinstance(value, SourceSpec):
+            return value
+        if isinstance(value, dict):
+            return cls(**value)
+        return cls(path=str(value))
+
+
+def open_source(spec: SourceSpec | str | os.PathLike[str] | dict[str, Any]) -> Volume:
+    """The (z, y, x) volume a prediction reads, through the reader of its format (read in place)."""
+    source = SourceSpec.of(spec)
+    return open_input(source.path, format=source.format, member=source.member, level=source.level)
 
 
 def chunk_shape(source: Any) -> tuple[int, int, int]:
@@ -46,83 +68,10 @@ def chunk_shape(source: Any) -> tuple[int, int, int]:
     return tuple(int(c) for c in chunks)  # type: ignore[return-value]
 
 
-def stored_chunks(source: Any, z_range: range | None = None) -> set[tuple[int, int, int]] | None:
+def stored_chunks(source: Any, z_range: tuple[int, int] | None = None) -> set[tuple[int, int, int]] | None:
     """Grid coordinates of the chunks `source` holds (None where it cannot tell: then all count)."""
     method = getattr(source, "stored_chunks", None)
-    if method is not None:
-        return method(z_range)
-    return _zarr_stored_chunks(source, z_range)
-
-
-def _zarr_stored_chunks(array: Any, z_range: range | None) -> set[tuple[int, int, int]] | None:
-    """Stored chunks of a local zarr array, by listing its chunk keys (a directory walk, no stat per slot)."""
-    store = getattr(array, "store", None)
-    root = getattr(store, "root", None)
-    if root is None or getattr(array, "ndim", 0) != 3:
-        return None
-    folder = Path(root) / array.path
-    metadata = array.metadata
-    if metadata.zarr_format == 3:
-        encoding = metadata.chunk_key_encoding
-        separator = getattr(encoding, "separator", "/")
-        prefix = "c" if getattr(encoding, "name", "default") == "default" else ""
-        grid = tuple(array.shards or array.chunks)
-    else:
-        separator = metadata.dimension_separator or "."
-        prefix = ""
-        grid = tuple(array.chunks)
-    base = folder / prefix if prefix else folder
-    found: set[tuple[int, int, int]] = set()
-    if separator == "/":
-        zs = _numbers(base) if z_range is None else [z for z in z_range if (base / str(z)).is_dir()]
-        for z in zs:
-            for y in _numbers(base / str(z)):
-                for x in _numbers(base / str(z) / str(y), files=True):
-                    found.add((z, y, x))
-    else:
-        with _scandir(base) as entries:
-            for entry in entries:
-                parts = entry.name.split(separator)
-                if len(parts) == 3 and all(p.isdigit() for p in parts):
-                    key = tuple(int(p) for p in parts)
-                    if z_range is None or key[0] in z_range:
-                        found.add(key)  # type: ignore[arg-type]
-    if grid != tuple(array.chunks):  # sharded: a stored shard stands for each of its chunks
-        ratio = [s // c for s, c in zip(grid, array.chunks, strict=True)]
-        found = {
-            (z * ratio[0] + dz, y * ratio[1] + dy, x * ratio[2] + dx)
-            for z, y, x in found
-            for dz in range(ratio[0])
-            for dy in range(ratio[1])
-            for dx in range(ratio[2])
-        }
-    return found
-
-
-def _scandir(folder: Path) -> Any:
-    import os
-
-    try:
-        return os.scandir(folder)
-    except FileNotFoundError:
-        return _Empty()
-
-
-class _Empty:
-    def __enter__(self) -> list[Any]:
-        return []
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _numbers(folder: Path, *, files: bool = False) -> list[int]:
-    with _scandir(folder) as entries:
-        return [
-            int(entry.name)
-            for entry in entries
-            if entry.name.isdigit() and (entry.is_file() if files else entry.is_dir())
-        ]
+    return None if method is None else method(z_range)
 
 
 def volume_statistics(source: Any, name: str, *, sample: int = SAMPLE_CHUNKS) -> dict[str, Any]:
@@ -164,12 +113,14 @@ def volume_statistics(source: Any, name: str, *, sample: int = SAMPLE_CHUNKS) ->
     }
 
 
-def normalization_of(source_path: str | Path, source: Any, name: str) -> dict[str, Any]:
+def normalization_of(spec: SourceSpec, source: Any) -> dict[str, Any]:
     """The statistics a volume is normalised with: an import's whole-volume ones, else a sampled pass."""
     try:
-        mean, std = omezarr.normalization(source_path)
+        if spec.member is not None or spec.level is not None:
+            raise InputError("a member or level of a store: not a unetflow import")
+        mean, std = omezarr.normalization(spec.path)
     except InputError:
-        return volume_statistics(source, name)
+        return volume_statistics(source, spec.path)
     return {"policy": NORMALIZATION_POLICY, "mean": mean, "std": std, "chunks_sampled": "all (at import)"}
 
 
@@ -183,10 +134,7 @@ def nonempty_blocks(
     chunks = chunk_shape(source)
     if not z_layers:
         return {}
-    z_span = range(
-        z_layers[0] // chunks[0],
-        (max(grid.region(grid.index(n))[0].stop for n in numbers) - 1) // chunks[0] + 1,
-    )
+    z_span = (z_layers[0], max(grid.region(grid.index(n))[0].stop for n in numbers))
     stored = stored_chunks(source, z_span)
     if stored is None:
         return None
@@ -204,10 +152,3 @@ def nonempty_blocks(
                 ):
                     touched.add((z, by * block_chunk[1], bx * block_chunk[2]))
     return {n: [start for start in grid.chunks_of(grid.index(n)) if start in touched] for n in numbers}
-
-
-def open_source(path: str | Path) -> Any:
-    """The (z, y, x) volume at `path`: an OME-Zarr image (its level 0) or a plain Zarr array."""
-    from unetflow.predict.tiles import as_stack
-
-    return as_stack(omezarr.open_image(path))

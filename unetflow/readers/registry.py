@@ -75,6 +75,15 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     )
 
 
+def format_from_suffix(path: str | os.PathLike[str]) -> str | None:
+    """The format a path's suffix names (for a file not there yet, such as a pending download), or None."""
+    suffix = Path(path).suffix.lower()
+    for reader in READERS:
+        if suffix and suffix in reader.suffixes:
+            return reader.name
+    return None
+
+
 def open_input(
     path: str | os.PathLike[str],
     *,

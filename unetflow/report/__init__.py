@@ -9,6 +9,7 @@ opens offline, can be mailed and archived as one file.
 """
 
 from unetflow.report.build import build_report
+from unetflow.report.datasets import build_prediction_report
 from unetflow.report.figures import smooth
 from unetflow.report.formatting import format_seconds, format_value, slice_ranges
 from unetflow.report.inputs import read_csv_rows
@@ -18,6 +19,7 @@ from unetflow.report.sections import PAPER_TABLE1, paper_values
 __all__ = [
     "PAPER_TABLE1",
     "benchmark_times",
+    "build_prediction_report",
     "build_report",
     "config_yaml",
     "format_seconds",

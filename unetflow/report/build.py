@@ -10,6 +10,7 @@ from typing import Any
 
 from unetflow.atomic import atomic_path
 from unetflow.report import sections
+from unetflow.report.datasets import datasets_section
 from unetflow.report.figures import model_colour
 from unetflow.report.inputs import check_inputs, load_run
 from unetflow.report.provenance import collect_provenance
@@ -31,12 +32,15 @@ def build_report(
     config: Mapping[str, Any],
     benchmarks: str | os.PathLike[str],
     project: str | os.PathLike[str] | None = None,
+    datasets: Sequence[tuple[str, str, str, str, str]] = (),
 ) -> None:
     """Write the self-contained HTML report `output` (results/report/index.html) atomically.
 
     One entry per model in `metrics`, `slices`, `step_logs`, `val_logs` and `predictions` (its prediction
     of the split volume); `benchmarks` is the folder of Snakemake's benchmark files, `project` the folder
-    whose git commit the provenance names (default: the current folder). Missing inputs raise
+    whose git commit the provenance names (default: the current folder); `datasets` lists every
+    prediction as (model, volume, source read, prediction, its summary) for the section on predicted
+    volumes. Missing inputs raise
     FileNotFoundError naming the file before anything is drawn.
     """
     per_model = {
@@ -55,6 +59,7 @@ def build_report(
         sections.data_section(inputs, config),
         sections.results_section(runs, inputs, config),
         sections.predictions_section(runs, inputs, config),
+        *([datasets_section(datasets)] if datasets else []),
         sections.slices_section(runs),
         sections.weights_section(inputs, config),
         sections.training_section(runs),

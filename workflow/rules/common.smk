@@ -1,7 +1,7 @@
 # Helper functions of the rules: the checked config and file names. The logic lives in the unetflow package.
 from unetflow.config import load_config, merge_config
 from unetflow.layout import ABLATION_MODEL, MAIN_MODEL, PRETRAINED_MODEL, RESULTS
-from unetflow.preflight import check_data, invalidate_incomplete_groups, shape_of
+from unetflow.preflight import check_data, invalidate_incomplete_groups, read_in_place, shape_of
 from unetflow.predict.plan import groups_for, planned_groups
 
 ENV = "../../envs/unetflow.yaml"
@@ -98,19 +98,38 @@ def split_volume():
     return SETTINGS.split.volume
 
 
-def read_in_place(volume):
-    """Whether a volume is predicted where it lies (a chunked source no training step imports)."""
+def prediction_source(volume):
+    """The volume a prediction reads: the source itself when chunked (Zarr, N5, HDF5), else its import."""
     entry = SETTINGS.volumes[volume]
-    if entry.raw is None or entry.labelled or entry.raw.path is None:
-        return False
-    return entry.raw.format in ("zarr", "ome-zarr") or entry.raw.path.rstrip("/").endswith(".zarr")
+    if read_in_place(entry):
+        return source_file(volume, "raw")
+    return RESULTS.data(volume)
+
+
+def source_options_of(volume):
+    """Format, member and level of a volume read in place (none for an import)."""
+    entry = SETTINGS.volumes[volume]
+    if not read_in_place(entry):
+        return {}
+    return {"format": entry.raw.format, "member": entry.raw.member, "level": entry.raw.level}
+
+
+def stated_voxel_size(wildcards):
+    """The config's voxel size of a volume read in place, where it states one (else its metadata's)."""
+    entry = SETTINGS.volumes[wildcards.volume]
+    if not read_in_place(entry) or entry.voxel_size == [1.0, 1.0, 1.0]:
+        return None
+    return entry.voxel_size
+
+
+def source_options(wildcards):
+    """The prediction jobs' source options (see source_options_of)."""
+    return source_options_of(wildcards.volume)
 
 
 def prediction_input(wildcards):
-    """The volume a prediction reads: the source itself when chunked, else its import."""
-    if read_in_place(wildcards.volume):
-        return SETTINGS.volumes[wildcards.volume].raw.path
-    return RESULTS.data(wildcards.volume)
+    """The input of a volume's prediction jobs (see prediction_source)."""
+    return prediction_source(wildcards.volume)
 
 
 def known_shape(volume):
@@ -118,7 +137,7 @@ def known_shape(volume):
     entry = SETTINGS.volumes[volume]
     if entry.synthetic is not None:
         return tuple(entry.synthetic.shape)
-    return shape_of(prediction_input(type("W", (), {"volume": volume})()))
+    return shape_of(prediction_source(volume), **source_options_of(volume))
 
 
 def groups(model, volume):
@@ -170,16 +189,30 @@ def labelled_volumes():
     return [name for name, entry in SETTINGS.volumes.items() if entry.labelled]
 
 
+def dataset_rows():
+    """Every prediction as (model, volume, source read, prediction, summary), for the report."""
+    return [
+        [
+            model,
+            volume,
+            prediction_source(volume),
+            RESULTS.prediction(model, volume),
+            RESULTS.prediction_summary(model, volume),
+        ]
+        for model in models()
+        for volume in volumes()
+    ]
+
+
 def final_outputs():
-    """What `rule all` asks for: every prediction, the metrics where there are labels, and the report."""
+    """The targets of the whole run: every prediction, the metrics where there are labels, the report."""
     outputs = [
         RESULTS.prediction_summary(model, volume) for model in models() for volume in volumes()
     ]
     if labelled_volumes():
         outputs.append(RESULTS.metrics_summary())
-    if trained_models():
-        outputs.append(RESULTS.report())
-        outputs += [RESULTS.bioimageio_package(model) for model in trained_models()]
+    outputs.append(RESULTS.report())
+    outputs += [RESULTS.bioimageio_package(model) for model in trained_models()]
     return outputs
 
 

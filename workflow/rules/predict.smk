@@ -23,6 +23,8 @@ rule predict_init:
     params:
         options=config["predict"],
         groups=lambda wildcards: groups(wildcards.model, wildcards.volume),
+        source=source_options,
+        voxel_size=stated_voxel_size,
     threads: 1
     resources:
         mem_mb=2000,
@@ -47,6 +49,7 @@ rule predict:
     params:
         options=config["predict"],
         dask_logs=RESULTS.dask_logs("{model}", "{volume}", "{group}"),
+        source=source_options,
     threads: predict_threads()
     resources:
         mem_mb=predict_memory_mb,

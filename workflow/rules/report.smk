@@ -33,6 +33,7 @@ rule report:
         config=config,
         benchmarks=RESULTS.benchmarks(),
         project=workflow.basedir,
+        datasets=dataset_rows(),
     threads: 1
     resources:
         mem_mb=2000,

@@ -12,4 +12,5 @@ run_predict(
     group=int(snakemake.wildcards.group),
     threads=snakemake.threads,
     log_directory=snakemake.params.dask_logs,
+    source=snakemake.params.source,
 )

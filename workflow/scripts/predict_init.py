@@ -11,4 +11,6 @@ run_predict_init(
     stats=snakemake.output.stats,
     options=snakemake.params.options,
     groups=snakemake.params.groups,
+    source=snakemake.params.source,
+    voxel_size=snakemake.params.voxel_size,
 )

@@ -18,4 +18,5 @@ run_report(
     config=snakemake.params.config,
     benchmarks=snakemake.params.benchmarks,
     project=snakemake.params.project,
+    datasets=snakemake.params.datasets,
 )
