@@ -6,7 +6,7 @@
       `workers` concurrent streams of one thread each), for the net as given and for the channels-last copy
       that `predict_volume` runs on the CPU; the best of the four is the baseline;
     - `predict_volume` end to end: Zarr read -> normalise -> tiles -> net -> probability and segmentation
-      Zarr writes -> completion markers, into a fresh target each repeat.
+      Zarr writes (whole shards) -> completion journal, into a fresh target each repeat.
     Wall-clock throughput depends on how much of the 2 cores other processes leave us, so the CPU time of
     this process (all threads) per voxel is reported too: their ratio is the pipeline's own overhead.
     Baseline voxels are counted as the net's whole output per tile (plan.output ** 2, a little more than the
@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from unetflow import omezarr
+from unetflow.config import PredictConfig
 from unetflow.geometry import TilePlan, plan_tiles
 from unetflow.model import UNet, UNetConfig
 from unetflow.predict import inference_model, predict_volume
@@ -100,8 +101,9 @@ def predict_seconds(
     """Wall and CPU time of one end-to-end `predict_volume` into a fresh `target` (block None: default)."""
     shutil.rmtree(target, ignore_errors=True)
     start, cpu = time.perf_counter(), cpu_seconds()
+    options = PredictConfig(device="cpu", workers=workers)
     predict_volume(
-        model, source, str(target), stride=stride, device="cpu", workers=workers, block=block, progress=False
+        model, source, str(target), options=options, stride=stride, block=block, show_progress=False
     )
     return time.perf_counter() - start, cpu_seconds() - cpu
 
@@ -209,6 +211,7 @@ def throughput(args: argparse.Namespace, work: Path) -> list[tuple[str, str]]:
 CHILD = """
 import json, resource, sys, time
 import torch
+from unetflow.config import PredictConfig
 from unetflow.model import UNet, UNetConfig
 from unetflow.predict import predict_volume
 depth, channels, stride, workers, source, target = sys.argv[1:7]
@@ -216,9 +219,8 @@ torch.manual_seed(0)
 model = UNet(UNetConfig(depth=int(depth), base_channels=int(channels))).eval()
 start, usage = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
 if source != "-":
-    predict_volume(
-        model, source, target, stride=int(stride), device="cpu", workers=int(workers), progress=False
-    )
+    options = PredictConfig(device="cpu", workers=int(workers))
+    predict_volume(model, source, target, options=options, stride=int(stride), show_progress=False)
 seconds = time.perf_counter() - start
 end = resource.getrusage(resource.RUSAGE_SELF)
 cpu = end.ru_utime + end.ru_stime - usage.ru_utime - usage.ru_stime

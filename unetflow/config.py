@@ -391,6 +391,8 @@ class PredictConfig(Section):
     """Independent jobs splitting each volume's shards (one GPU job each on SLURM); auto: one per group_gb."""
     group_gb: Annotated[float, Field(gt=0)] = 64.0
     """With block_groups auto: GB of output (probability + segmentation) per job."""
+    shard_gb: Annotated[float, Field(gt=0)] = 1.0
+    """GiB of probability per output shard (NGFF 0.5): larger means fewer files, two in memory per job."""
     workers: Annotated[int, Field(ge=1)] = 2
     """Blocks in flight per job (GPU: one's I/O overlaps another's net; CPU: they share the threads)."""
     scheduler: Literal["threads", "distributed"] = "threads"

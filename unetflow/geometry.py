@@ -264,19 +264,17 @@ def shard_shape(
     target_bytes: int,
     min_shards: int = 1,
 ) -> tuple[int, int, int]:
-    """A shard of whole chunks holding about `target_bytes`: square in-plane first, then deeper in z.
+    """A shard of whole chunks holding at most about `target_bytes`: in-plane first, then deeper in z.
 
-    Never larger than the volume (rounded up to whole chunks), one chunk at least, and small enough that
-    the volume has `min_shards` shards where its chunks allow (each block group needs shards of its own).
+    In-plane, the fewest shards per axis whose side fits the target, of balanced sizes (a 20-chunk axis
+    splits 10 + 10, not 16 + 4), then as many slices as still fit. Never larger than the volume (rounded up
+    to whole chunks), one chunk at least, and small enough that the volume has `min_shards` shards where
+    its chunks allow (each block group needs shards of its own).
     """
-    nz, ny, nx = shape
-    cz, cy, cx = chunk
-    counts = -(-nz // cz), -(-ny // cy), -(-nx // cx)
-    per_chunk = cz * cy * cx * itemsize
-    side = 1
-    while (side < counts[1] or side < counts[2]) and (2 * side) ** 2 * per_chunk <= target_bytes:
-        side *= 2
-    sy, sx = min(side, counts[1]), min(side, counts[2])
+    counts = tuple(-(-n // c) for n, c in zip(shape, chunk, strict=True))
+    per_chunk = chunk[0] * chunk[1] * chunk[2] * itemsize
+    widest = max(1, math.isqrt(max(1, target_bytes // per_chunk)))
+    sy, sx = (-(-n // -(-n // widest)) for n in counts[1:])
     depth = max(1, min(counts[0], target_bytes // (sy * sx * per_chunk)))
     wanted = min(min_shards, counts[0] * counts[1] * counts[2])
 
@@ -287,7 +285,7 @@ def shard_shape(
         depth = max(1, depth // 2)
     while total(depth, sy, sx) < wanted and max(sy, sx) > 1:
         sy, sx = max(1, sy // 2), max(1, sx // 2)
-    return depth * cz, sy * cy, sx * cx
+    return depth * chunk[0], sy * chunk[1], sx * chunk[2]
 
 
 @dataclass(frozen=True)
@@ -354,17 +352,6 @@ class ShardGrid:
     def total_chunks(self) -> int:
         """How many chunks (blocks) the whole output holds."""
         return math.prod(-(-n // c) for n, c in zip(self.shape, self.chunk, strict=True))
-
-    def coarser(self, level: int) -> ShardGrid:
-        """The grid of pyramid level `level`: 2**level times fewer pixels in y and x, the same chunk and shard
-        shape where the level is large enough (clipped to whole chunks covering the level where it is not)."""
-        if level == 0:
-            return self
-        nz, ny, nx = self.shape
-        shape = (nz, max(1, -(-ny // 2**level)), max(1, -(-nx // 2**level)))
-        chunk = tuple(min(c, n) for c, n in zip(self.chunk, shape, strict=True))
-        shard = tuple(min(s, -(-n // c) * c) for c, s, n in zip(chunk, self.shard, shape, strict=True))
-        return ShardGrid(shape, chunk, shard)  # type: ignore[arg-type]
 
     def chunks_in(self, region: tuple[slice, slice, slice]) -> list[tuple[int, int, int]]:
         """Start voxels of the chunks that overlap `region`."""

@@ -77,7 +77,7 @@ def build_pyramid(target: str | Path, levels: int, *, show_progress: bool = True
     levels = pyramid_levels(plan.shape, levels)
     if levels == 1:
         return 1
-    grids = [plan.grid.coarser(level) for level in range(levels)]
+    grids = [plan.level_grid(level) for level in range(levels)]
     journal_file = progress.journal_folder(target) / f"{PYRAMID}-{_digest(target, plan)}.tsv"
     for stale in progress.journal_folder(target).glob(f"{PYRAMID}-*.tsv"):
         if stale != journal_file:

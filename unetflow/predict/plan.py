@@ -44,6 +44,7 @@ class PredictionPlan:
     groups: int
     ngff: str
     dtype: str
+    shard_bytes: int = SHARD_TARGET_BYTES
 
     @property
     def tiles(self) -> TilePlan:
@@ -61,6 +62,21 @@ class PredictionPlan:
     def grid(self) -> ShardGrid:
         """The chunk and shard grid of the output."""
         return ShardGrid(self.shape, self.chunk, self.shard)
+
+    def level_grid(self, level: int) -> ShardGrid:
+        """The grid of pyramid level `level` (2**level coarser in y and x): the same chunks, clipped to the
+        level, and shards chosen for the level's size as for level 0 (so every level has files of about
+        `shard_bytes`, and the file count per GB stays that of level 0)."""
+        if level == 0:
+            return self.grid
+        nz, ny, nx = self.shape
+        shape = (nz, max(1, -(-ny // 2**level)), max(1, -(-nx // 2**level)))
+        chunk = tuple(min(c, n) for c, n in zip(self.chunk, shape, strict=True))
+        if not self.sharded:
+            return ShardGrid(shape, chunk, chunk)  # type: ignore[arg-type]
+        itemsize = np.dtype(self.dtype).itemsize
+        shard = shard_shape(shape, chunk, itemsize=itemsize, target_bytes=self.shard_bytes)  # type: ignore[arg-type]
+        return ShardGrid(shape, chunk, shard)  # type: ignore[arg-type]
 
     @property
     def sharded(self) -> bool:
@@ -90,6 +106,7 @@ class PredictionPlan:
             groups=int(values["groups"]),
             ngff=str(values["ngff"]),
             dtype=str(values["dtype"]),
+            shard_bytes=int(values.get("shard_bytes", SHARD_TARGET_BYTES)),
         )
 
 
@@ -129,6 +146,7 @@ def make_plan(
         groups=groups,
         ngff=ngff,
         dtype=dtype,
+        shard_bytes=shard_bytes,
     )
 
 

@@ -118,8 +118,8 @@ def complete(
     done = set()
     for number in numbers:
         entry = entries.get((level, number))
-        if entry is not None and files.sizes(index_of(number)) == entry.sizes:
-            done.add(number)
+        if entry is not None and (not any(entry.sizes) or files.sizes(index_of(number)) == entry.sizes):
+            done.add(number)  # a shard without data has no file to check
     return done
 
 

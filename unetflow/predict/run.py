@@ -88,6 +88,7 @@ def init_prediction(
         ngff=options.ngff,
         dtype=options.dtype,
         block=block,
+        shard_bytes=int(options.shard_gb * 2**30),
     )
     normalization = sources.normalization_of(spec, volume)
     target_path = Path(target)
