@@ -1,15 +1,21 @@
-"""Helpers shared by test modules: a copy of the workflow to run in, and a local HTTP server."""
+"""Helpers shared by test modules: a copy of the workflow to run in, a local HTTP server, an N5 writer."""
 
 from __future__ import annotations
 
 import collections
 import contextlib
 import functools
+import gzip
 import http.server
+import itertools
+import json
 import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,3 +62,39 @@ def serve_folder(
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def write_n5(
+    path: Path,
+    data: np.ndarray,
+    block: tuple[int, int, int],
+    *,
+    compression: str = "gzip",
+    only: set[tuple[int, int, int]] | None = None,
+    attributes: dict[str, Any] | None = None,
+) -> Path:
+    """An N5 dataset written by the spec, independently of the reader: axes reversed (x, y, z),
+    blocks `<x>/<y>/<z>` with a big-endian header (mode 0, rank, block size), big-endian data, edge
+    blocks cropped."""
+    path.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "dimensions": list(data.shape[::-1]),
+        "blockSize": list(block[::-1]),
+        "dataType": data.dtype.name,
+        "compression": {"type": compression},
+        **(attributes or {}),
+    }
+    (path / "attributes.json").write_text(json.dumps(meta))
+    for corner in itertools.product(*(range(0, s, b) for s, b in zip(data.shape, block, strict=True))):
+        grid = tuple(c // b for c, b in zip(corner, block, strict=True))
+        if only is not None and grid not in only:
+            continue
+        part = data[tuple(slice(c, c + b) for c, b in zip(corner, block, strict=True))]
+        header = np.array([0, part.ndim], ">u2").tobytes() + np.array(part.shape[::-1], ">u4").tobytes()
+        payload = part.astype(part.dtype.newbyteorder(">")).tobytes()
+        folder = path.joinpath(*(str(g) for g in grid[::-1][:-1]))
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / str(grid[0])).write_bytes(
+            header + (gzip.compress(payload) if compression == "gzip" else payload)
+        )
+    return path

@@ -220,6 +220,44 @@ def test_regions_without_data_are_not_predicted(model: UNet, tmp_path: Path) -> 
     assert finalize_prediction(target, pyramid=2, show_progress=False)["blocks_empty"] == 46
 
 
+@pytest.mark.parametrize("kind", ["hdf5", "n5", "sparse-n5"])
+def test_containers_are_predicted_in_place(model: UNet, tmp_path: Path, kind: str) -> None:
+    """An HDF5 dataset (uint16) and N5 datasets (float32, one with blocks never written) as inputs."""
+    import h5py
+    from helpers import write_n5
+
+    from unetflow.predict.sources import SourceSpec
+
+    rng = np.random.default_rng(9)
+    if kind == "hdf5":
+        volume = rng.integers(0, 60000, size=(2, 70, 50)).astype(np.uint16)
+        path = tmp_path / "stack.h5"
+        with h5py.File(path, "w") as h5:
+            h5.create_dataset("em/raw", data=volume, chunks=(1, 32, 32), compression="gzip")
+        spec = SourceSpec(path=str(path), member="em/raw")
+    else:
+        volume = rng.normal(100.0, 20.0, size=(2, 70, 50)).astype(np.float32)
+        only = {(1, 0, 0), (1, 1, 1)} if kind == "sparse-n5" else None
+        write_n5(tmp_path / "c.n5" / "raw", volume, (1, 32, 32), only=only)
+        (tmp_path / "c.n5" / "attributes.json").write_text(json.dumps({"n5": "4.0.0"}))
+        spec = SourceSpec(path=str(tmp_path / "c.n5"), member="raw")
+        if only is not None:
+            volume = np.zeros_like(volume)
+            volume[1, :32, :32], volume[1, 32:64, 32:50] = 1, 1  # which pixels hold data
+    target = str(tmp_path / "pred.zarr")
+    counts = predict_volume(model, spec, target, options=CPU, stride=16, block=32, show_progress=False)
+    out = omezarr.open_image(target)[:]
+    stats = omezarr.read_attrs(target)["normalization"]
+    if kind == "sparse-n5":
+        assert counts["computed"] == 2 and counts["empty"] == 10
+        assert np.all(out[0] == 0) and np.all(out[1, :32, :32] > 0) and np.all(out[1, :32, 32:] == 0)
+        return
+    assert stats["chunks_sampled"] == stats["chunks_stored"] == 12 and counts["computed"] == 12
+    expected = reference(model, volume, stats["mean"], stats["std"])
+    np.testing.assert_allclose(out, expected, atol=1e-5, rtol=0)
+    assert omezarr.read_attrs(target)["source"] == spec.to_dict()
+
+
 def test_the_pyramid_opens_in_ome_zarr_py_at_every_level(model: UNet, tmp_path: Path) -> None:
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Label, Reader

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import itertools
 import json
 import pickle
 import warnings
@@ -17,6 +15,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+from helpers import write_n5
 from ome_zarr.format import FormatV04, FormatV05
 
 from unetflow import readers
@@ -41,42 +40,6 @@ def volume_of(dtype: str, shape: tuple[int, ...] = SHAPE) -> np.ndarray:
     if dtype == "float32":
         return (values / 7.0 - 300.5).astype(np.float32)
     return (values % np.iinfo(dtype).max).astype(dtype)
-
-
-def write_n5(
-    path: Path,
-    data: np.ndarray,
-    block: tuple[int, int, int],
-    *,
-    compression: str = "gzip",
-    only: set[tuple[int, int, int]] | None = None,
-    attributes: dict[str, Any] | None = None,
-) -> Path:
-    """An N5 dataset written by the spec, independently of the reader: axes reversed (x, y, z),
-    blocks `<x>/<y>/<z>` with a big-endian header (mode 0, rank, block size), big-endian data, edge
-    blocks cropped."""
-    path.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "dimensions": list(data.shape[::-1]),
-        "blockSize": list(block[::-1]),
-        "dataType": data.dtype.name,
-        "compression": {"type": compression},
-        **(attributes or {}),
-    }
-    (path / "attributes.json").write_text(json.dumps(meta))
-    for corner in itertools.product(*(range(0, s, b) for s, b in zip(data.shape, block, strict=True))):
-        grid = tuple(c // b for c, b in zip(corner, block, strict=True))
-        if only is not None and grid not in only:
-            continue
-        part = data[tuple(slice(c, c + b) for c, b in zip(corner, block, strict=True))]
-        header = np.array([0, part.ndim], ">u2").tobytes() + np.array(part.shape[::-1], ">u4").tobytes()
-        payload = part.astype(part.dtype.newbyteorder(">")).tobytes()
-        folder = path.joinpath(*(str(g) for g in grid[::-1][:-1]))
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / str(grid[0])).write_bytes(
-            header + (gzip.compress(payload) if compression == "gzip" else payload)
-        )
-    return path
 
 
 def zarr_writer(**options: Any) -> Callable[[Path, np.ndarray], tuple[Path, dict[str, Any]]]:
