@@ -424,6 +424,24 @@ class EvaluateConfig(Section):
     """Compute the warping error (Jain et al. 2010)."""
 
 
+class ExportConfig(Section):
+    """What a trained model's bioimage.io package says of itself (rule export; `unetflow export` options)."""
+
+    KEY: ClassVar[str] = "export"
+    name: str | None = None
+    """The model's name in the package (null: from its depth and width)."""
+    description: str | None = None
+    """A sentence on what the model does (null: what the net is and outputs)."""
+    license: Annotated[str, Field(pattern=r"^[A-Za-z0-9.+-]+$")] = "MIT"
+    """SPDX licence of the package (MIT: unetflow's, whose model source the package contains)."""
+    authors: list[Annotated[str, Field(min_length=1)]] = []
+    """The model's authors (empty: the login name of whoever runs the export)."""
+    training_data_license: Annotated[str, Field(pattern=r"^[A-Za-z0-9.+-]+$")] | None = None
+    """SPDX licence of the training data (null: not stated in the package)."""
+    test: bool = True
+    """Run bioimageio.core's test_model on each package before it is written."""
+
+
 DEFAULT_VOLUMES = {"synthetic": VolumeConfig(synthetic=SyntheticConfig(), voxel_size=[50.0, 4.0, 4.0])}
 DEFAULT_SPLIT = SplitConfig(volume="synthetic", train="0-9", val="10-11", test="12-15")
 
@@ -445,6 +463,8 @@ class Config(Section):
     """Overlap-tile prediction of every volume."""
     evaluate: EvaluateConfig = EvaluateConfig()
     """Metrics on the test slices."""
+    export: ExportConfig = ExportConfig()
+    """The bioimage.io package written for every trained model."""
     ablation: bool = False
     """Also train and evaluate a model with class-balancing weights only (what the border term buys)."""
     pretrained: ModelSourceConfig | None = None

@@ -26,6 +26,7 @@ from unetflow import omezarr
 from unetflow.atomic import atomic_path, protect_inputs
 from unetflow.config import (
     EvaluateConfig,
+    ExportConfig,
     ModelConfig,
     PredictConfig,
     SplitConfig,
@@ -328,6 +329,7 @@ def run_export(
     split: SplitConfig | Mapping[str, Any],
     volume: VolumeConfig | Mapping[str, Any],
     metrics: str | None = None,
+    options: ExportConfig | Mapping[str, Any] | None = None,
 ) -> None:
     """Write a trained model as a bioimage.io package; its test input comes from the first test slice."""
     from unetflow.bioimageio import describe_training_data, export_model
@@ -335,6 +337,7 @@ def run_export(
     setup_logging()
     split_section = SplitConfig.from_dict(split)
     volume_section = VolumeConfig.from_dict(volume)
+    section = ExportConfig.from_dict(options)
     with protect_inputs([model, data, metrics], outputs=[output]):
         image = omezarr.open_image(data)
         slices = image.shape[0] if image.ndim == 3 else 1
@@ -344,9 +347,17 @@ def run_export(
             image=data,
             image_slice=select_slices(split_section.test, slices, what="split.test")[0],
             metrics=metrics,
+            name=section.name,
+            description=section.description,
+            license=section.license,
+            authors=section.authors or None,
             training_data=describe_training_data(
-                split_section.volume, volume_section.dump(), split_section.train
+                split_section.volume,
+                volume_section.model_dump(mode="json", exclude_none=True),
+                split_section.train,
             ),
+            training_data_license=section.training_data_license,
+            test=section.test,
         )
 
 

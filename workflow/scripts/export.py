@@ -11,4 +11,5 @@ run_export(
     split=snakemake.params.split,
     volume=snakemake.params.volume,
     metrics=snakemake.input.metrics,
+    options=snakemake.params.options,
 )
