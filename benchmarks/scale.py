@@ -307,6 +307,11 @@ def sparse_workflow(work: Path, *, written: int, slices: int) -> list[tuple[str,
                 touching.add((z, by, bx))
     consistent = incomplete_groups(target) == {}
     output_files = sum(1 for p in target.rglob("*") if p.is_file())
+    rules: dict[str, list[float]] = {}
+    for tsv in (run / "results" / "benchmarks").rglob("*.tsv"):
+        rule = tsv.relative_to(run / "results" / "benchmarks").parts[0]
+        rows = tsv.read_text().splitlines()
+        rules.setdefault(rule, []).append(float(rows[1].split("\t")[0]))
     print(f"## (d) sparse {slices} x {SIDE} x {SIDE} uint8 volume ({slices * SIDE * SIDE / 1e12:.2f} TB), ")
     print(f"{len(picks)} chunks with data, the whole predict-only workflow on {os.cpu_count()} cores\n")
     print(
@@ -317,6 +322,11 @@ def sparse_workflow(work: Path, *, written: int, slices: int) -> list[tuple[str,
         f"| {seconds:.0f} s | {summary['groups']} | {summary['blocks']:,} | {summary['blocks_computed']} | "
         f"{len(touching)} | {summary['levels']} | {output_files} |\n"
     )
+    print("| rule | jobs | seconds, all jobs | seconds per job |")
+    print("|---|---:|---:|---:|")
+    for rule, jobs in sorted(rules.items()):
+        print(f"| {rule} | {len(jobs)} | {sum(jobs):.0f} | {sum(jobs) / len(jobs):.1f} |")
+    print()
     return [
         (
             f"sparse {slices * SIDE * SIDE / 1e12:.2f} TB volume, whole predict-only workflow, s",

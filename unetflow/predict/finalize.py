@@ -28,6 +28,7 @@ from unetflow.logs import progress_bar
 from unetflow.predict import progress
 from unetflow.predict.plan import PredictionPlan, read_plan
 from unetflow.predict.run import INSTANCES, OUTPUT_COMPRESSION, SEGMENTATION, check_complete
+from unetflow.predict.store import Pieces, write_pieces
 from unetflow.predict.tiles import as_stack
 
 log = logging.getLogger(__name__)
@@ -50,12 +51,19 @@ def _digest(target: str | Path, plan: PredictionPlan) -> str:
 
 
 def _coarsen(values: np.ndarray, *, labels: bool) -> np.ndarray:
-    """2x downsampling in y and x: the mean of 2x2 pixels, or for labels the top-left one of each."""
+    """2x downsampling in y and x: the mean of 2x2 pixels (an odd edge repeats its last pixel), or for
+    labels the top-left one of each."""
     if labels:
         return values[:, ::2, ::2]
-    z, y, x = values.shape
-    padded = np.pad(values.astype(np.float32), ((0, 0), (0, y % 2), (0, x % 2)), mode="edge")
-    return padded.reshape(z, (y + 1) // 2, 2, (x + 1) // 2, 2).mean(axis=(2, 4))
+    y, x = values.shape[1:]
+    if y % 2 or x % 2:
+        values = np.pad(values, ((0, 0), (0, y % 2), (0, x % 2)), mode="edge")
+    total = values[:, 0::2, 0::2].astype(np.float32)
+    total += values[:, 1::2, 0::2]
+    total += values[:, 0::2, 1::2]
+    total += values[:, 1::2, 1::2]
+    total *= np.float32(0.25)
+    return total
 
 
 class _Level:
@@ -117,18 +125,17 @@ def _level_shard(
     if not any(any(entries.get((lower.level, n), empty).sizes) for n in lower.grid.shards_in(below)):
         return progress.Entry(shard=number, sizes=(0, 0), level=upper.level)
     for (source, labels), (destination, _) in zip(lower.arrays, upper.arrays, strict=True):
-        shape = tuple(r.stop - r.start for r in region)
-        buffer = np.zeros(shape, dtype=destination.dtype)
+        pieces: Pieces = {}
         for z, y, x in lower.grid.chunks_in(below):
             chunk = (
                 slice(z, min(z + lower.grid.chunk[0], lower.grid.shape[0])),
                 slice(y, min(y + lower.grid.chunk[1], lower.grid.shape[1])),
                 slice(x, min(x + lower.grid.chunk[2], lower.grid.shape[2])),
             )
-            coarse = _coarsen(_read_checked(source, chunk, lower), labels=labels)
-            z0, y0, x0 = z - region[0].start, y // 2 - region[1].start, x // 2 - region[2].start
-            buffer[z0 : z0 + coarse.shape[0], y0 : y0 + coarse.shape[1], x0 : x0 + coarse.shape[2]] = coarse
-        destination[region] = buffer
+            values = _read_checked(source, chunk, lower)
+            if values.any():  # no data (or all 0): nothing to write, the level reads 0 there
+                pieces[(z, y // 2, x // 2)] = _coarsen(values, labels=labels)
+        write_pieces(destination, region, pieces)
     return progress.Entry(shard=number, sizes=upper.files.sizes(index), level=upper.level)
 
 

@@ -40,6 +40,7 @@ from unetflow.logs import progress_bar
 from unetflow.model import UNet
 from unetflow.predict import progress, sources
 from unetflow.predict.plan import PLAN_KEY, PredictionPlan, make_plan, read_plan
+from unetflow.predict.store import write_pieces
 from unetflow.predict.tiles import Block, BlockPredictor, choose_stride, cpu_threads
 
 log = logging.getLogger(__name__)
@@ -221,21 +222,17 @@ class ShardWriter:
         return predictor(source, Block(*start))
 
     def write_shard(self, number: int, blocks: dict[tuple[int, int, int], np.ndarray]) -> progress.Entry:
-        """Write shard `number` whole from its predicted blocks (the rest stays fill value); its entry."""
+        """Write shard `number` from its predicted blocks (the rest stays fill value); its journal entry."""
         _, _, probability, segmentation, files = self.open()
         index = self.plan.grid.index(number)
         region = self.plan.grid.region(index)
         for array in range(len(files.arrays)):  # an incomplete earlier attempt: Zarr would read and merge it
             files.path(array, index).unlink(missing_ok=True)
-        if blocks:
-            shape = tuple(r.stop - r.start for r in region)
-            prob = np.zeros(shape, dtype=probability.dtype)
-            for (z, y, x), values in blocks.items():
-                z0, y0, x0 = z - region[0].start, y - region[1].start, x - region[2].start
-                prob[z0, y0 : y0 + values.shape[0], x0 : x0 + values.shape[1]] = values
-            seg = np.greater(prob, self.threshold).view(np.uint8)
-            probability[region] = prob
-            segmentation[region] = seg
+        write_pieces(probability, region, {start: values[None] for start, values in blocks.items()})
+        cut = {
+            start: np.greater(values, self.threshold).view(np.uint8)[None] for start, values in blocks.items()
+        }
+        write_pieces(segmentation, region, cut)
         return progress.Entry(shard=number, sizes=files.sizes(index))
 
     def __call__(self, number: int, starts: Sequence[tuple[int, int, int]]) -> progress.Entry:
