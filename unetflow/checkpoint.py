@@ -38,8 +38,10 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     try:
         state = torch.load(target, map_location=map_location, weights_only=True)
     except Exception as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0][:200]
         raise InputError(
-            f"checkpoint {target} cannot be read ({error}); delete it and train again"
+            f"checkpoint {target} cannot be read: it is not a complete PyTorch file (torch.load: {reason}). "
+            "A download or copy cut short, or another kind of file: fetch or copy it again, or train again"
         ) from error
     if not isinstance(state, dict) or "model_state_dict" not in state or "model_config" not in state:
         raise InputError(f"{target} is not a unetflow checkpoint (no model_state_dict/model_config)")

@@ -264,6 +264,11 @@ def predict_volume(
         raise InputError(f"predict scheduler {engine!r} is not one of {', '.join(SCHEDULERS)}")
     target_path = Path(target)
     if not (target_path / "0").exists():
+        if group is not None and not 0 <= group < groups:
+            raise InputError(
+                f"block group {group} of {groups} is out of range: use 0 <= group < {groups} (or no --group "
+                "for every group); nothing was written"
+            )
         init_prediction(
             source,
             target,
