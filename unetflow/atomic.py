@@ -94,13 +94,19 @@ def temporary_sibling(path: PathLike) -> Path:
     return target.with_name(f".{target.name}{TEMPORARY_MARK}{uuid.uuid4().hex[:8]}")
 
 
+def _temporary_of(candidate: str, name: str) -> bool:
+    """Whether `candidate` names a temporary sibling of `name`, or one of a temporary (`..<name>.tmp-a.tmp-b`:
+    an atomic write inside another, as an import writes its store)."""
+    dots = len(candidate) - len(candidate.lstrip("."))
+    return any(candidate[depth:].startswith(f"{name}{TEMPORARY_MARK}") for depth in range(1, dots + 1))
+
+
 def stale_temporaries(path: PathLike) -> list[Path]:
     """Temporary siblings of `path` left behind by a killed run (they are never completed later)."""
     target = Path(path)
     if not target.parent.is_dir():
         return []
-    prefix = f".{target.name}{TEMPORARY_MARK}"
-    return sorted(item for item in target.parent.iterdir() if item.name.startswith(prefix))
+    return sorted(item for item in target.parent.iterdir() if _temporary_of(item.name, target.name))
 
 
 def remove_stale_temporaries(path: PathLike) -> None:

@@ -89,33 +89,34 @@ def init_prediction(
     normalization = sources.normalization_of(source, volume, str(source))
     target_path = Path(target)
     remove(progress.journal_folder(target_path))  # journals of an earlier prediction at this path
-    omezarr.create_image(
-        target_path,
-        shape=plan.shape,
-        dtype=plan.dtype,
-        chunks=plan.chunk,
-        shards=plan.shard if plan.sharded else None,
-        ngff=plan.ngff,
-        voxel_size=_voxel_size(source),
-        attrs={
-            PLAN_KEY: plan.to_dict(),
-            "source": str(source),
-            "threshold": float(threshold),
-            "normalization": normalization,
-            "model": dict(provenance or {}),
-        },
-        overwrite=True,
-        compression_level=OUTPUT_COMPRESSION,
-    )
-    omezarr.create_labels(
-        target_path,
-        SEGMENTATION,
-        dtype="uint8",
-        chunks=plan.chunk,
-        shards=plan.shard if plan.sharded else None,
-        kind="binary",
-        compression_level=OUTPUT_COMPRESSION,
-    )
+    with atomic_path(target_path) as tmp:  # a kill leaves no store without its segmentation or plan
+        omezarr.create_image(
+            tmp,
+            shape=plan.shape,
+            dtype=plan.dtype,
+            chunks=plan.chunk,
+            shards=plan.shard if plan.sharded else None,
+            ngff=plan.ngff,
+            voxel_size=_voxel_size(source),
+            attrs={
+                PLAN_KEY: plan.to_dict(),
+                "source": str(source),
+                "threshold": float(threshold),
+                "normalization": normalization,
+                "model": dict(provenance or {}),
+            },
+            name=target_path.stem,
+            compression_level=OUTPUT_COMPRESSION,
+        )
+        omezarr.create_labels(
+            tmp,
+            SEGMENTATION,
+            dtype="uint8",
+            chunks=plan.chunk,
+            shards=plan.shard if plan.sharded else None,
+            kind="binary",
+            compression_level=OUTPUT_COMPRESSION,
+        )
     if stats is not None:
         with atomic_path(stats) as tmp:
             tmp.write_text(json.dumps({"source": str(source), **normalization}, indent=2) + "\n")
@@ -210,8 +211,7 @@ class ShardWriter:
         _, _, probability, segmentation, files = self.open()
         index = self.plan.grid.index(number)
         region = self.plan.grid.region(index)
-        for array in range(len(files.arrays)):  # an incomplete earlier attempt: Zarr would read and merge it
-            files.path(array, index).unlink(missing_ok=True)
+        files.clear(index)  # an incomplete earlier attempt: Zarr would read and merge it
         if blocks:
             shape = tuple(r.stop - r.start for r in region)
             prob = np.zeros(shape, dtype=probability.dtype)

@@ -1,0 +1,243 @@
+"""Faults (issue 12): a step killed with SIGKILL at chosen points, then run again, ends exactly as a run that
+was never interrupted and leaves no temporary file; a full disk is one message naming the path, and
+nothing half-written stays behind.
+
+A kill lands at a chosen point through a small wrapper around the CLI (as tests/test_train.py does): the
+environment variable UNETFLOW_PAUSE names a function and the call at which the process prints "paused" and
+sleeps (every later call sleeps too, so other threads stop as well), and the test SIGKILLs it there. The
+points: Zarr's writing of a file (`zarr.storage._local._put`: before the Nth file, or half of it written
+under Zarr's temporary name as a kill in the middle of a write leaves it), a training step, a checkpoint
+written but not renamed, the prediction between two shards, between a shard and its journal line, and
+between the arrays of a new prediction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from unetflow.checkpoint import load_checkpoint
+from unetflow.cli import main
+from unetflow.download import sha256_of
+from unetflow.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = {
+    "volumes": {"stack": {"synthetic": {"shape": [6, 64, 64], "seed": 5}}},
+    "split": {"volume": "stack", "train": "0-2", "val": "3", "test": "4-5"},
+    "model": {"depth": 1, "base_channels": 4},
+    "train": {
+        "steps": 6,
+        "tile": 20,
+        "checkpoint_every": 2,
+        "val_every": 2,
+        "device": "cpu",
+        "optimizer": "sgd",
+        "lr": 0.01,
+        "schedule": "constant",
+    },
+    "predict": {"device": "cpu", "block_groups": 3, "workers": 2},
+}
+STEPS = {
+    "import": ["import", "raw.tif", "data.zarr", "--labels", "labels.tif"],
+    "weights": ["weights", "data.zarr", "weights.zarr", "--config", "cfg.yaml"],
+    "train": [
+        "train",
+        "data.zarr",
+        "weights.zarr",
+        "model/model.pt",
+        "--config",
+        "cfg.yaml",
+        "--threads",
+        "1",
+    ],
+    "predict": ["predict", "model/model.pt", "data.zarr", "p.zarr", "--config", "cfg.yaml", "--threads", "1"],
+}
+"""Each long step as a user runs it, in the order of the chain."""
+OUTPUTS = {"import": ["data.zarr"], "weights": ["weights.zarr"], "train": ["model"], "predict": ["p.zarr"]}
+"""What each step writes (beside `p.progress`, the prediction's journals)."""
+PUT = "zarr.storage._local:_put"
+
+SCRIPT = r"""
+import importlib, os, sys, threading, time, uuid
+from unetflow.cli import main
+
+module, attribute, count, mode = os.environ["UNETFLOW_PAUSE"].split(":")
+owner = importlib.import_module(module)
+*parents, name = attribute.split(".")
+for parent in parents:
+    owner = getattr(owner, parent)
+original = getattr(owner, name)
+calls, lock = [], threading.Lock()
+
+def pause():
+    print("paused", flush=True)
+    time.sleep(600)
+
+def pausing(*args, **kwargs):
+    with lock:
+        calls.append(None)
+        reached = len(calls) >= int(count)
+    if reached and mode == "before":
+        pause()
+    if reached and mode == "partial":  # zarr's _put(path, buffer): half the file under Zarr's temporary name
+        path, buffer = args[0], bytes(args[1].as_buffer_like())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.with_suffix(f".{uuid.uuid4().hex}.partial").write_bytes(buffer[: len(buffer) // 2])
+        pause()
+    result = original(*args, **kwargs)
+    if reached and mode == "after":
+        pause()
+    return result
+
+setattr(owner, name, pausing)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def run(folder: Path, step: str) -> None:
+    """One step of the chain in this process, as the CLI runs it (it must succeed)."""
+    threads = torch.get_num_threads()
+    try:
+        with contextlib.chdir(folder), contextlib.redirect_stderr(io.StringIO()) as err:
+            assert main(["-q", *STEPS[step]]) == 0, err.getvalue()
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole chain, never interrupted."""
+    folder = tmp_path_factory.mktemp("reference")
+    (folder / "cfg.yaml").write_text(yaml.safe_dump(CONFIG))
+    shape = [str(size) for size in CONFIG["volumes"]["stack"]["synthetic"]["shape"]]
+    with contextlib.chdir(folder):
+        assert main(["-q", "synthesize", "raw.tif", "labels.tif", "--shape", *shape, "--seed", "5"]) == 0
+    for step in STEPS:
+        run(folder, step)
+    return folder
+
+
+def inputs_of(reference: Path, step: str, folder: Path) -> Path:
+    """A folder holding what `step` reads: the reference run's files, less this step's and later outputs."""
+    later = list(STEPS)[list(STEPS).index(step) :]
+    skip = {name for name in later for name in OUTPUTS[name]} | {"p.progress"}
+    shutil.copytree(reference, folder, ignore=lambda _, names: [n for n in names if n in skip])
+    return folder
+
+
+def kill_at(folder: Path, step: str, point: str) -> None:
+    """Run `step` in a fresh process that pauses at `point` ("module:function:call:mode"), then SIGKILL it."""
+    log = folder.parent / "victim.log"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "UNETFLOW_PAUSE": point}
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, *STEPS[step]], cwd=folder, env=env, stdout=output, stderr=output
+        )
+    try:
+        deadline = time.monotonic() + 240
+        while "paused" not in log.read_text():
+            assert process.poll() is None, f"{step} ended before {point}:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"{step} did not reach {point}"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def files(folder: Path) -> dict[str, str]:
+    """The sha256 of every file under `folder`, by relative path."""
+    return {str(p.relative_to(folder)): sha256_of(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary files or folders of unetflow (`.<name>.tmp-*`) or Zarr (`*.partial`) under `folder`."""
+    return sorted(
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if ".tmp-" in p.name or p.name.endswith(".partial")
+    )
+
+
+def assert_same_training(reference: Path, folder: Path) -> None:
+    """The model, the checkpoints and the logs of two training runs are identical (but for timings)."""
+    for name in ("model.pt", "checkpoints/latest.pt", "checkpoints/best.pt"):
+        first, second = load_checkpoint(reference / name), load_checkpoint(folder / name)
+        assert first["step"] == second["step"] and first["run_id"] == second["run_id"], name
+        for key, tensor in first["model_state_dict"].items():
+            assert torch.equal(tensor, second["model_state_dict"][key]), (name, key)
+    for name in ("train_log.csv", "val_log.csv"):
+        rows = [
+            [row.split(",")[:3] for row in (path / name).read_text().splitlines()]
+            for path in (reference, folder)
+        ]
+        assert rows[0] == rows[1], name  # step, loss, lr (the timing columns differ from run to run)
+
+
+def finished(folder: Path, step: str) -> bool:
+    """Whether a step's output is there and complete."""
+    if step == "train":
+        return all(
+            (folder / "model" / name).exists() for name in ("model.pt", "train_log.csv", "val_log.csv")
+        )
+    if step == "predict":
+        from unetflow.predict import incomplete_groups
+
+        try:
+            return not incomplete_groups(folder / "p.zarr")
+        except InputError:  # no plan yet
+            return False
+    return (folder / OUTPUTS[step][0]).exists()
+
+
+KILLS = [
+    ("import", f"{PUT}:3:before", ".data.zarr.tmp-"),
+    ("import", f"{PUT}:14:partial", ".partial"),
+    ("weights", f"{PUT}:2:before", ".weights.zarr.tmp-"),
+    ("weights", f"{PUT}:8:partial", ".partial"),
+    ("train", "unetflow.train:weighted_cross_entropy:3:before", ""),
+    ("train", "torch:save:3:after", ".pt.tmp-"),
+    ("train", "unetflow.train:write_csv:1:before", ""),
+    ("predict", "unetflow.omezarr:create_labels:1:before", ".p.zarr.tmp-"),
+    ("predict", "unetflow.predict.run:ShardWriter.write_shard:2:before", ""),
+    ("predict", "unetflow.predict.progress:ShardFiles.sizes:1:after", ""),
+    ("predict", f"{PUT}:19:partial", ".partial"),
+]
+"""Each step, where it is killed, and what the kill leaves behind for the next run to remove."""
+
+
+@pytest.mark.parametrize(
+    ("step", "point", "left"), KILLS, ids=[f"{step}-{point.split(':', 1)[1]}" for step, point, _ in KILLS]
+)
+def test_killed_step_run_again_ends_as_an_uninterrupted_run(
+    reference: Path, tmp_path: Path, step: str, point: str, left: str
+) -> None:
+    folder = inputs_of(reference, step, tmp_path / "run")
+    kill_at(folder, step, point)
+    assert not finished(folder, step)
+    assert any(left in name for name in leftovers(folder)) if left else leftovers(folder) == []
+    run(folder, step)  # the same command again
+    assert leftovers(folder) == []
+    for name in OUTPUTS[step]:
+        if step == "train":
+            assert_same_training(reference / name, folder / name)
+        else:
+            assert files(folder / name) == files(reference / name), name
+    if step == "predict":
+        from unetflow.predict import check_complete
+
+        check_complete(folder / "p.zarr")  # and the journals agree with the files
