@@ -16,11 +16,13 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -241,3 +243,61 @@ def test_killed_step_run_again_ends_as_an_uninterrupted_run(
         from unetflow.predict import check_complete
 
         check_complete(folder / "p.zarr")  # and the journals agree with the files
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs mounted for this test (root only: skipped, saying so, where mounting is refused)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("the disk-full test mounts a 1 MiB tmpfs, which needs root")
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True, text=True
+    )
+    if mount.returncode != 0:
+        pytest.skip(f"the disk-full test cannot mount a tmpfs here: {mount.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "--lazy", str(disk)], check=True)
+
+
+def fill(disk: Path, *, spare: int) -> Path:
+    """Fill `disk` with one file until `spare` bytes are free; returns that file."""
+    stats = os.statvfs(disk)
+    filler = disk / "filler"
+    filler.write_bytes(bytes(stats.f_bavail * stats.f_frsize - spare))
+    return filler
+
+
+@pytest.mark.parametrize("step", list(STEPS))
+def test_full_disk_is_one_message_naming_the_path_and_the_same_command_resumes(
+    reference: Path, tmp_path: Path, small_disk: Path, step: str
+) -> None:
+    """Each step writing to a disk with 24 KiB free: one line naming the output and the full disk, nothing
+    under the output's name (a prediction keeps its complete shards), and once there is room the same
+    command ends as an uninterrupted run."""
+    folder = inputs_of(reference, step, tmp_path / "run")
+    output = OUTPUTS[step][0]
+    argv = [str(small_disk / item) if item.startswith(output) else item for item in STEPS[step]]
+    filler = fill(small_disk, spare=24 * 1024)
+    stderr = io.StringIO()
+    with contextlib.chdir(folder), contextlib.redirect_stderr(stderr):
+        code = main(["-q", *argv])
+    assert code == 2 and "Traceback" not in stderr.getvalue(), stderr.getvalue()
+    [line] = [line for line in stderr.getvalue().splitlines() if ": error: " in line]
+    assert re.search(
+        rf"no space left on the device while writing (the prediction )?{small_disk / output}", line
+    )
+    assert not finished(small_disk, step)
+    if step in ("import", "weights"):
+        assert not (small_disk / output).exists()
+    filler.unlink()
+    with contextlib.chdir(folder), contextlib.redirect_stderr(io.StringIO()) as err:
+        assert main(["-q", *argv]) == 0, err.getvalue()  # the same command, with room
+    assert leftovers(small_disk) == []
+    if step == "train":
+        assert_same_training(reference / output, small_disk / output)
+    else:
+        assert files(small_disk / output) == files(reference / output)

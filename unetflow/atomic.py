@@ -13,6 +13,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator
@@ -129,11 +130,21 @@ def remove(path: PathLike) -> None:
     _delete(Path(path))
 
 
+def final_path(path: PathLike) -> Path:
+    """The path a temporary sibling (`.<name>.tmp-<random>`, or one of a temporary) is written for."""
+    target = Path(path)
+    pattern = re.compile(rf"\.(.+){re.escape(TEMPORARY_MARK)}[0-9a-f]{{8}}")
+    while (match := pattern.fullmatch(target.name)) is not None:
+        target = target.with_name(match.group(1))
+    return target
+
+
 def disk_full_error(path: PathLike, error: OSError) -> InputError:
     """The message for a write that ran out of space (or quota): which path, what to do."""
     return InputError(
-        f"no space left on the device while writing {path} ({error.strerror}); nothing was written under "
-        "that name. Free space there (or raise the quota), or write the results elsewhere, and run again"
+        f"no space left on the device while writing {final_path(path)} ({error.strerror}); nothing was "
+        "written under that name. Free space there (or raise the quota), or write the results elsewhere, "
+        "and run again"
     )
 
 

@@ -17,9 +17,18 @@ from unetflow.model import UNet, UNetConfig
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write `state` with torch.save to a temporary name, then rename: never a half-written checkpoint."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """Write `state` with torch.save to a temporary name, then rename: never a half-written checkpoint.
+
+    torch.save turns a failed write (a full disk) into a RuntimeError; written through a Python file, the
+    OSError behind it is its context, raised as such so that `atomic_path` names the full disk.
+    """
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        try:
+            torch.save(state, handle)
+        except RuntimeError as error:
+            if isinstance(error.__context__, OSError):
+                raise error.__context__ from error
+            raise
 
 
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from unetflow import omezarr
-from unetflow.atomic import atomic_path, remove
+from unetflow.atomic import DISK_FULL, atomic_path, remove
 from unetflow.config import PredictConfig
 from unetflow.device import resolve_device
 from unetflow.errors import InputError
@@ -318,17 +318,26 @@ def predict_volume(
             plan.block,
             engine,
         )
-        with progress.journal(progress.journal_path(target, index)) as record:
-            if engine == "distributed":
-                writer.threads = worker_threads
-                _run_distributed(writer, work, client=client, record=record, shown=show_progress)
-            else:
-                device = resolve_device(options.device)
-                writer.device = str(device)
-                writer.open()
-                workers = options.workers if engine == "threads" else 1
-                with cpu_threads(device, workers):
-                    _run_threads(writer, work, workers=workers, record=record, shown=show_progress)
+        try:
+            with progress.journal(progress.journal_path(target, index)) as record:
+                if engine == "distributed":
+                    writer.threads = worker_threads
+                    _run_distributed(writer, work, client=client, record=record, shown=show_progress)
+                else:
+                    device = resolve_device(options.device)
+                    writer.device = str(device)
+                    writer.open()
+                    workers = options.workers if engine == "threads" else 1
+                    with cpu_threads(device, workers):
+                        _run_threads(writer, work, workers=workers, record=record, shown=show_progress)
+        except OSError as error:
+            if error.errno not in DISK_FULL:
+                raise
+            raise InputError(
+                f"no space left on the device while writing the prediction {target} ({error.strerror}); the "
+                "shards written so far are complete and kept. Free space there (or predict elsewhere) and "
+                "run the same command again: it goes on where it stopped"
+            ) from error
         _write_group_summary(
             target, index, counts, plan, time.perf_counter() - started, done_shards=done_before
         )
