@@ -25,10 +25,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import copy_workflow
 
+from unetflow import omezarr
 from unetflow.checkpoint import load_checkpoint
 from unetflow.cli import main
 from unetflow.download import sha256_of
@@ -301,3 +304,99 @@ def test_full_disk_is_one_message_naming_the_path_and_the_same_command_resumes(
         assert_same_training(reference / output, small_disk / output)
     else:
         assert files(small_disk / output) == files(reference / output)
+
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--profile", "profiles/local", "--cores", "2"]
+"""The workflow as the README runs it on one machine."""
+
+
+def snakemake(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Snakemake in `folder`, to the end."""
+    return subprocess.run(
+        [*SNAKEMAKE, *args], cwd=folder, env=workflow_env(folder), capture_output=True, text=True
+    )
+
+
+def workflow_env(folder: Path) -> dict[str, str]:
+    """This package first, and a stand-in `scontrol` that answers at once: the SLURM executor plugin asks
+    for MinJobAge when Snakemake starts, which takes 10 s on a machine with SLURM's tools but no controller.
+    """
+    shim = folder / "bin"
+    shim.mkdir(exist_ok=True)
+    (shim / "scontrol").write_text("#!/bin/sh\nexit 1\n")
+    (shim / "scontrol").chmod(0o755)
+    return {**os.environ, "PYTHONPATH": str(ROOT), "PATH": f"{shim}{os.pathsep}{os.environ['PATH']}"}
+
+
+def jobs(output: str) -> list[str]:
+    """The jobs a Snakemake run started, as `rule wildcards` (the order they ran in)."""
+    started = re.findall(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    wildcards: (.*)$", output, flags=re.M)
+    return [f"{rule} {wildcards}" for rule, wildcards in started]
+
+
+def test_workflow_survives_a_killed_snakemake_and_redoes_a_deleted_shard(
+    reference: Path, tmp_path: Path
+) -> None:
+    """The README's "When something goes wrong": Snakemake and its jobs killed mid-prediction leave a lock
+    that stops the next run with Snakemake's own message; `snakemake --unlock` and the same command finish
+    the work. A shard deleted afterwards is found before any job runs and predicted again, alone."""
+    folder = copy_workflow(tmp_path / "workflow")
+    shutil.copytree(ROOT / "profiles" / "local", folder / "profiles" / "local")
+    shutil.copy(reference / "raw.tif", folder / "raw.tif")
+    shutil.copy(reference / "model" / "model.pt", folder / "model.pt")
+    volume = {"raw": {"path": "raw.tif"}, "voxel_size": [50.0, 4.0, 4.0]}
+    config = {
+        "volumes": {"stack": volume},
+        "split": None,
+        "pretrained": {"path": "model.pt"},
+        "predict": {"device": "cpu", "block_groups": 2},
+    }
+    (folder / "case.yaml").write_text(yaml.safe_dump(config))
+    # Snakemake and its job killed together (a closed terminal, a lost node) once block group 0 is done
+    flag = folder / "results" / "predict" / "pretrained" / "stack.blocks" / "0.done"
+    victim = subprocess.Popen(
+        [*SNAKEMAKE, "--configfile", "case.yaml"],
+        cwd=folder,
+        env=workflow_env(folder),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group, jobs included
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not flag.exists():
+            assert victim.poll() is None, "the workflow ended before it was killed"
+            assert time.monotonic() < deadline, "block group 0 was not predicted in time"
+            time.sleep(0.1)
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=60)
+    finally:
+        if victim.poll() is None:
+            os.killpg(victim.pid, signal.SIGKILL)
+            victim.wait()
+    locked = snakemake(folder, "--configfile", "case.yaml")
+    assert locked.returncode == 1 and "Traceback" not in locked.stderr
+    assert "Directory cannot be locked" in locked.stderr and "--unlock" in locked.stderr
+    assert snakemake(folder, "--unlock", "--configfile", "case.yaml").returncode == 0
+    resumed = snakemake(folder, "--configfile", "case.yaml")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "predict_finalize" in " ".join(jobs(resumed.stderr))
+    prediction = folder / "results" / "predict" / "pretrained" / "stack.zarr"
+    for name in ("0", "labels/segmentation/0"):  # the values of the CLI's uninterrupted prediction
+        np.testing.assert_array_equal(
+            omezarr.open_image(prediction / name)[:], omezarr.open_image(reference / "p.zarr" / name)[:]
+        )
+    level0 = files(prediction / "0")
+    # a shard of group 1 deleted: found before any job, and only that group is predicted again
+    shard = prediction / "0" / "c" / "1" / "0" / "0"  # shards of 3 slices: the second is group 1's
+    shard.unlink()
+    redone = snakemake(folder, "--configfile", "case.yaml")
+    assert redone.returncode == 0, redone.stderr[-3000:]
+    assert "stack.zarr: block group 1 has shards missing or changed on disk: it runs again" in redone.stderr
+    started = jobs(redone.stderr)
+    assert [job for job in started if job.startswith("predict ")] == [
+        "predict model=pretrained, volume=stack, group=1"
+    ]
+    assert files(prediction / "0") == level0
+    again = snakemake(folder, "-n", "--configfile", "case.yaml")
+    assert "Nothing to be done" in again.stdout + again.stderr
