@@ -62,7 +62,7 @@ class Case:
     `via`: "cli" (unetflow.cli.main here), "process" (`python -m unetflow.cli`) or "snakemake" (`snakemake -n
     --configfile case.yaml` on a copy of the workflow, `config` the file). `prepare` makes the bad input
     in the case's folder first; `writes` are the paths a successful case may create or change, `check`
-    tests them.
+    tests them; `marks` are pytest marks of the case.
     """
 
     name: str
@@ -74,6 +74,7 @@ class Case:
     config: dict[str, Any] | None = None
     writes: tuple[str, ...] = ()
     check: Callable[[Path], None] | None = None
+    marks: tuple[Any, ...] = ()
 
 
 def text(name: str, content: str | bytes) -> Prepare:
@@ -212,6 +213,7 @@ def defaults_merged(folder: Path) -> None:
     assert attrs["sigma"] == 3.0 and attrs["w0"] == 10.0
 
 
+NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without a GPU's message")
 SCRIPT_SAFE = "must be one word of letters, digits"
 OUTPUT_OVERLAP = r"Nothing was written; choose an output path outside the inputs"
 FILE_VOLUME = {"raw": {"path": "raw.tif"}, "labels": {"path": "labels.tif"}}
@@ -435,6 +437,20 @@ CASES = [
         "missing-checkpoint",
         ("predict", "nope.pt", "data.zarr", "p.zarr"),
         r"checkpoint nope.pt does not exist",
+    ),
+    Case(
+        "predict-on-cuda-without-a-gpu",
+        ("predict", "model.pt", "data.zarr", "p.zarr", "--config", "gpu.yaml"),
+        r"device 'cuda' was asked for but PyTorch sees no CUDA GPU .*or set device: auto",
+        prepare=config_file("gpu.yaml", {**CONFIG, "predict": {"device": "cuda"}}),
+        marks=(NO_GPU,),
+    ),
+    Case(
+        "train-on-cuda-without-a-gpu",
+        ("train", "data.zarr", "weights.zarr", "m/model.pt", "--config", "gpu.yaml"),
+        r"device 'cuda' was asked for but PyTorch sees no CUDA GPU",
+        prepare=config_file("gpu.yaml", {**CONFIG, "train": {**CONFIG["train"], "device": "cuda"}}),
+        marks=(NO_GPU,),
     ),
     # 4. Command-line arguments.
     Case(
@@ -807,7 +823,7 @@ def error_lines(output: str) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+@pytest.mark.parametrize("case", [pytest.param(case, id=case.name, marks=case.marks) for case in CASES])
 def test_a_bad_input_is_one_clear_message_and_changes_nothing(
     case: Case, inputs: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:

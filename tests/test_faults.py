@@ -400,3 +400,47 @@ def test_workflow_survives_a_killed_snakemake_and_redoes_a_deleted_shard(
     assert files(prediction / "0") == level0
     again = snakemake(folder, "-n", "--configfile", "case.yaml")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_out_of_memory_is_one_line_saying_what_to_lower(
+    reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Host memory, for real: `synthesize` of the largest volume under a 3 GiB address-space limit. GPU
+    memory, where there is no GPU to fill: the error torch raises, from inside the prediction."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))
+
+    disk = tmp_path / "host"
+    disk.mkdir()
+    command = [sys.executable, "-m", "unetflow.cli", "synthesize", "raw.tif", "labels.tif"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [*command, "--shape", "128", "2048", "2048"],
+        cwd=disk,
+        env=env,
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "unetflow synthesize: error: out of memory: make --shape smaller, or use a machine with more memory"
+    )
+    assert list(disk.iterdir()) == []
+
+    def exhausted(*args: object, **kwargs: object) -> None:
+        raise torch.OutOfMemoryError(
+            "CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 79.10 GiB total)"
+        )
+
+    monkeypatch.setattr("unetflow.predict.run._run_threads", exhausted)
+    folder = inputs_of(reference, "predict", tmp_path / "gpu")
+    stderr = io.StringIO()
+    with contextlib.chdir(folder), contextlib.redirect_stderr(stderr):
+        assert main(["-q", *STEPS["predict"]]) == 1
+    assert stderr.getvalue().strip().splitlines()[-1] == (
+        "unetflow predict: error: out of GPU memory: lower predict.memory_gb (or predict.batch_size, "
+        "predict.workers), or use a GPU with more memory"
+    )

@@ -262,6 +262,7 @@ def predict_volume(
     engine = scheduler or options.scheduler
     if engine not in SCHEDULERS:
         raise InputError(f"predict scheduler {engine!r} is not one of {', '.join(SCHEDULERS)}")
+    device = None if engine == "distributed" else resolve_device(options.device)  # before any write
     target_path = Path(target)
     if not (target_path / "0").exists():
         if group is not None and not 0 <= group < groups:
@@ -324,7 +325,6 @@ def predict_volume(
                     writer.threads = worker_threads
                     _run_distributed(writer, work, client=client, record=record, shown=show_progress)
                 else:
-                    device = resolve_device(options.device)
                     writer.device = str(device)
                     writer.open()
                     workers = options.workers if engine == "threads" else 1
