@@ -190,11 +190,15 @@ def with_value(value: float, dtype: type, shape: tuple[int, ...] = SHAPE) -> Cal
     return lambda: np.full(shape, value, dtype=dtype)
 
 
-def three_slices_imported(folder: Path) -> None:
-    """A synthetic volume of 3 slices is a 3-slice stack, not one RGB image (issue 12, item 5)."""
-    assert omezarr.open_image(folder / "three.zarr").shape == (3, 64, 64)
-    cells = omezarr.open_labels(folder / "three.zarr")
-    assert cells is not None and cells.shape == (3, 64, 64) and int(cells[:].max()) > 1
+def imported_as_slices(slices: int) -> Callable[[Path], None]:
+    """A synthetic volume of 3 or 4 slices is that many slices, not one RGB(A) image (issue 12, item 5)."""
+
+    def check(folder: Path) -> None:
+        assert omezarr.open_image(folder / "few.zarr").shape == (slices, 64, 64)
+        cells = omezarr.open_labels(folder / "few.zarr")
+        assert cells is not None and cells.shape == (slices, 64, 64) and int(cells[:].max()) > 1
+
+    return check
 
 
 def every_group_predicted(folder: Path) -> None:
@@ -696,13 +700,16 @@ CASES = [
         message=r"volumes.a/b\S*: must be letters, digits, _ and - only",
     ),
     # 7. What must work (each once broke): outputs checked, nothing else touched.
-    Case(
-        "three-slice-synthetic-volume",
-        ("import", "a.tif", "three.zarr", "--labels", "b.tif"),
-        code=0,
-        prepare=cli("synthesize", "a.tif", "b.tif", "--shape", "3", "64", "64"),
-        writes=("three.zarr",),
-        check=three_slices_imported,
+    *(
+        Case(
+            f"{slices}-slice-synthetic-volume",
+            ("import", "a.tif", "few.zarr", "--labels", "b.tif"),
+            code=0,
+            prepare=cli("synthesize", "a.tif", "b.tif", "--shape", str(slices), "64", "64"),
+            writes=("few.zarr",),
+            check=imported_as_slices(slices),
+        )
+        for slices in (3, 4)
     ),
     Case(
         "predict-without-group-predicts-every-group",
