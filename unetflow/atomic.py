@@ -13,6 +13,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator
@@ -94,13 +95,19 @@ def temporary_sibling(path: PathLike) -> Path:
     return target.with_name(f".{target.name}{TEMPORARY_MARK}{uuid.uuid4().hex[:8]}")
 
 
+def _temporary_of(candidate: str, name: str) -> bool:
+    """Whether `candidate` names a temporary sibling of `name`, or one of a temporary (`..<name>.tmp-a.tmp-b`:
+    an atomic write inside another, as an import writes its store)."""
+    dots = len(candidate) - len(candidate.lstrip("."))
+    return any(candidate[depth:].startswith(f"{name}{TEMPORARY_MARK}") for depth in range(1, dots + 1))
+
+
 def stale_temporaries(path: PathLike) -> list[Path]:
     """Temporary siblings of `path` left behind by a killed run (they are never completed later)."""
     target = Path(path)
     if not target.parent.is_dir():
         return []
-    prefix = f".{target.name}{TEMPORARY_MARK}"
-    return sorted(item for item in target.parent.iterdir() if item.name.startswith(prefix))
+    return sorted(item for item in target.parent.iterdir() if _temporary_of(item.name, target.name))
 
 
 def remove_stale_temporaries(path: PathLike) -> None:
@@ -123,11 +130,21 @@ def remove(path: PathLike) -> None:
     _delete(Path(path))
 
 
+def final_path(path: PathLike) -> Path:
+    """The path a temporary sibling (`.<name>.tmp-<random>`, or one of a temporary) is written for."""
+    target = Path(path)
+    pattern = re.compile(rf"\.(.+){re.escape(TEMPORARY_MARK)}[0-9a-f]{{8}}")
+    while (match := pattern.fullmatch(target.name)) is not None:
+        target = target.with_name(match.group(1))
+    return target
+
+
 def disk_full_error(path: PathLike, error: OSError) -> InputError:
     """The message for a write that ran out of space (or quota): which path, what to do."""
     return InputError(
-        f"no space left on the device while writing {path} ({error.strerror}); nothing was written under "
-        "that name. Free space there (or raise the quota), or write the results elsewhere, and run again"
+        f"no space left on the device while writing {final_path(path)} ({error.strerror}); nothing was "
+        "written under that name. Free space there (or raise the quota), or write the results elsewhere, "
+        "and run again"
     )
 
 

@@ -17,9 +17,18 @@ from unetflow.model import UNet, UNetConfig
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write `state` with torch.save to a temporary name, then rename: never a half-written checkpoint."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """Write `state` with torch.save to a temporary name, then rename: never a half-written checkpoint.
+
+    torch.save turns a failed write (a full disk) into a RuntimeError; written through a Python file, the
+    OSError behind it is its context, raised as such so that `atomic_path` names the full disk.
+    """
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        try:
+            torch.save(state, handle)
+        except RuntimeError as error:
+            if isinstance(error.__context__, OSError):
+                raise error.__context__ from error
+            raise
 
 
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -38,8 +47,10 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     try:
         state = torch.load(target, map_location=map_location, weights_only=True)
     except Exception as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0][:200]
         raise InputError(
-            f"checkpoint {target} cannot be read ({error}); delete it and train again"
+            f"checkpoint {target} cannot be read: it is not a complete PyTorch file (torch.load: {reason}). "
+            "A download or copy cut short, or another kind of file: fetch or copy it again, or train again"
         ) from error
     if not isinstance(state, dict) or "model_state_dict" not in state or "model_config" not in state:
         raise InputError(f"{target} is not a unetflow checkpoint (no model_state_dict/model_config)")

@@ -255,12 +255,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f" ({error.filename})" if error.filename else ""
         return _fail(name, f"{error.strerror or error}{where}; check the path and its permissions", 1)
     except MemoryError:
-        return _fail(name, "out of memory; lower predict.memory_gb or train.tile, or use a bigger machine", 1)
+        return _fail(name, out_of_memory(args.step, gpu=False), 1)
     except Exception as error:
         if args.debug:
             raise
+        if type(error).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError (CUDA), known by name
+            return _fail(name, out_of_memory(args.step, gpu=True), 1)
         return _fail(name, f"unexpected {type(error).__name__}: {error} (rerun with --debug for details)", 1)
     return 0
+
+
+MEMORY_ADVICE = {
+    "synthesize": "make --shape smaller",
+    "train": "lower train.tile or train.batch_size",
+    "predict": "lower predict.memory_gb (or predict.batch_size, predict.workers)",
+    "evaluate": "evaluate fewer slices at a time (--slices)",
+}
+"""What uses less memory in each step that can run out of it."""
+
+
+def out_of_memory(step: str, *, gpu: bool) -> str:
+    """The message for a step that ran out of (GPU) memory: what to lower, else a bigger machine."""
+    where = "GPU memory" if gpu else "memory"
+    advice = MEMORY_ADVICE.get(step)
+    bigger = "a GPU with more memory" if gpu else "a machine with more memory"
+    return f"out of {where}: {advice}, or use {bigger}" if advice else f"out of {where}: use {bigger}"
 
 
 def _fail(name: str, message: str, code: int) -> int:

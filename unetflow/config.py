@@ -34,6 +34,7 @@ SHA256_PATTERN = r"^[0-9a-f]{64}$"
 SCRIPT_SAFE_PATTERN = r"^[A-Za-z0-9_.:,=/@+%&|~*()\[\]-]*$"
 """Characters allowed in strings that reach a job script or a command line: no spaces, quotes, `$`, `;`,
 back-ticks or line breaks, so a value can never add a line or a command to a SLURM script."""
+WALLTIME_PATTERN = r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$"
 SLICES_PATTERN = r"^\s*(all|\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*)\s*$"
 FORMAT_NAMES = format_names(aliases=True)
 """Input formats a source may name (aliases included): the reader registry's (unetflow.readers)."""
@@ -55,11 +56,13 @@ def script_safe(value: str, *, key: str) -> str:
 
 
 class Section(BaseModel):
-    """A config section: unknown keys refused, values checked strictly (YAML's "1e-3" is text, not 0.001)."""
+    """A config section: unknown keys refused, values checked strictly (YAML's "1e-3" is text, not 0.001).
 
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True, regex_engine="python-re"
-    )
+    Patterns are matched by the rust-regex engine, whose `$` is the end of the text as in the JSON schema
+    (Python's `re` also lets `$` match before a final line break: "gpu\\n" would pass as a queue).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True)
     KEY: ClassVar[str] = ""
     """Where the section lives in config.yaml (named by errors)."""
 
@@ -89,7 +92,7 @@ class OriginConfig(Section):
     """A local file or folder, used in place (checked against sha256 when given)."""
     sha256: Annotated[str, Field(pattern=SHA256_PATTERN)] | None = None
     """Expected SHA-256 of the file; a mismatch stops the run."""
-    filename: Annotated[str, Field(pattern=r"^(?!\.\.?$)[^/\\]+$")] | None = None
+    filename: Annotated[str, Field(pattern=r"^[^/\\]+$")] | None = None
     """url sources only: the local file name of the download (default: the URL's last part)."""
 
     @property
@@ -105,6 +108,8 @@ class OriginConfig(Section):
             raise ValueError("give exactly one of url and path")
         if self.url is not None and not self.url.startswith(("http://", "https://", "file://")):
             raise ValueError(f"url {self.url!r} must start with http://, https:// or file://")
+        if self.filename in (".", ".."):
+            raise ValueError(f"filename {self.filename!r} names a folder; give the file's name")
         if self.path is not None and self.filename is not None:
             raise ValueError("filename applies to url sources only (a path is used in place); drop it")
         if self.url is not None and self.local_name in ("", ".", ".."):
@@ -358,7 +363,7 @@ class ClusterConfig(Section):
     """SLURM partition of the worker jobs (empty = the default partition)."""
     account: ScriptSafe = ""
     """SLURM account of the worker jobs (empty = your default account)."""
-    walltime: Annotated[str, Field(pattern=r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")] = "02:00:00"
+    walltime: Annotated[str, Field(pattern=WALLTIME_PATTERN)] = "02:00:00"
     """Time limit of each SLURM worker job ([days-]hours:minutes:seconds)."""
     job_extra: list[Annotated[ScriptSafe, Field(min_length=1)]] = []
     """Extra #SBATCH options, one per item, e.g. --constraint=a100."""
@@ -628,6 +633,7 @@ PATTERN_HINTS = {
         "it goes into a job script)"
     ),
     SLICES_PATTERN: 'must be slices such as "0-19" or "0,3,5-7" (inclusive ranges), "all", or a list',
+    WALLTIME_PATTERN: "must be a time limit such as 02:00:00 or 1-12:00:00 ([days-]hours[:min[:sec]])",
     SHA256_PATTERN: "must be 64 lower-case hexadecimal digits (sha256sum prints them)",
     NAME_PATTERN: "must be letters, digits, _ and - only",
 }

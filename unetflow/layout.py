@@ -82,7 +82,7 @@ class Layout:
 
     def prediction_summary(self, model: str, volume: str) -> str:
         """What finalising a prediction found (blocks, voxels, instances)."""
-        return self._in("predict", model, f"{volume}.json")
+        return prediction_summary(self.prediction(model, volume))
 
     def prediction_stats(self, model: str, volume: str) -> str:
         """The normalisation statistics of the predicted volume (computed by a chunked pass over a sample)."""
@@ -133,6 +133,11 @@ class Layout:
 def prediction_progress(prediction: str) -> str:
     """The folder of a prediction's completion journals: beside it (`<volume>.progress`), outside its Zarr."""
     return prediction.removesuffix("/").removesuffix(".zarr") + ".progress"
+
+
+def prediction_summary(prediction: str) -> str:
+    """What finalising a prediction found (`<volume>.json`, beside it)."""
+    return prediction.removesuffix("/").removesuffix(".zarr") + ".json"
 
 
 def prediction_stats(prediction: str) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from unetflow import zarrmeta
 from unetflow.config import Config, SourceConfig, VolumeConfig, check_slices
 from unetflow.errors import InputError
+from unetflow.layout import prediction_summary
 from unetflow.readers.registry import detect_format, format_from_suffix, reader_for
 
 log = logging.getLogger(__name__)
@@ -124,17 +125,27 @@ def check_model(path: str, sha256: str | None) -> None:
 
 
 def invalidate_incomplete_groups(target: str | Path, flags: list[str]) -> list[int]:
-    """Remove the flag of each finished block group whose shards changed on disk; returns their numbers."""
+    """Remove the flag of each finished block group whose shards changed on disk, and the prediction's
+    summary with them; returns the groups' numbers.
+
+    The summary goes too because Snakemake does not make a missing intermediate file (a flag) again while
+    the outputs after it (the summary that rule all asks for) are present: without it the next run would
+    report nothing to be done and leave the shards missing.
+    """
     from unetflow.predict.progress import incomplete_groups
 
-    if not any(Path(flag).exists() for flag in flags) or zarrmeta.group_attrs(target) is None:
+    summary = Path(prediction_summary(str(target)))
+    finished = summary.exists() or any(Path(flag).exists() for flag in flags)
+    if not finished or zarrmeta.group_attrs(target) is None:
         return []
     try:
         stale = sorted(incomplete_groups(target))
     except InputError:
         return []
-    redo = [group for group in stale if group < len(flags) and Path(flags[group]).exists()]
+    redo = [g for g in stale if g < len(flags) and (summary.exists() or Path(flags[g]).exists())]
     for group in redo:
         log.warning("%s: block group %d has shards missing or changed on disk: it runs again", target, group)
-        Path(flags[group]).unlink()
+        Path(flags[group]).unlink(missing_ok=True)
+    if redo:
+        summary.unlink(missing_ok=True)
     return redo

@@ -59,6 +59,11 @@ def run_synthesize(*, raw: str, labels: str, options: SyntheticConfig | Mapping[
     """Generate the embedded EM-like volume and write raw and instance labels as multi-page TIFFs."""
     setup_logging()
     section = SyntheticConfig.from_dict(options)
+    if Path(raw).resolve() == Path(labels).resolve():
+        raise InputError(
+            f"{raw}: both raw and labels would be written to this one file (the labels replacing the raw); "
+            "give them two paths"
+        )
     image, cells = synthesize_volume(
         shape=tuple(section.shape), seed=section.seed, cell_diameter=section.cell_diameter
     )

@@ -331,9 +331,9 @@ def train(
     render thread competes rather than overlaps: see benchmarks/train.py). The batches are the same either
     way, so it is not part of the run's identity and a run may resume with the other setting.
     """
+    device = resolve_device(config.device)  # before anything is written: no GPU is one clear error
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(config.device)
     geometry = model_config.geometry
     out_size = geometry.valid_output(config.tile)
     in_size = geometry.input_for_output(out_size)

@@ -124,6 +124,7 @@ def _level_shard(
     empty = progress.Entry(shard=-1, sizes=(0, 0))
     if not any(any(entries.get((lower.level, n), empty).sizes) for n in lower.grid.shards_in(below)):
         return progress.Entry(shard=number, sizes=(0, 0), level=upper.level)
+    upper.files.clear(index)
     for (source, labels), (destination, _) in zip(lower.arrays, upper.arrays, strict=True):
         pieces: Pieces = {}
         for z, y, x in lower.grid.chunks_in(below):

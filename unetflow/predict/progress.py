@@ -99,6 +99,16 @@ class ShardFiles:
         """The file of shard `index` (grid coordinates) of array number `array`."""
         return self.target.joinpath(self.arrays[array], *self.prefix, *(str(i) for i in index))
 
+    def clear(self, index: tuple[int, int, int]) -> None:
+        """Delete every array's file of shard `index` before it is written again, and what a write of it that
+        was killed left behind (Zarr writes `<file>.<random>.partial` and renames it when complete)."""
+        for array in range(len(self.arrays)):
+            path = self.path(array, index)
+            path.unlink(missing_ok=True)
+            if path.parent.is_dir():
+                for partial in path.parent.glob(f"{path.name}.*.partial"):
+                    partial.unlink(missing_ok=True)
+
     def sizes(self, index: tuple[int, int, int]) -> tuple[int, ...]:
         """Byte size of each array's file of shard `index` (0 where there is none)."""
         found = []

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from unetflow import omezarr
-from unetflow.atomic import atomic_path, remove
+from unetflow.atomic import DISK_FULL, atomic_path, remove
 from unetflow.config import PredictConfig
 from unetflow.device import resolve_device
 from unetflow.errors import InputError
@@ -94,33 +94,34 @@ def init_prediction(
     normalization = sources.normalization_of(spec, volume)
     target_path = Path(target)
     remove(progress.journal_folder(target_path))  # journals of an earlier prediction at this path
-    omezarr.create_image(
-        target_path,
-        shape=plan.shape,
-        dtype=plan.dtype,
-        chunks=plan.chunk,
-        shards=plan.shard if plan.sharded else None,
-        ngff=plan.ngff,
-        voxel_size=tuple(voxel_size) if voxel_size is not None else _voxel_size(spec, volume),
-        attrs={
-            PLAN_KEY: plan.to_dict(),
-            "source": spec.to_dict(),
-            "threshold": float(threshold),
-            "normalization": normalization,
-            "model": dict(provenance or {}),
-        },
-        overwrite=True,
-        compression_level=OUTPUT_COMPRESSION,
-    )
-    omezarr.create_labels(
-        target_path,
-        SEGMENTATION,
-        dtype="uint8",
-        chunks=plan.chunk,
-        shards=plan.shard if plan.sharded else None,
-        kind="binary",
-        compression_level=OUTPUT_COMPRESSION,
-    )
+    with atomic_path(target_path) as tmp:  # a kill leaves no store without its segmentation or plan
+        omezarr.create_image(
+            tmp,
+            shape=plan.shape,
+            dtype=plan.dtype,
+            chunks=plan.chunk,
+            shards=plan.shard if plan.sharded else None,
+            ngff=plan.ngff,
+            voxel_size=tuple(voxel_size) if voxel_size is not None else _voxel_size(spec, volume),
+            attrs={
+                PLAN_KEY: plan.to_dict(),
+                "source": spec.to_dict(),
+                "threshold": float(threshold),
+                "normalization": normalization,
+                "model": dict(provenance or {}),
+            },
+            name=target_path.stem,
+            compression_level=OUTPUT_COMPRESSION,
+        )
+        omezarr.create_labels(
+            tmp,
+            SEGMENTATION,
+            dtype="uint8",
+            chunks=plan.chunk,
+            shards=plan.shard if plan.sharded else None,
+            kind="binary",
+            compression_level=OUTPUT_COMPRESSION,
+        )
     if stats is not None:
         with atomic_path(stats) as tmp:
             tmp.write_text(json.dumps({"source": spec.to_dict(), **normalization}, indent=2) + "\n")
@@ -226,8 +227,7 @@ class ShardWriter:
         _, _, probability, segmentation, files = self.open()
         index = self.plan.grid.index(number)
         region = self.plan.grid.region(index)
-        for array in range(len(files.arrays)):  # an incomplete earlier attempt: Zarr would read and merge it
-            files.path(array, index).unlink(missing_ok=True)
+        files.clear(index)  # an incomplete earlier attempt: Zarr would read and merge it
         write_pieces(probability, region, {start: values[None] for start, values in blocks.items()})
         cut = {
             start: np.greater(values, self.threshold).view(np.uint8)[None] for start, values in blocks.items()
@@ -274,8 +274,14 @@ def predict_volume(
     engine = scheduler or options.scheduler
     if engine not in SCHEDULERS:
         raise InputError(f"predict scheduler {engine!r} is not one of {', '.join(SCHEDULERS)}")
+    device = None if engine == "distributed" else resolve_device(options.device)  # before any write
     target_path = Path(target)
     if not (target_path / "0").exists():
+        if group is not None and not 0 <= group < groups:
+            raise InputError(
+                f"block group {group} of {groups} is out of range: use 0 <= group < {groups} (or no --group "
+                "for every group); nothing was written"
+            )
         init_prediction(
             source,
             target,
@@ -326,17 +332,25 @@ def predict_volume(
             plan.block,
             engine,
         )
-        with progress.journal(progress.journal_path(target, index)) as record:
-            if engine == "distributed":
-                writer.threads = worker_threads
-                _run_distributed(writer, work, client=client, record=record, shown=show_progress)
-            else:
-                device = resolve_device(options.device)
-                writer.device = str(device)
-                writer.open()
-                workers = options.workers if engine == "threads" else 1
-                with cpu_threads(device, workers):
-                    _run_threads(writer, work, workers=workers, record=record, shown=show_progress)
+        try:
+            with progress.journal(progress.journal_path(target, index)) as record:
+                if engine == "distributed":
+                    writer.threads = worker_threads
+                    _run_distributed(writer, work, client=client, record=record, shown=show_progress)
+                else:
+                    writer.device = str(device)
+                    writer.open()
+                    workers = options.workers if engine == "threads" else 1
+                    with cpu_threads(device, workers):
+                        _run_threads(writer, work, workers=workers, record=record, shown=show_progress)
+        except OSError as error:
+            if error.errno not in DISK_FULL:
+                raise
+            raise InputError(
+                f"no space left on the device while writing the prediction {target} ({error.strerror}); the "
+                "shards written so far are complete and kept. Free space there (or predict elsewhere) and "
+                "run the same command again: it goes on where it stopped"
+            ) from error
         _write_group_summary(
             target, index, counts, plan, time.perf_counter() - started, done_shards=done_before
         )
