@@ -27,7 +27,7 @@ def build_report(
     predictions: Sequence[str | os.PathLike[str]],
     data: str | os.PathLike[str],
     weights: str | os.PathLike[str],
-    split: Mapping[str, Any],
+    split: Mapping[str, Any] | Sequence[Mapping[str, Any]],
     config: Mapping[str, Any],
     benchmarks: str | os.PathLike[str],
     project: str | os.PathLike[str] | None = None,
@@ -57,7 +57,7 @@ def build_report(
         sections.predictions_section(runs, inputs, config),
         sections.slices_section(runs),
         sections.weights_section(inputs, config),
-        sections.training_section(runs),
+        sections.training_section(runs, config),
     ]
     if sections.has_ablation(runs):
         parts.append(sections.ablation_section(runs))

@@ -94,8 +94,35 @@ def download_source(wildcards):
 
 
 def split_volume():
-    """The labelled volume that training and evaluation slice."""
-    return SETTINGS.split.volume
+    """The volume of the split's primary entry: the report's figures, the exported model's test image."""
+    return SETTINGS.report_volume()
+
+
+def training_volumes():
+    """The volumes training reads (train or validation slices of a split entry): each imported, weighted."""
+    return SETTINGS.training_volumes()
+
+
+def init_model_files():
+    """The model a fine-tuning run starts from (train.init_from: in place or downloaded), or none."""
+    source = SETTINGS.train.init_from
+    if source is None:
+        return []
+    return [source.path if source.path is not None else RESULTS.model_download(source.local_name)]
+
+
+def model_download_source(wildcards):
+    """The url model (pretrained or train.init_from) downloaded to data/models/{filename}."""
+    for source in (SETTINGS.pretrained, SETTINGS.train.init_from):
+        if (
+            source is not None
+            and source.url is not None
+            and source.local_name == wildcards.filename
+        ):
+            return source.dump()
+    raise ValueError(
+        f"{RESULTS.model_download(wildcards.filename)}: no url model downloads to this file"
+    )
 
 
 def read_in_place(volume):

@@ -15,6 +15,7 @@ rule export:
     params:
         split=config["split"],
         volume=config["volumes"][split_volume()],
+        volumes=config["volumes"],
     threads: 1
     resources:
         mem_mb=8000,

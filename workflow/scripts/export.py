@@ -10,5 +10,6 @@ run_export(
     data=snakemake.input.data,
     split=snakemake.params.split,
     volume=snakemake.params.volume,
+    volumes=snakemake.params.volumes,
     metrics=snakemake.input.metrics,
 )
