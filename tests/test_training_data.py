@@ -350,3 +350,37 @@ def test_fine_tuning_starts_from_the_model_with_a_fresh_optimizer(sources: dict[
         match=r"init_from m.pt is a net of another architecture .*model.depth is 3 there, 2 in the model",
     ):
         init_architecture(state, ModelConfig(depth=3, base_channels=4), source="m.pt")
+
+
+def test_the_class_balance_of_several_volumes_by_hand(sources: dict[str, Path], tmp_path: Path):
+    """`unetflow class-balance`, then `unetflow weights --class-balance`: the two workflow steps by hand."""
+    import json
+
+    import yaml
+
+    from unetflow.cli import main
+
+    volumes = {
+        name: {"raw": {"path": f"{name}.tif"}, "labels": {"path": f"{name}-labels.tif"}}
+        for name in ("half", "dense")
+    }
+    config = tmp_path / "config.yaml"
+    split = [
+        {"volume": "half", "train": "0-1"},
+        SPLIT[1],
+        {"volume": "half", "name": "held-out", "test": "2"},
+    ]
+    config.write_text(yaml.safe_dump({"volumes": volumes, "split": split}))
+    balance = tmp_path / "balance.json"
+    data = [f"--data=half={sources['half']}", f"--data=dense={sources['dense']}"]
+    assert main(["class-balance", str(balance), *data, "--config", str(config)]) == 0
+    written = json.loads(balance.read_text())
+    workflow = json.loads((sources["half"].parent / "balance.json").read_text())
+    assert written["class_weights"] == workflow["class_weights"]
+    counts = written["sources"]  # half has two entries here: its unnamed one is half-1
+    assert counts == {"half-1": workflow["sources"]["half"], "dense": workflow["sources"]["dense"]}
+    assert counts["half-1"]["unannotated"] > 0 and counts["dense"]["unannotated"] == 0
+    target = tmp_path / "weights.zarr"
+    assert main(["weights", str(sources["dense"]), str(target), "--class-balance", str(balance)]) == 0
+    assert omezarr.read_attrs(target)["class_weights"] == written["class_weights"]
+    assert main(["class-balance", str(balance), "--data=half", "--config", str(config)]) == 2

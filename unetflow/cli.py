@@ -145,6 +145,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--connectivity", type=int, choices=(1, 2), help="cells of binary labels: 1 = 4-, 2 = 8-nb"
     )
+    p.add_argument(
+        "--class-balance",
+        metavar="JSON",
+        help="take w_c from this class balance (unetflow class-balance) instead of --train-slices",
+    )
+    _add_config(p)
+
+    p = sub.add_parser(
+        "class-balance",
+        help="the class weights w_c over the training pixels of every split source (JSON)",
+        description="The class weights w_c over the annotated training pixels of every source of the "
+        "config's split, checked (a source of one class, a split without annotation), as JSON for "
+        "`unetflow weights --class-balance` of each volume.",
+    )
+    p.add_argument("target", help="the JSON to write")
+    p.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="VOLUME=ZARR",
+        required=True,
+        help="an imported volume of the split by its name in the config; repeat for each training volume",
+    )
     _add_config(p)
 
     p = sub.add_parser("train", help="train (or resume) the U-Net")
@@ -285,6 +308,7 @@ def dispatch(args: argparse.Namespace) -> None:
         "download": _download,
         "import": _import,
         "weights": _weights,
+        "class-balance": _class_balance,
         "train": _train,
         "predict": _predict,
         "evaluate": _evaluate,
@@ -332,8 +356,28 @@ def _weights(args: argparse.Namespace) -> None:
         key: getattr(args, key) for key in ("w0", "sigma", "connectivity") if getattr(args, key) is not None
     }
     options = {**config.weights.dump(), **given}
+    if args.class_balance is not None:
+        if args.train_slices is not None:
+            raise InputError("--class-balance and --train-slices both set w_c: give one")
+        steps.run_weights(
+            data=args.data, target=args.target, class_balance=args.class_balance, options=options
+        )
+        return
     train_slices = args.train_slices if args.train_slices is not None else _training_entry(config).train
     steps.run_weights(data=args.data, target=args.target, train_slices=train_slices, options=options)
+
+
+def _class_balance(args: argparse.Namespace) -> None:
+    config = _sections(args)
+    data = {}
+    for item in args.data:
+        name, _, path = item.partition("=")
+        if not name or not path:
+            raise InputError(
+                f"--data {item!r}: give VOLUME=ZARR, e.g. --data stack1=results/data/stack1.zarr"
+            )
+        data[name] = path
+    steps.run_class_balance(data=data, split=config.dump()["split"], target=args.target)
 
 
 def _training_entry(config: Config) -> SplitConfig:

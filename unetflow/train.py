@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from unetflow import loss
+from unetflow import loss, omezarr
 from unetflow.atomic import atomic_path, remove, temporary_sibling
 from unetflow.augment import TileBatch, TileParams, TileSampler
 from unetflow.checkpoint import load_checkpoint, save_checkpoint
@@ -341,7 +341,7 @@ def read_init(path: str | Path, model_config: UNetConfig) -> dict[str, Any]:
     return state
 
 
-def class_weights_of(sources: Sequence[TrainingSource], mode: str) -> tuple[float, float] | None:
+def loss_class_weights(sources: Sequence[TrainingSource], mode: str) -> tuple[float, float] | None:
     """The class weights of the loss (None without them); the weight maps of every source must agree."""
     if not loss.uses_class_weights(mode):
         return None
@@ -352,6 +352,17 @@ def class_weights_of(sources: Sequence[TrainingSource], mode: str) -> tuple[floa
             "again from one class balance (the workflow's class_balance and weights rules)"
         )
     return next(iter(found.values()), None)
+
+
+def normalization_record(sources: Sequence[TrainingSource]) -> dict[str, Any]:
+    """What a checkpoint records of the normalisation: the policy (each volume z-scored with its own
+    statistics), the first source's mean and std, and with several sources each one's."""
+    stats = {source.name: omezarr.normalization(source.data) for source in sources}
+    mean, std = stats[sources[0].name]
+    record: dict[str, Any] = {"policy": NORMALIZATION_POLICY, "mean": mean, "std": std}
+    if len(sources) > 1:
+        record["sources"] = {name: {"mean": m, "std": s} for name, (m, s) in stats.items()}
+    return record
 
 
 @dataclass
@@ -434,16 +445,13 @@ def setup(
     mode = config.loss_weights
     train_data = [data for s in sources if (data := load_source(s, "train", loss_weights=mode)) is not None]
     val_data = [data for s in sources if (data := load_source(s, "val", loss_weights=mode)) is not None]
-    threshold = loss.loss_threshold(mode, class_weights_of(sources, mode))
+    threshold = loss.loss_threshold(mode, loss_class_weights(sources, mode))
     init_state = read_init(init, model_config) if init is not None else None
     init_record = init_identity(init)
-    identities = [source.identity() for source in sources]
-    run_id = fingerprint(model_config.to_dict(), config.dump(), identities, init_record)
-    means = {source.name: identities[i][4:] for i, source in enumerate(sources)}
-    first_mean, first_std = next(iter(means.values()))
-    normalization = {"policy": NORMALIZATION_POLICY, "mean": first_mean, "std": first_std}
-    if len(sources) > 1:
-        normalization["sources"] = {name: {"mean": m, "std": s} for name, (m, s) in means.items()}
+    run_id = fingerprint(
+        model_config.to_dict(), config.dump(), [source.identity() for source in sources], init_record
+    )
+    normalization = normalization_record(sources)
 
     torch.manual_seed(config.seed)
     model = UNet(model_config).to(device)
@@ -553,8 +561,8 @@ def _describe(source: TrainingSource) -> dict[str, Any]:
         "data": str(source.data),
         "train": source.train,
         "val": source.val,
-        "rows": source.rows,
-        "columns": source.columns,
+        "rows": None if source.rows is None else list(source.rows),
+        "columns": None if source.columns is None else list(source.columns),
     }
 
 

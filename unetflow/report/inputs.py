@@ -126,7 +126,7 @@ def check_inputs(
         test=chosen["test"],
         predictions=dict(zip(models, files["predictions"], strict=True)),
         sources=[
-            {"name": name, **item.dump()} for name, item in zip(source_names(entries), entries, strict=True)
+            {**item.dump(), "name": name} for name, item in zip(source_names(entries), entries, strict=True)
         ],
     )
 

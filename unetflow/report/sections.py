@@ -172,10 +172,18 @@ def data_section(inputs: Inputs, config: Mapping[str, Any]) -> Section:
         w0=weight_attrs.get("w0", "n/a"),
         sigma=weight_attrs.get("sigma", "n/a"),
         other_volumes=others,
-        sources=inputs.sources if len(inputs.sources) > 1 else None,
+        sources=[{**item, "region": _region_text(item.get("region"))} for item in inputs.sources]
+        if len(inputs.sources) > 1
+        else None,
         unannotated=omezarr.label_ignore(inputs.data) is not None,
     )
     return _section("data", "Data and split", content)
+
+
+def _region_text(region: Mapping[str, Any] | None) -> str:
+    """A split entry's region as shown: "z [1, 4), x [10, 50)" (axes left out are whole), "" for none."""
+    spans = [f"{axis} [{span[0]}, {span[1]})" for axis, span in (region or {}).items() if span]
+    return ", ".join(spans)
 
 
 # ---------------------------------------------------------------------------------------------- results
