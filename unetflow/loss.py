@@ -33,6 +33,8 @@ LOSS_MODES: dict[str, str] = {
     "none": "plain cross-entropy",
 }
 """What each mode weighs with, in words (logs, the report)."""
+ABLATION_MODE: LossMode = "class"
+"""The loss of the ablation model (config `ablation: true`): the class balance without the border term."""
 EVEN_ODDS = 0.5
 """The threshold of a loss without class weights."""
 

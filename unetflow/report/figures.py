@@ -18,6 +18,7 @@ from scipy import ndimage as ndi
 
 from unetflow import omezarr
 from unetflow.errors import InputError
+from unetflow.loss import ABLATION_MODE, LOSS_MODES
 from unetflow.metrics_registry import Metric
 from unetflow.report.formatting import format_value, number
 from unetflow.report.inputs import Inputs, Run, read_truth
@@ -303,7 +304,8 @@ def ablation_figure(main: Run, ablation: Run, metrics: Sequence[Metric]) -> Figu
     fig = _new_figure(7.5, 3.4)
     ax = fig.subplots()
     positions = np.arange(len(metrics))
-    for i, (run, label) in enumerate(((main, "border + class weights"), (ablation, "class weights only"))):
+    labels = (LOSS_MODES["border"], LOSS_MODES[ABLATION_MODE])
+    for i, (run, label) in enumerate(zip((main, ablation), labels, strict=True)):
         values = [number(run.summary["overall"].get(m.key)) for m in metrics]
         bars = ax.bar(
             positions + (i - 0.5) * 0.38, values, 0.38, color=run.colour, label=f"{run.name}: {label}"

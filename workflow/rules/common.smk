@@ -1,6 +1,7 @@
 # Helper functions of the rules: the checked config and file names. The logic lives in the unetflow package.
 from unetflow.config import load_config, merge_config
 from unetflow.layout import ABLATION_MODEL, MAIN_MODEL, PRETRAINED_MODEL, RESULTS
+from unetflow.loss import ABLATION_MODE
 from unetflow.preflight import check_data, invalidate_incomplete_groups, shape_of
 from unetflow.predict.plan import groups_for, planned_groups
 
@@ -50,7 +51,7 @@ def trained_models():
 def loss_weights(wildcards):
     """Loss weighting of a model: the configured one, or class balance only for the ablation."""
     if wildcards.model == ABLATION_MODEL:
-        return "class"
+        return ABLATION_MODE
     return SETTINGS.train.loss_weights
 
 
