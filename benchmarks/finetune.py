@@ -12,7 +12,8 @@ steps on B from A's model: `train.init_from`). Both trainings use config.yaml's 
 (Adam, lr 1e-3, cosine, seed 0, the paper's border weights), the same batches and no validation.
 
 Run from the repo root:  .venv/bin/python benchmarks/finetune.py [--model results/models/main/model.pt]
-(about 5 minutes on 2 shared CPU cores with the default model to train, 2 with --model).
+(about 5 minutes on 2 idle CPU cores with the default model to train, 2 with --model; --workdir keeps the
+volumes and runs, and a rerun with the same options reuses them: training resumes, a finished run is done).
 """
 
 from __future__ import annotations
@@ -43,10 +44,12 @@ DEFAULT = Config()
 def volume(folder: Path, name: str, **options: Any) -> tuple[Path, Path]:
     """A synthetic volume imported with labels, and its weight maps (class balance of slices 0-9)."""
     raw, cells = synthesize_volume(shape=tuple(DEFAULT.volumes["synthetic"].synthetic.shape), **options)
-    data = import_volume(raw, folder / f"{name}.zarr", labels=cells, voxel_size=(50.0, 4.0, 4.0))
+    data = folder / f"{name}.zarr"
     weights = folder / f"{name}-weights.zarr"
-    run_weights(data=str(data), target=str(weights), options=DEFAULT.weights.dump(), train_slices=TRAIN)
-    return Path(data), weights
+    if not weights.exists():
+        import_volume(raw, data, labels=cells, voxel_size=(50.0, 4.0, 4.0))
+        run_weights(data=str(data), target=str(weights), options=DEFAULT.weights.dump(), train_slices=TRAIN)
+    return data, weights
 
 
 def fit(folder: Path, data: Path, weights: Path, *, steps: int, val: list[int], init: Path | None) -> Path:
@@ -83,7 +86,7 @@ def held_out(model_path: Path, data: Path) -> dict[str, float]:
     labels = omezarr.open_labels(data)
     scores = []
     for index in TEST:
-        probability = predict_array(model, raw[index], mean=mean, std=std, device="cpu")[0]
+        probability = predict_array(model, raw[index], mean=mean, std=std, device="cpu")
         scores.append(evaluate(probability, labels[index], threshold=threshold, include_warping=False))
     return {
         key: float(np.mean([s[key] for s in scores])) for key in ("iou", "dice", "pixel_error", "rand_error")
@@ -98,12 +101,19 @@ def main() -> None:
     parser.add_argument("--contrast", type=float, default=0.4, help="membrane contrast of the second volume")
     parser.add_argument("--seed", type=int, default=1, help="seed of the second volume")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep the volumes and runs here (default: a temporary folder); a rerun resumes or reuses them",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="unetflow-finetune-") as tmp:
-        folder = Path(tmp)
+        folder = args.workdir or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"b-seed{args.seed}-contrast{args.contrast}"  # what a kept volume or run was made of
         other = volume(
-            folder, "b", seed=args.seed, membrane_contrast=args.contrast, membrane_width=(1.5, 3.5)
+            folder, name, seed=args.seed, membrane_contrast=args.contrast, membrane_width=(1.5, 3.5)
         )
         start = args.model
         if start is None:
@@ -119,10 +129,10 @@ def main() -> None:
         runs = {
             "zero-shot (A's model)": start,
             f"scratch, {args.steps} steps": fit(
-                folder / "scratch", *other, steps=args.steps, val=[], init=None
+                folder / f"{name}-scratch-{args.steps}", *other, steps=args.steps, val=[], init=None
             ),
             f"fine-tuned, {args.steps} steps": fit(
-                folder / "tuned", *other, steps=args.steps, val=[], init=start
+                folder / f"{name}-tuned-{args.steps}", *other, steps=args.steps, val=[], init=start
             ),
         }
         print(
