@@ -6,8 +6,8 @@ from unetflow.steps import run_train
 
 volumes = snakemake.params.volumes
 run_train(
-    data=dict(zip(volumes, snakemake.input.data)),
-    weights=dict(zip(volumes, snakemake.input.weights)),
+    data=dict(zip(volumes, snakemake.input.data, strict=True)),
+    weights=dict(zip(volumes, snakemake.input.weights, strict=True)),
     output=snakemake.output.model,
     step_log=snakemake.output.step_log,
     val_log=snakemake.output.val_log,
