@@ -57,7 +57,7 @@ def reference_crop(image: np.ndarray, top: int, left: int, size: int) -> np.ndar
     [
         ((3, 64, 80), 2, 30),  # input tile passes the borders of a larger slice
         ((2, 256, 256), 4, 196),  # the brief's case: 256x256 slices, 380 input
-        ((2, 24, 31), 3, 40),  # slices smaller than even the output: repeated mirroring
+        ((2, 24, 31), 3, 40),  # slices smaller than even the output: repeated mirroring, mirror unweighted
     ],
 )
 def test_without_augmentation_tiles_are_mirrored_crops(
@@ -81,9 +81,14 @@ def test_without_augmentation_tiles_are_mirrored_crops(
             np.testing.assert_array_equal(
                 batch.raw[tile, 0].numpy(), reference_crop(raw[index], top, left, inp)
             )
-            np.testing.assert_array_equal(
-                batch.weights[tile].numpy(), reference_crop(weights[index], top + margin, left + margin, out)
-            )
+            expected_weights = reference_crop(weights[index], top + margin, left + margin, out)
+            if min(shape[1:]) < out:  # a slice smaller than the output tile: its mirrored part weighs 0
+                rows = np.arange(top + margin, top + margin + out)
+                cols = np.arange(left + margin, left + margin + out)
+                inside = ((rows >= 0) & (rows < shape[1]))[:, None] & ((cols >= 0) & (cols < shape[2]))
+                assert not inside.all()
+                expected_weights = expected_weights * inside
+            np.testing.assert_array_equal(batch.weights[tile].numpy(), expected_weights)
             np.testing.assert_array_equal(
                 batch.labels[tile].numpy(), reference_crop(labels[index], top + margin, left + margin, out)
             )
@@ -118,7 +123,9 @@ def test_full_augmentation_keeps_labels_binary_and_weights_in_range(interpolatio
     for _ in range(4):
         batch = sampler.sample(generator)
         assert set(batch.labels.unique().tolist()) <= {0, 1}
-        assert batch.weights.min() >= weights.min() - 1e-6
+        trained = batch.weights > 0  # the slices are smaller than a tile: their mirrored part weighs 0
+        assert 0 < int(trained.sum()) < trained.numel() and batch.weights.min() == 0
+        assert batch.weights[trained].min() >= weights.min() - 1e-6
         assert batch.weights.max() <= weights.max() + 1e-6
         assert torch.isfinite(batch.raw).all()
         assert not batch.params.integral
@@ -414,3 +421,55 @@ def test_cuda_batch_matches_cpu_batch():
     torch.testing.assert_close(cuda.raw.cpu(), cpu.raw, atol=1e-3, rtol=1e-3)
     torch.testing.assert_close(cuda.weights.cpu(), cpu.weights, atol=1e-3, rtol=1e-3)
     assert (cuda.labels.cpu() != cpu.labels).float().mean() < 1e-3
+
+
+def test_several_sources_are_drawn_by_labelled_area_and_cut_from_their_own_slices():
+    """Sources of different shapes: slices drawn in proportion to their pixels of non-zero weight, each
+    tile's crop inside its own slice, and each tile what a sampler of its source alone renders."""
+    first, second = make_slices(2, 40, 48, seed=1), make_slices(3, 64, 56, seed=2)
+    second[2][1, :, :28] = 0.0  # half of slice 1 of the second source unlabelled
+    inp, out = sizes(2, 30)
+    margin = (inp - out) // 2
+    sampler = TileSampler(
+        [first[0], second[0]],
+        [first[1], second[1]],
+        [first[2], second[2]],
+        input_size=inp,
+        output_size=out,
+        batch_size=8,
+    )
+    generator = torch.Generator().manual_seed(11)
+    draws = [sampler.draw(generator) for _ in range(300)]
+    counts = np.bincount(torch.cat([d.slice_index for d in draws]).numpy(), minlength=5)
+    areas = np.array([40 * 48, 40 * 48, 64 * 56, 64 * 28, 64 * 56], dtype=float)
+    expected = counts.sum() * areas / areas.sum()
+    assert np.all(np.abs(counts - expected) < 4 * np.sqrt(expected)), (counts, expected)
+    shapes = [(40, 48)] * 2 + [(64, 56)] * 3
+    for params in draws[:20]:
+        for index, top, left in zip(params.slice_index, params.top, params.left, strict=True):
+            height, width = shapes[int(index)]
+            assert 0 <= int(top) + margin <= height - out and 0 <= int(left) + margin <= width - out
+    params = draws[0]
+    batch = sampler.render(params)
+    assert len(set(params.slice_index.tolist()) & {0, 1}) and len(
+        set(params.slice_index.tolist()) & {2, 3, 4}
+    )
+    for arrays, first_slice in ((first, 0), (second, 2)):
+        alone = TileSampler(*arrays, input_size=inp, output_size=out)
+        within = (params.slice_index >= first_slice) & (params.slice_index < first_slice + len(arrays[0]))
+        for tile in torch.nonzero(within).flatten():
+            single = TileParams(
+                slice_index=params.slice_index[tile : tile + 1] - first_slice,
+                top=params.top[tile : tile + 1],
+                left=params.left[tile : tile + 1],
+                matrix=params.matrix[tile : tile + 1],
+                coarse=params.coarse[tile : tile + 1],
+                contrast=params.contrast[tile : tile + 1],
+                brightness=params.brightness[tile : tile + 1],
+                gamma=params.gamma[tile : tile + 1],
+            )
+            expected_tile = alone.render(single)
+            for name in ("raw", "labels", "weights"):
+                torch.testing.assert_close(
+                    getattr(batch, name)[tile], getattr(expected_tile, name)[0], rtol=1e-4, atol=1e-4
+                )

@@ -12,13 +12,16 @@ from unetflow.config import (
     AugmentConfig,
     ClusterConfig,
     Config,
+    SplitConfig,
     TrainConfig,
+    check_entries,
     json_schema,
     load_config,
     load_config_files,
     merge_config,
     schema_yaml,
     script_safe,
+    source_names,
 )
 from unetflow.errors import InputError
 
@@ -103,6 +106,37 @@ def test_a_users_volumes_replace_the_default_ones_with_their_split(tmp_path: Pat
         ({"split": {"test": "12-99"}}, "split.test: slice 99 is out of range"),
         ({"split": {"val": "9-11"}}, "split.train and split.val share slices \\[9\\]"),
         ({"split": {"volume": "nowhere"}}, "split.volume 'nowhere' is not a key of volumes"),
+        ({"split": {"test": []}}, "split.test names no slices; give some"),
+        (
+            {"split": {"region": {"z": [0, 20]}}},
+            r"split.region.z \[0, 20\] reaches past the volume's 16 slices",
+        ),
+        ({"split": {"region": {"y": [9, 9]}}}, r"split.region: y \[9, 9\]: start must be below stop[^;]*$"),
+        (
+            {"split": {"region": {"z": [0, 8]}}},
+            r"split.train: slices \[8, 9\] lie outside split.region.z \[0, 8\)",
+        ),
+        ({"split": []}, "split: .*at least 1 item"),
+        ({"split": [{"volume": "synthetic", "val": "0-2"}]}, "no entry of split has train slices"),
+        (
+            {"split": [{"volume": "synthetic", "train": "0-9"}, {"volume": "synthetic", "test": "9-12"}]},
+            r"split\[0\]\.train and split\[1\]\.test share pixels of slices \[9\]",
+        ),
+        (
+            {
+                "split": [
+                    {"volume": "synthetic", "train": "0-9", "name": "a"},
+                    {"volume": "synthetic", "name": "a"},
+                ]
+            },
+            "two entries are named 'a'",
+        ),
+        (
+            {"split": [{"volume": "synthetic", "train": "0-9"}, {"volume": "x", "test": "1"}]},
+            r"split\[1\]\.volume 'x'",
+        ),
+        ({"train": {"init_from": {"path": "m.pt"}}, "pretrained": {"path": "m.pt"}}, "init_from fine-tunes"),
+        ({"volumes": {"v": {"raw": {"path": "a"}, "labels": {"path": "b", "ignore": 0}}}}, "labels.ignore"),
     ],
 )
 def test_a_bad_value_is_one_error_naming_the_key(change: dict[str, Any], message: str) -> None:
@@ -144,3 +178,40 @@ def test_a_config_file_that_is_not_a_mapping_or_not_yaml_is_named(tmp_path: Path
     listing.write_text("- 1\n- 2\n")
     with pytest.raises(InputError, match="not a mapping"):
         load_config_files([listing])
+
+
+def test_the_split_is_one_entry_or_a_list_of_volumes_and_regions() -> None:
+    """The old single mapping is one entry; a list names several volumes or annotated regions of one, and
+    each entry gets a name (its volume's, numbered where a volume has several)."""
+    single = Config()
+    assert [entry.volume for entry in single.split_entries()] == ["synthetic"]
+    assert single.split_keys() == ["split"] and single.training_volumes() == ["synthetic"]
+    volumes = {
+        "synthetic": {"synthetic": {"shape": [16, 256, 256]}},
+        "other": {"synthetic": {"shape": [4, 64, 64], "seed": 1}},
+    }
+    split = [
+        {"volume": "synthetic", "region": {"y": [0, 128]}, "train": "all"},
+        {"volume": "synthetic", "region": {"y": [128, 256]}, "val": "0-1", "test": "2-15"},
+        {
+            "volume": "other",
+            "name": "crop",
+            "region": {"z": [1, 4], "x": [10, 50]},
+            "train": "1-2",
+            "test": "3",
+        },
+    ]
+    config = load_config(merge_config(Config().dump(), {"volumes": volumes, "split": split}))
+    entries = config.split_entries()
+    assert source_names(entries) == ["synthetic-1", "synthetic-2", "crop"]
+    assert config.split_keys() == ["split[0]", "split[1]", "split[2]"]
+    assert config.training_volumes() == ["synthetic", "other"] and config.report_volume() == "synthetic"
+    chosen = check_entries(entries, config.split_keys(), {"synthetic": (16, 256, 256), "other": (4, 64, 64)})
+    assert chosen[0]["train"] == list(range(16)) and chosen[2] == {"train": [1, 2], "val": [], "test": [3]}
+    outside = [
+        SplitConfig.from_dict({"volume": "other", "region": {"z": [1, 3]}, "train": "all", "test": "3"})
+    ]
+    with pytest.raises(InputError, match=r"split\[2\]\.test: slices \[3\] lie outside split\[2\]\.region\.z"):
+        check_entries(outside, ["split[2]"], {"other": (4, 64, 64)})
+    assert config.dump()["split"][2]["region"] == {"z": [1, 4], "y": None, "x": [10, 50]}
+    assert load_config(config.dump()) == config  # the dumped form (Snakemake's config) reads back

@@ -218,3 +218,40 @@ def test_select_slices() -> None:
         select_slices("5-2", 25, what="split.test")
     with pytest.raises(InputError, match="not a slice index"):
         select_slices([True], 25, what="split.test")
+
+
+def test_sparse_labels_store_the_ignore_value_as_the_types_largest(tmp_path: Path, raw: np.ndarray) -> None:
+    """Unannotated pixels (labels_ignore) are kept apart from every label: 255 in binary labels, 2**32 - 1
+    in instance labels, recorded in the attributes; they are no label value and no foreground."""
+    binary = np.where(raw > 100, 255, 0).astype(np.uint16)
+    binary[:, :, :8] = 7  # a 0/255 mask with its first 8 columns unannotated
+    target = import_volume(raw, tmp_path / "b.zarr", labels=binary, labels_ignore=7)
+    stored = omezarr.open_labels(target)[:]
+    assert omezarr.read_attrs(target)["labels"] == {"cells": "binary"}  # 7 is not a second label value
+    assert omezarr.label_ignore(target) == 255
+    np.testing.assert_array_equal(stored[:, :, :8], 255)
+    np.testing.assert_array_equal(stored[:, :, 8:], (raw[:, :, 8:] > 100).astype(np.uint8))
+    ids = np.arange(raw.size, dtype=np.uint32).reshape(raw.shape) % 5  # instance ids 1-4 and 0
+    ids[0] = 40000
+    target = import_volume(raw, tmp_path / "i.zarr", labels=ids, labels_ignore=40000)
+    assert omezarr.read_attrs(target)["labels"] == {"cells": "instance"}
+    assert omezarr.label_ignore(target) == 2**32 - 1
+    np.testing.assert_array_equal(omezarr.open_labels(target)[0], 2**32 - 1)
+    np.testing.assert_array_equal(omezarr.open_labels(target)[1:], ids[1:])
+    assert omezarr.label_ignore(import_volume(raw, tmp_path / "d.zarr", labels=ids)) is None
+    with pytest.raises(InputError, match=r"no foreground \(every voxel is 0 or the ignore value 3\)"):
+        import_volume(raw, tmp_path / "e.zarr", labels=np.where(raw > 100, 3, 0), labels_ignore=3)
+    with pytest.raises(InputError, match=r"labels_ignore is 0; give the label value \(>= 1"):
+        import_volume(raw, tmp_path / "f.zarr", labels=ids, labels_ignore=0)
+
+
+def test_inverted_labels_keep_their_unannotated_pixels(tmp_path: Path, raw: np.ndarray) -> None:
+    from unetflow.importer import invert_binary_labels
+
+    membranes = np.where(raw > 200, 255, 0).astype(np.uint8)
+    membranes[:, :4] = 9
+    inverted = invert_binary_labels(write_tif(tmp_path / "m.tif", membranes), fmt=None, member=None, ignore=9)
+    target = import_volume(raw, tmp_path / "v.zarr", labels=inverted.compute(), labels_ignore=9)
+    stored = omezarr.open_labels(target)[:]
+    np.testing.assert_array_equal(stored[:, :4], 255)
+    np.testing.assert_array_equal(stored[:, 4:], (raw[:, 4:] <= 200).astype(np.uint8))

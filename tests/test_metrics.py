@@ -458,3 +458,25 @@ def test_connectivity_decides_what_a_diagonal_membrane_separates() -> None:
 def test_bad_inputs_are_named(prediction: np.ndarray, truth: np.ndarray, kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         metrics.evaluate(prediction, truth, **kwargs)
+
+
+def test_unannotated_pixels_count_in_no_measure() -> None:
+    """What the prediction says on unannotated pixels changes no measure, whatever it is; the pixel and
+    warping errors count annotated pixels only; a slice without annotated pixels scores NaN."""
+    rng = np.random.default_rng(4)
+    truth = np.zeros((40, 48), dtype=np.uint8)
+    truth[2:18, 2:20] = truth[2:18, 24:46] = truth[22:38, 2:46] = 1
+    probability = np.clip(truth * 0.8 + rng.normal(0.1, 0.15, truth.shape), 0, 1).astype(np.float32)
+    unannotated = np.zeros(truth.shape, dtype=bool)
+    unannotated[:, 30:] = True
+    reference = metrics.evaluate(probability, truth, ignore=unannotated)
+    for other in (rng.random(truth.shape).astype(np.float32), np.ones(truth.shape, dtype=np.float32)):
+        changed = np.where(unannotated, other, probability)
+        flipped = np.where(unannotated, 1 - truth, truth)  # and whatever the truth holds there
+        assert metrics.evaluate(changed, flipped, ignore=unannotated) == reference
+    cropped = metrics.evaluate(probability[:, :30], truth[:, :30])
+    for key in ("iou", "dice", "pixel_error", "rand_error", "v_rand", "v_info", "warping_error"):
+        assert reference[key] == pytest.approx(cropped[key]), key  # = the annotated part on its own
+    assert reference != metrics.evaluate(probability, truth)  # the unannotated part would have counted
+    empty = metrics.evaluate(probability, truth, ignore=np.ones(truth.shape, dtype=bool))
+    assert math.isnan(empty["pixel_error"]) and math.isnan(empty["warping_error"])

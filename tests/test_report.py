@@ -416,3 +416,34 @@ def test_other_volumes_get_their_own_columns(single: tuple[dict[str, Any], str])
     assert (
         f'IoU (cells) \u2191</div><div class="v">{format_value(test_iou)}<' in cards
     )  # headline: test slices
+
+
+def test_several_sources_and_fine_tuning_are_reported(tmp_path: Path) -> None:
+    """A split of two entries of one volume: the data table lists both (name, region, slices), the metrics
+    table has a column for the source the volume's name does not cover, and the training caption names
+    the model the run fine-tuned."""
+    kwargs = make_inputs(tmp_path, ["main"])
+    split = [
+        {"volume": "synthetic", "name": "left", "region": {"x": [0, 32]}, "train": "0-2", "val": "3"},
+        {"volume": "synthetic", "name": "right", "region": {"x": [32, 64]}, "test": "4-5"},
+    ]
+    summary = json.loads(Path(kwargs["metrics"][0]).read_text())
+    summary["sources"] = {"right": {**summary["volumes"]["synthetic"], "iou": 0.4321, "slices": 2}}
+    Path(kwargs["metrics"][0]).write_text(json.dumps(summary))
+    config = {
+        **kwargs["config"],
+        "split": split,
+        "train": {**kwargs["config"]["train"], "init_from": {"path": "lab.pt"}},
+    }
+    build_report(**{**kwargs, "split": split, "config": config})
+    text = Path(kwargs["output"]).read_text(encoding="utf-8")
+    data = _table(text, "table-data")
+    assert (
+        "<code>left</code>: volume <code>synthetic</code>, region x [0, 32); train 0-2, val 3, test none"
+        in data
+    )
+    assert "<code>right</code>" in data and "test 4-5" in data
+    table = _table(text, "table-metrics")
+    assert "<th>synthetic (test)</th><th>right (test)</th><th>overall</th>" in table
+    assert ">0.4321<" in table
+    assert "started from the trained model <code>lab.pt</code>" in _section(text, "training")

@@ -205,3 +205,19 @@ def test_rejects_bad_arguments_naming_them(arguments: dict, named: str) -> None:
     options = {"shape": (1, 32, 32), "seed": 0} | arguments
     with pytest.raises(ValueError, match=named):
         synthesize_volume(**options)
+
+
+def test_membrane_contrast_makes_membranes_paler_and_leaves_the_rest() -> None:
+    """membrane_contrast 1 is the default image; below 1 the membranes lie closer to the cytoplasm, the
+    labels and the cell interiors stay as they were (another stain, the same tissue)."""
+    default = synthesize_volume(shape=(1, 96, 96), seed=4, noise=0.0, blur=0.0)
+    same = synthesize_volume(shape=(1, 96, 96), seed=4, noise=0.0, blur=0.0, membrane_contrast=1.0)
+    pale = synthesize_volume(shape=(1, 96, 96), seed=4, noise=0.0, blur=0.0, membrane_contrast=0.4)
+    np.testing.assert_array_equal(default[0], same[0])
+    np.testing.assert_array_equal(default[1], pale[1])
+    membrane = default[1] == 0
+    np.testing.assert_array_equal(default[0][~membrane], pale[0][~membrane])
+    gap = lambda raw: raw[~membrane].mean() - raw[membrane].mean()  # noqa: E731
+    assert gap(pale[0].astype(float)) == pytest.approx(0.4 * gap(default[0].astype(float)), rel=0.1)
+    with pytest.raises(ValueError, match=r"membrane_contrast must be >= 0\.0"):
+        synthesize_volume(shape=(1, 32, 32), seed=0, membrane_contrast=-1.0)

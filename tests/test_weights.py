@@ -11,11 +11,11 @@ import tifffile
 from scipy import ndimage as ndi
 
 from unetflow import weights
+from unetflow.loss import decision_threshold
 from unetflow.weights import (
     border_weight_map,
     border_weight_map_reference,
     class_balance_weights,
-    decision_threshold,
     weight_map_volume,
 )
 
@@ -279,3 +279,36 @@ def test_volume_is_the_per_slice_map_with_one_binary_decision() -> None:
 def test_bad_arguments_raise_value_error(call, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_unannotated_pixels_weigh_nothing_and_make_no_border() -> None:
+    """Sparse labels: unannotated pixels (ignore) weigh 0 and count in neither class; they are no cell, so
+    a labelled cell beside unlabelled space gets no border term there, whatever the unlabelled cells were."""
+    ignore = 99
+    cell = np.zeros((24, 40), dtype=np.int32)
+    cell[4:20, 3:15] = 1  # one traced cell, a membrane gap, then unannotated space holding another cell
+    labels = cell.copy()
+    labels[:, 20:] = ignore
+    result = border_weight_map(labels, sigma=3.0, class_weights=(1.0, 2.0), ignore=ignore)
+    np.testing.assert_array_equal(result[:, 20:], 0.0)
+    np.testing.assert_array_equal(result[:, :20], np.where(cell[:, :20] > 0, 2.0, 1.0))  # no border term
+    as_cell = np.where(labels == ignore, 2, labels)  # the same space taken for a second cell: a border
+    assert border_weight_map(as_cell, sigma=3.0, class_weights=(1.0, 2.0))[10, 17] > 2.0
+    # the class balance counts annotated pixels only: 192 cell and 288 membrane pixels of the 480
+    balanced = border_weight_map(labels, w0=0.0, ignore=ignore)
+    annotated = labels != ignore
+    assert balanced[annotated].mean() == pytest.approx(1.0)
+    assert weights.class_counts(cell > 0, ~annotated) == (288, 192)
+    # instance ids and binary masks alike, and in a stack
+    cells = voronoi_cells((40, 50), 9, seed=3)
+    sparse = np.where(cells % 3 == 0, ignore, cells)
+    expected = border_weight_map(np.where(sparse == ignore, 0, sparse), class_weights=(1.0, 2.0))
+    expected[sparse == ignore] = 0
+    np.testing.assert_array_equal(
+        border_weight_map(sparse, class_weights=(1.0, 2.0), ignore=ignore), expected
+    )
+    stacked = weight_map_volume(np.stack([sparse, sparse]), class_weights=(1.0, 2.0), ignore=ignore)
+    np.testing.assert_array_equal(stacked[1], expected)
+    mask = np.where(sparse == ignore, ignore, (cells > 0).astype(np.int32))
+    binary = border_weight_map(mask, class_weights=(1.0, 2.0), binary=True, ignore=ignore)
+    np.testing.assert_array_equal(binary == 0, sparse == ignore)

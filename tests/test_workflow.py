@@ -15,6 +15,8 @@ import tifffile
 import yaml
 from helpers import copy_workflow
 
+from unetflow.synthesize import synthesize_volume
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TINY = ROOT / "tests" / "data" / "tiny.yaml"
@@ -114,13 +116,20 @@ def test_bad_config_fails_before_any_job_naming_the_key(tmp_path: Path, change: 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the workflow run end to end on tiny data (one labelled, one unlabelled volume)."""
+    """A copy of the workflow run end to end on tiny data: one labelled volume, one unlabelled, and a crop
+    of a third with sparse labels (a second training source)."""
     work = tmp_path_factory.mktemp("workflow")
     copy_workflow(work)
     shutil.copy(TINY, work / "tiny.yaml")
     rng = np.random.default_rng(0)
     unlabelled = rng.integers(0, 255, (2, 70, 50), dtype=np.uint8)
     tifffile.imwrite(work / "raw.tif", unlabelled, photometric="minisblack")
+    raw, cells = synthesize_volume(shape=(2, 48, 64), seed=8, cell_diameter=20.0)
+    sparse = np.where((cells % 2 == 1) | ((cells == 0) & (np.arange(64) >= 32)), cells, 1000).astype(
+        np.uint16
+    )
+    tifffile.imwrite(work / "sparse-raw.tif", raw, photometric="minisblack")
+    tifffile.imwrite(work / "sparse-labels.tif", sparse, photometric="minisblack")
     result = snakemake("--cores", "2", "--configfile", "tiny.yaml", cwd=work)
     assert result.returncode == 0, result.stderr[-4000:]
     return work
@@ -268,3 +277,50 @@ def test_predict_only_reports_the_model_the_volumes_and_labelled_metrics(predict
     assert "U-Net predictions" in html and "Predicted volumes" in html
     assert sha256_of(predict_only_run / "trained.pt") in html
     assert html.count("data:image/png;base64,") >= 2 and "table-volume-metrics" in html
+
+
+def test_tiny_run_trains_on_both_sources_and_leaves_unannotated_pixels_out(tiny_run: Path) -> None:
+    """The split's second source (a region of a volume with sparse labels) is imported, weighted and
+    trained on; its unannotated pixels weigh 0 and the class balance counts neither class there."""
+    import torch
+
+    from unetflow import omezarr
+    from unetflow.layout import RESULTS
+
+    balance = json.loads((tiny_run / RESULTS.class_balance()).read_text())
+    assert (
+        list(balance["sources"]) == ["synthetic", "sparse"]
+        and balance["sources"]["sparse"]["unannotated"] > 0
+    )
+    data = tiny_run / RESULTS.data("sparse")
+    assert omezarr.label_ignore(data) == 2**32 - 1
+    unannotated = omezarr.open_labels(data)[:] == 2**32 - 1
+    weights = omezarr.open_image(tiny_run / RESULTS.weights("sparse"))[:]
+    np.testing.assert_array_equal(weights == 0, unannotated)
+    assert (
+        omezarr.read_attrs(tiny_run / RESULTS.weights("sparse"))["class_weights"] == balance["class_weights"]
+    )
+    state = torch.load(tiny_run / RESULTS.model("main"), weights_only=True)
+    assert [(s["name"], s["train"], s["rows"]) for s in state["training_sources"]] == [
+        ("synthetic", [0, 1, 2], None),
+        ("sparse", [0, 1], [0, 40]),
+    ]
+    assert "sparse" not in json.loads((tiny_run / "results" / "metrics.json").read_text())["volumes"]
+
+
+def test_fine_tuning_takes_the_models_net_and_refuses_a_contradicting_config(tiny_run: Path) -> None:
+    """train.init_from: the train job reads the model; a model section that contradicts its net stops the
+    run before any job, naming the key."""
+    model = str(tiny_run / "results" / "models" / "main" / "model.pt")
+    (tiny_run / "tune.yaml").write_text(yaml.safe_dump({"train": {"init_from": {"path": model}}}))
+    result = snakemake("-n", "--forceall", "--nolock", "--configfile", "tiny.yaml", "tune.yaml", cwd=tiny_run)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert model in job_of(result.stdout, "train")
+    (tiny_run / "wrong.yaml").write_text(
+        yaml.safe_dump({"train": {"init_from": {"path": model}}, "model": {"depth": 3}})
+    )
+    result = snakemake(
+        "-n", "--forceall", "--nolock", "--configfile", "tiny.yaml", "wrong.yaml", cwd=tiny_run
+    )
+    assert result.returncode != 0
+    assert "model.depth is 3 there, 2 in the model" in result.stderr + result.stdout

@@ -12,7 +12,9 @@ slice is mirrored (NumPy's 'reflect', repeatedly where needed) wherever the grid
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -199,6 +201,31 @@ def _as_stack(name: str, values: ArrayLike) -> torch.Tensor:
     return tensor
 
 
+def _as_sources(values: ArrayLike | Sequence[ArrayLike]) -> list[ArrayLike]:
+    """One array of slices, or a list of them (sources of different slice shapes), as a list."""
+    if isinstance(values, np.ndarray | torch.Tensor):
+        return [values]
+    return list(values)
+
+
+def _subset(params: TileParams, tiles: torch.Tensor, slice_index: torch.Tensor) -> TileParams:
+    """The draws of some tiles of a batch (`tiles`: their positions), with slice indices `slice_index`."""
+
+    def pick(values: torch.Tensor | None) -> torch.Tensor | None:
+        return None if values is None else values[tiles]
+
+    return TileParams(
+        slice_index=slice_index,
+        top=params.top[tiles],
+        left=params.left[tiles],
+        matrix=params.matrix[tiles],
+        coarse=pick(params.coarse),
+        contrast=pick(params.contrast),
+        brightness=pick(params.brightness),
+        gamma=pick(params.gamma),
+    )
+
+
 class TileSampler:
     """Draws augmented training batches of `batch_size` tiles from 2-D slices kept on `device`.
 
@@ -206,13 +233,19 @@ class TileSampler:
     position, uniformly); the input tile (`input_size`, the output plus the net's context margin on every
     side) is mirrored where it passes the border. `device` defaults to that of `raw_slices` when it is a
     tensor, else the CPU.
+
+    Several sources: `raw_slices`, `label_slices` and `weight_slices` may each be a list with one array of
+    slices per source (one shape within a source, any shape across them). Slices are then drawn in
+    proportion to their labelled area (pixels of non-zero weight), so every annotated pixel is equally
+    likely to be trained on whatever source holds it. A slice smaller than the output tile is mirrored
+    like any other, but the mirrored part of its output crop weighs 0: only its own pixels train.
     """
 
     def __init__(
         self,
-        raw_slices: ArrayLike,
-        label_slices: ArrayLike,
-        weight_slices: ArrayLike,
+        raw_slices: ArrayLike | Sequence[ArrayLike],
+        label_slices: ArrayLike | Sequence[ArrayLike],
+        weight_slices: ArrayLike | Sequence[ArrayLike],
         *,
         input_size: int,
         output_size: int,
@@ -227,16 +260,43 @@ class TileSampler:
             )
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raws, labels, weights = (_as_sources(v) for v in (raw_slices, label_slices, weight_slices))
+        if not raws or not len(raws) == len(labels) == len(weights):
+            raise ValueError(
+                f"give one array of raw, label and weight slices per source, got {len(raws)}, {len(labels)} "
+                f"and {len(weights)}"
+            )
         if device is None:
-            device = raw_slices.device if isinstance(raw_slices, torch.Tensor) else "cpu"
+            device = raws[0].device if isinstance(raws[0], torch.Tensor) else "cpu"
         self.device = torch.device(device)
+        self.sources = [self._source(*arrays) for arrays in zip(raws, labels, weights, strict=True)]
+        self.input_size = input_size
+        self.output_size = output_size
+        self.margin = (input_size - output_size) // 2
+        self.config = config if config is not None else AugmentConfig()
+        self.batch_size = batch_size
+        centre = (input_size - 1) / 2
+        self._offsets = torch.arange(input_size, dtype=torch.float32, device=self.device) - centre
+        counts = [int(source.shape[0]) for source in self.sources]
+        self._first = torch.tensor([0, *itertools.accumulate(counts)])
+        self._extents = torch.tensor(
+            [
+                list(source.shape[-2:])
+                for source, n in zip(self.sources, counts, strict=True)
+                for _ in range(n)
+            ]
+        )
+        areas = torch.cat([(source[:, WEIGHTS] > 0).sum(dim=(1, 2)).cpu() for source in self.sources])
+        self._cumulative = torch.cumsum(areas.to(torch.float64), 0)
+        self._uniform = bool(torch.all(areas == areas[0]))
+        if not self._uniform and float(self._cumulative[-1]) == 0:
+            raise ValueError("no slice has a pixel of non-zero weight: there is nothing to train on")
+
+    def _source(self, raw: ArrayLike, labels: ArrayLike, weights: ArrayLike) -> torch.Tensor:
+        """One source's slices on the device as (n, channels RAW / WEIGHTS / LABELS, H, W) float32."""
         stacks = [
             _as_stack(name, values)
-            for name, values in (
-                ("raw_slices", raw_slices),
-                ("weight_slices", weight_slices),
-                ("label_slices", label_slices),
-            )
+            for name, values in (("raw_slices", raw), ("weight_slices", weights), ("label_slices", labels))
         ]
         shapes = {tuple(stack.shape) for stack in stacks}
         if len(shapes) != 1:
@@ -250,30 +310,47 @@ class TileSampler:
             )
         if stacks[LABELS].is_floating_point() and not torch.equal(stacks[LABELS], stacks[LABELS].round()):
             raise ValueError("label_slices must hold class indices (0 = background, 1 = cell), got fractions")
-        self.source = torch.stack([stack.to(torch.float32) for stack in stacks], dim=1).to(self.device)
-        self.input_size = input_size
-        self.output_size = output_size
-        self.margin = (input_size - output_size) // 2
-        self.config = config if config is not None else AugmentConfig()
-        self.batch_size = batch_size
-        centre = (input_size - 1) / 2
-        self._offsets = torch.arange(input_size, dtype=torch.float32, device=self.device) - centre
+        return torch.stack([stack.to(torch.float32) for stack in stacks], dim=1).to(self.device)
+
+    @property
+    def source(self) -> torch.Tensor:
+        """The slices of the first source (n, channels, H, W): of the only one, in a single-source sampler."""
+        return self.sources[0]
 
     @property
     def slice_shape(self) -> tuple[int, int]:
-        """(H, W) of the slices."""
+        """(H, W) of the slices (of the first source, where sources differ)."""
         return int(self.source.shape[-2]), int(self.source.shape[-1])
+
+    def _locate(self, slice_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(source, index within it) of global slice indices."""
+        source = torch.searchsorted(self._first, slice_index, right=True) - 1
+        return source, slice_index - self._first[source]
 
     def draw(self, generator: torch.Generator | None = None) -> TileParams:
         """Draw the random parameters of one batch; the same draws are taken whatever the switches, so
         turning one augmentation off leaves the others' values unchanged."""
         config, batch = self.config, self.batch_size
-        count = int(self.source.shape[0])
-        slice_index = _randint(0, count, (batch,), generator)
+        count = int(self._first[-1])
+        if self._uniform:
+            slice_index = _randint(0, count, (batch,), generator)
+        else:
+            total = float(self._cumulative[-1])
+            drawn = torch.searchsorted(self._cumulative, _rand((batch,), generator) * total, right=True)
+            slice_index = drawn.clamp(max=count - 1)
         starts = []
-        for length in self.slice_shape:
-            low, high = min(0, length - self.output_size), max(0, length - self.output_size)
-            starts.append(_randint(low, high + 1, (batch,), generator) - self.margin)
+        for axis in (0, 1):
+            lengths = self._extents[:, axis]
+            if len(self.sources) == 1:  # one shape: one range for every tile
+                length = int(lengths[0])
+                low, high = min(0, length - self.output_size), max(0, length - self.output_size)
+                starts.append(_randint(low, high + 1, (batch,), generator) - self.margin)
+            else:
+                length = lengths[slice_index]
+                low = (length - self.output_size).clamp(max=0)
+                high = (length - self.output_size).clamp(min=0)
+                offset = (_rand((batch,), generator) * (high - low + 1).to(torch.float64)).floor().long()
+                starts.append(low + offset.minimum(high - low) - self.margin)
         angle = _rand((batch,), generator) * (2 * math.pi)
         flips = _randint(0, 2, (batch, 3), generator)
         coarse = _randn((batch, 2, config.elastic_grid, config.elastic_grid), generator) * config.elastic_std
@@ -315,10 +392,11 @@ class TileSampler:
 
         Slice coordinate k of tile pixel (i, j) is centre_k + M_k0 dy_i + M_k1 dx_j + (W_y C_k W_x^T)_ij
         with dy, dx the offsets from the tile centre, M the rotation/flip matrix and C_k the coarse elastic
-        vectors: a sum of separable terms, so the whole grid is one small matrix product U @ V.
+        vectors: a sum of separable terms, so the whole grid is one small matrix product U @ V. Every tile
+        of `params` must come from slices of one shape (one source).
         """
         size, batch = self.input_size, params.batch_size
-        height, width = self.slice_shape
+        height, width = self._shape_of(params)
         scale = torch.tensor([2.0 / (width - 1), 2.0 / (height - 1)], dtype=torch.float64)  # x, y
         centre = torch.stack([params.left, params.top], dim=-1).to(torch.float64) + (size - 1) / 2
         matrix = params.matrix.to(torch.float64).flip(1)  # rows (x, y), columns (dy, dx)
@@ -342,49 +420,94 @@ class TileSampler:
         flat = u @ v.reshape(-1, u.shape[1]).T  # (inp, B * inp * 2)
         return flat.view(size, batch, size, 2).permute(1, 0, 2, 3)
 
+    def _shape_of(self, params: TileParams) -> tuple[int, int]:
+        """(H, W) of the slices the tiles of `params` come from (one shape: see `normalised_grid`)."""
+        extents = self._extents[params.slice_index]
+        if not bool(torch.all(extents == extents[0])):
+            raise ValueError("the tiles come from slices of several shapes; take them one source at a time")
+        return int(extents[0, 0]), int(extents[0, 1])
+
     def coordinates(self, params: TileParams) -> torch.Tensor:
         """Slice pixel coordinates (B, inp, inp, 2) ordered (y, x) that each input-tile pixel samples."""
-        height, width = self.slice_shape
+        height, width = self._shape_of(params)
         scale = torch.tensor([(width - 1) / 2.0, (height - 1) / 2.0], device=self.device)
         return ((self.normalised_grid(params) + 1.0) * scale).flip(-1)
 
     def render(self, params: TileParams) -> TileBatch:
         """Cut and transform the tiles described by `params`: one interpolation per channel, or an exact
-        gather where every pixel lands on a slice pixel (no elastic part, right-angle rotations)."""
-        if params.integral:
-            tiles = self._gather(params)
+        gather where every pixel lands on a slice pixel (no elastic part, right-angle rotations); with
+        several sources, one source's tiles at a time."""
+        if len(self.sources) == 1:
+            return self._render_source(0, params, params)
+        source, local = self._locate(params.slice_index)
+        parts = []
+        for number in torch.unique(source).tolist():
+            tiles = torch.nonzero(source == number).flatten()
+            parts.append((tiles, self._render_source(number, _subset(params, tiles, local[tiles]), params)))
+        raw, labels, weights = (
+            torch.empty(
+                (params.batch_size, *getattr(parts[0][1], name).shape[1:]),
+                dtype=getattr(parts[0][1], name).dtype,
+                device=self.device,
+            )
+            for name in ("raw", "labels", "weights")
+        )
+        for tiles, part in parts:
+            index = tiles.to(self.device)
+            raw[index], labels[index], weights[index] = part.raw, part.labels, part.weights
+        return TileBatch(raw=raw, labels=labels, weights=weights, params=params)
+
+    def _render_source(self, number: int, local: TileParams, params: TileParams) -> TileBatch:
+        """The tiles of source `number` (`local`: their draws with indices within it); `params` is what the
+        batch records."""
+        source = self.sources[number]
+        first = int(self._first[number])
+        shifted = (
+            local if first == 0 else _subset(local, torch.arange(local.batch_size), local.slice_index + first)
+        )
+        if local.integral:
+            tiles = self._gather(source, local)
             raw, weights, labels = tiles[:, RAW : RAW + 1], tiles[:, WEIGHTS], tiles[:, LABELS]
         else:
-            index = params.slice_index
-            single = params.batch_size == 1
-            source = self.source.narrow(0, int(index[0]), 1) if single else self.source[index.to(self.device)]
-            grid = self.normalised_grid(params)
-            labels = _grid_sample(source[:, LABELS : LABELS + 1], grid, "nearest")[:, 0]
+            index = local.slice_index
+            single = local.batch_size == 1
+            chosen = source.narrow(0, int(index[0]), 1) if single else source[index.to(self.device)]
+            grid = self.normalised_grid(shifted)
+            labels = _grid_sample(chosen[:, LABELS : LABELS + 1], grid, "nearest")[:, 0]
             if self.config.interpolation == "bilinear":
-                both = _grid_sample(source[:, RAW : WEIGHTS + 1], grid, "bilinear")
+                both = _grid_sample(chosen[:, RAW : WEIGHTS + 1], grid, "bilinear")
                 raw, weights = both[:, RAW : RAW + 1], both[:, WEIGHTS]
             else:
-                raw = _grid_sample(source[:, RAW : RAW + 1], grid, self.config.interpolation)
-                weights = _grid_sample(source[:, WEIGHTS : WEIGHTS + 1], grid, "bilinear")[:, 0]
-        raw = adjust_gray_values(
-            raw, contrast=params.contrast, brightness=params.brightness, gamma=params.gamma
-        )
+                raw = _grid_sample(chosen[:, RAW : RAW + 1], grid, self.config.interpolation)
+                weights = _grid_sample(chosen[:, WEIGHTS : WEIGHTS + 1], grid, "bilinear")[:, 0]
+        raw = adjust_gray_values(raw, contrast=local.contrast, brightness=local.brightness, gamma=local.gamma)
         crop = slice(self.margin, self.margin + self.output_size)
+        weights = weights[:, crop, crop]
+        if min(source.shape[-2:]) < self.output_size:  # a small crop: its mirrored part does not train
+            weights = weights * self._inside(shifted)[:, crop, crop]
         return TileBatch(
             raw=raw.contiguous(),
             labels=labels[:, crop, crop].round().to(torch.int64),
-            weights=weights[:, crop, crop].contiguous(),
+            weights=weights.contiguous(),
             params=params,
         )
 
-    def _gather(self, params: TileParams) -> torch.Tensor:
+    def _inside(self, params: TileParams) -> torch.Tensor:
+        """(B, inp, inp) 1 where a tile pixel samples its slice itself (nearest pixel), 0 where its mirror."""
+        height, width = self._shape_of(params)
+        coordinates = self.coordinates(params)
+        rows, columns = coordinates[..., 0], coordinates[..., 1]
+        inside = (rows > -0.5) & (rows < height - 0.5) & (columns > -0.5) & (columns < width - 0.5)
+        return inside.to(torch.float32)
+
+    def _gather(self, source: torch.Tensor, params: TileParams) -> torch.Tensor:
         """Exact tiles (B, C, inp, inp) for integral params: flipped or transposed crops of mirrored slices.
 
         A signed permutation M either keeps the axes (slice row i <- tile row i) or swaps them (transpose);
         either way the slice rows and columns read are 1-D index vectors, mirrored like NumPy's 'reflect'.
         """
         size = self.input_size
-        height, width = self.slice_shape
+        height, width = int(source.shape[-2]), int(source.shape[-1])
         twice = 2 * torch.arange(size) - (size - 1)  # twice the offsets from the tile centre
         matrix = params.matrix.round().to(torch.int64)
         tiles = []
@@ -394,7 +517,7 @@ class TileSampler:
             col_sign = int(matrix[tile, 1, 0] if swap else matrix[tile, 1, 1])
             rows = _reflect(params.top[tile] + (row_sign * twice + size - 1) // 2, height)
             cols = _reflect(params.left[tile] + (col_sign * twice + size - 1) // 2, width)
-            crop = self.source[int(params.slice_index[tile])].index_select(1, rows.to(self.device))
+            crop = source[int(params.slice_index[tile])].index_select(1, rows.to(self.device))
             crop = crop.index_select(2, cols.to(self.device))
             tiles.append(crop.transpose(1, 2) if swap else crop)
         return torch.stack(tiles)

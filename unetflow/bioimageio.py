@@ -541,7 +541,7 @@ def read_package(path: str | Path, *, map_location: str | torch.device = "cpu") 
 
 def describe_training_data(volume: str, entry: dict[str, Any], train_slices: str | Sequence[int]) -> str:
     """A line on a workflow run's training data: the split volume, its source and the training slices."""
-    if "synthetic" in entry:
+    if entry.get("synthetic"):
         options = entry["synthetic"]
         shape, seed = options.get("shape"), options.get("seed")
         source = f"unetflow's synthetic EM-like generator (shape {shape}, seed {seed})"

@@ -1,6 +1,7 @@
 """Model checkpoints in PyTorch's format: a dict with `model_state_dict`, `model_config` and metadata.
 
-A bioimage.io package that `unetflow export` wrote is read as the checkpoint it came from.
+A bioimage.io package that `unetflow export` wrote is read as the checkpoint it came from. A fine-tuning
+run (`train.init_from`) starts from a checkpoint's net: `init_architecture` says which net that is.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import torch
 
 from unetflow.atomic import atomic_path
 from unetflow.bioimageio import is_package
+from unetflow.config import ModelConfig
 from unetflow.errors import InputError
+from unetflow.loss import recorded_threshold
 from unetflow.model import UNet, UNetConfig
 
 
@@ -59,7 +62,34 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
 
 def decision_threshold_of(path: str | Path) -> float:
     """The segmentation threshold the checkpoint's loss calls for (0.5 for checkpoints that record none)."""
-    return float(load_checkpoint(path).get("threshold", 0.5))
+    return recorded_threshold(load_checkpoint(path))
+
+
+def init_architecture(state: dict[str, Any], section: ModelConfig, *, source: str) -> UNetConfig:
+    """The net a run fine-tuning checkpoint `state` trains: the checkpoint's own.
+
+    The config's `model:` section left at its defaults is overridden by it; a section that differs from
+    the defaults and from the checkpoint contradicts it, an InputError naming each key and both values.
+    """
+    try:
+        initial = UNetConfig(**state["model_config"])
+    except TypeError as error:
+        raise InputError(
+            f"train.init_from {source}: not a unetflow U-Net ({error}); give a unetflow model"
+        ) from None
+    if section == ModelConfig():
+        return initial
+    recorded = initial.to_dict()
+    differ = {key: value for key, value in section.dump().items() if recorded.get(key) != value}
+    if differ:
+        listed = ", ".join(
+            f"model.{key} is {value} there, {recorded.get(key)} in the model" for key, value in differ.items()
+        )
+        raise InputError(
+            f"train.init_from {source} is a net of another architecture than the config's ({listed}): "
+            "fine-tuning trains the model's own net; drop the model section or set it to the model's values"
+        )
+    return initial
 
 
 def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> UNet:
@@ -90,6 +120,7 @@ def provenance(path: str | Path) -> dict[str, Any]:
         "step": state.get("step"),
         "steps": train.get("steps"),
         "loss_weights": train.get("loss_weights"),
+        "init_from": state.get("init_from"),
         "threshold": state.get("threshold"),
         "normalization": state.get("normalization"),
         "validation": state.get("metrics", {}),

@@ -119,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source(p, "labels")
     p.add_argument("--invert-labels", action="store_true", help="binary labels with membrane as foreground")
     p.add_argument(
+        "--labels-ignore",
+        type=int,
+        metavar="VALUE",
+        help="label value of unannotated pixels (sparse labels): no loss, no class, no metric there",
+    )
+    p.add_argument(
         "--voxel-size",
         type=float,
         nargs=3,
@@ -138,6 +144,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigma", type=float, help=f"border term width in pixels (default {WEIGHTS.sigma})")
     p.add_argument(
         "--connectivity", type=int, choices=(1, 2), help="cells of binary labels: 1 = 4-, 2 = 8-nb"
+    )
+    p.add_argument(
+        "--class-balance",
+        metavar="JSON",
+        help="take w_c from this class balance (unetflow class-balance) instead of --train-slices",
+    )
+    _add_config(p)
+
+    p = sub.add_parser(
+        "class-balance",
+        help="the class weights w_c over the training pixels of every split source (JSON)",
+        description="The class weights w_c over the annotated training pixels of every source of the "
+        "config's split, checked (a source of one class, a split without annotation), as JSON for "
+        "`unetflow weights --class-balance` of each volume.",
+    )
+    p.add_argument("target", help="the JSON to write")
+    p.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="VOLUME=ZARR",
+        required=True,
+        help="an imported volume of the split by its name in the config; repeat for each training volume",
     )
     _add_config(p)
 
@@ -298,6 +327,7 @@ def dispatch(args: argparse.Namespace) -> None:
         "download": _download,
         "import": _import,
         "weights": _weights,
+        "class-balance": _class_balance,
         "train": _train,
         "predict": _predict,
         "evaluate": _evaluate,
@@ -330,9 +360,12 @@ def _import(args: argparse.Namespace) -> None:
             "format": args.labels_format,
             "member": args.labels_member,
             "invert": args.invert_labels,
+            "ignore": args.labels_ignore,
         }
-    elif args.labels_format or args.labels_member or args.invert_labels:
-        raise InputError("--labels-format, --labels-member and --invert-labels need --labels")
+    elif args.labels_format or args.labels_member or args.invert_labels or args.labels_ignore is not None:
+        raise InputError(
+            "--labels-format, --labels-member, --invert-labels and --labels-ignore need --labels"
+        )
     steps.run_import(raw=args.raw, labels=args.labels, target=args.target, volume=volume)
 
 
@@ -342,21 +375,57 @@ def _weights(args: argparse.Namespace) -> None:
         key: getattr(args, key) for key in ("w0", "sigma", "connectivity") if getattr(args, key) is not None
     }
     options = {**config.weights.dump(), **given}
-    train_slices = args.train_slices if args.train_slices is not None else config.split.train
+    if args.class_balance is not None:
+        if args.train_slices is not None:
+            raise InputError("--class-balance and --train-slices both set w_c: give one")
+        steps.run_weights(
+            data=args.data, target=args.target, class_balance=args.class_balance, options=options
+        )
+        return
+    train_slices = args.train_slices if args.train_slices is not None else _training_entry(config).train
     steps.run_weights(data=args.data, target=args.target, train_slices=train_slices, options=options)
+
+
+def _class_balance(args: argparse.Namespace) -> None:
+    config = _sections(args)
+    data = {}
+    for item in args.data:
+        name, _, path = item.partition("=")
+        if not name or not path:
+            raise InputError(
+                f"--data {item!r}: give VOLUME=ZARR, e.g. --data stack1=results/data/stack1.zarr"
+            )
+        data[name] = path
+    steps.run_class_balance(data=data, split=config.dump()["split"], target=args.target)
+
+
+def _training_entry(config: Config) -> SplitConfig:
+    """The split entry a one-volume command (weights, train) takes its slices from: the first that trains."""
+    entries = config.split_entries()
+    entry = next((item for item in entries if item.train not in ("", [])), None)
+    if entry is None:
+        raise InputError("the config's split names no training slices: give --train-slices or a split")
+    return entry
 
 
 def _train(args: argparse.Namespace) -> None:
     config = _sections(args)
     output = Path(args.output)
+    entry = _training_entry(config)
     split = SplitConfig.from_dict(
         {
-            "volume": config.split.volume,
-            "train": args.train_slices if args.train_slices is not None else config.split.train,
-            "val": args.val_slices if args.val_slices is not None else config.split.val,
-            "test": [],
+            "volume": entry.volume,
+            "region": None if entry.region is None else entry.region.dump(),
+            "train": args.train_slices if args.train_slices is not None else entry.train,
+            "val": args.val_slices if args.val_slices is not None else entry.val,
         }
     )
+    init = config.train.init_from
+    if init is not None and init.path is None:
+        raise InputError(
+            f"train.init_from {init.url}: the train command takes a local file; download it (unetflow "
+            "download) and give its path"
+        )
     steps.run_train(
         data=args.data,
         weights=args.weights,
@@ -367,6 +436,7 @@ def _train(args: argparse.Namespace) -> None:
         model=config.model,
         train=config.train,
         split=split,
+        init_from=None if init is None else init.path,
         threads=args.threads,
     )
 
@@ -464,7 +534,9 @@ def run_report_of(results: Path, config: Config, *, project: Path | None = None)
             raise InputError(
                 f"{path} does not exist: run the workflow (or its evaluate step) before the report"
             )
-    volume = config.split.volume
+    volume = config.report_volume()
+    if volume is None:
+        raise InputError("the report of a run that trained needs its split; give the run's config files")
     steps.run_report(
         output=layout.report(),
         models=models,
@@ -475,7 +547,7 @@ def run_report_of(results: Path, config: Config, *, project: Path | None = None)
         predictions=[layout.prediction(m, volume) for m in models],
         data=layout.data(volume),
         weights=layout.weights(volume),
-        split=config.split.dump(),
+        split=config.dump()["split"],
         config=config.dump(),
         benchmarks=layout.benchmarks(),
         project=str(Path.cwd() if project is None else project),

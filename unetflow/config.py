@@ -6,12 +6,16 @@ and `config.yaml` lists exactly these defaults. An unknown key, a value of the w
 and the cross-key mistakes a schema cannot express (a split naming a missing volume, overlapping train and
 test slices, a string that would break a job script) are one `InputError` that names the key and the fix.
 
+The split is one entry (a mapping) or a list of entries, each a labelled volume or a region of it with its
+train / val / test slices: `split_entries` gives the list whatever the form, `source_names` their names.
+
 Light on purpose (pydantic and yaml only): the workflow imports it while parsing the Snakefile, once per job.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import math
 import re
@@ -25,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.json_schema import GenerateJsonSchema
 
 from unetflow.errors import InputError
+from unetflow.loss import LossMode
 from unetflow.readers.registry import format_names
 from unetflow.slices import select_slices
 
@@ -137,6 +142,8 @@ class LabelSourceConfig(SourceConfig):
 
     invert: bool = False
     """Binary labels whose foreground is the membrane: invert so that 0 = membrane."""
+    ignore: Annotated[int, Field(ge=1)] | None = None
+    """Label value of unannotated pixels (sparse labels): no loss, no class, no border, no metric there."""
 
 
 class SyntheticConfig(Section):
@@ -150,6 +157,8 @@ class SyntheticConfig(Section):
     """Random seed; the same seed gives the same data."""
     cell_diameter: Annotated[float, Field(gt=0)] = 40.0
     """Mean cell diameter in pixels."""
+    membrane_contrast: Annotated[float, Field(ge=0)] = 1.0
+    """Darkness of the membranes against the cytoplasm (1: the default look; 0.5: half as dark, 0: none)."""
 
     @model_validator(mode="after")
     def _fits_memory(self) -> SyntheticConfig:
@@ -218,19 +227,116 @@ class VolumeConfig(Section):
         return self.synthetic is not None or self.labels is not None
 
 
+Span = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=2, max_length=2)]
+Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+
+
+class RegionConfig(Section):
+    """A box of a volume: [start, stop) pixels per axis (start included, stop excluded, as NumPy slices)."""
+
+    KEY: ClassVar[str] = "split.region"
+
+    z: Span | None = None
+    """Slices [start, stop) (default: every slice)."""
+    y: Span | None = None
+    """Rows [start, stop) (default: every row)."""
+    x: Span | None = None
+    """Columns [start, stop) (default: every column)."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RegionConfig:
+        for axis in ("z", "y", "x"):
+            span = getattr(self, axis)
+            if span is not None and span[0] >= span[1]:
+                raise ValueError(f"{axis} {span}: start must be below stop ([start, stop), stop excluded)")
+        return self
+
+    def box(self, shape: Sequence[int], *, key: str = "split") -> Box:
+        """(start, stop) per axis (z, y, x) in a volume of `shape`; a stop beyond the volume is an error."""
+        spans = []
+        for axis, size in zip(("z", "y", "x"), shape, strict=True):
+            span = getattr(self, axis)
+            if span is None:
+                spans.append((0, int(size)))
+                continue
+            if span[1] > size:
+                raise InputError(
+                    f"config {key}.region.{axis} {span} reaches past the volume's {size} {AXIS_WORDS[axis]}; "
+                    f"keep stop <= {size}"
+                )
+            spans.append((span[0], span[1]))
+        return spans[0], spans[1], spans[2]
+
+
+AXIS_WORDS = {"z": "slices", "y": "rows", "x": "columns"}
+ROLES = ("train", "val", "test")
+ROLE_WORDS = {
+    "train": "the net trains on them",
+    "val": "validation",
+    "test": "the metrics are reported on them",
+}
+
+
 class SplitConfig(Section):
-    """Which slices of a labelled volume train, validate and test."""
+    """One source of the split: a labelled volume (or a region of it) and which slices train, validate, test.
+
+    `split:` is one such entry or a list of them (several volumes, several annotated crops of one).
+    """
 
     KEY: ClassVar[str] = "split"
 
     volume: VolumeName
     """Name of the labelled volume (a key of volumes)."""
-    train: Slices
-    """Training slices ("a-b", "0,3,5-7" or a list)."""
+    name: VolumeName | None = None
+    """This source's name in logs, metrics and the report (default: the volume's, numbered where several)."""
+    region: RegionConfig | None = None
+    """Only this box of the volume is used, e.g. an annotated crop (default: the whole volume)."""
+    train: Slices = []
+    """Training slices ("a-b", "0,3,5-7", "all" or a list; volume indices, within region.z)."""
     val: Slices = []
     """Validation slices (best checkpoint by IoU); may be empty."""
-    test: Slices
-    """Held-out slices the metrics are reported on."""
+    test: Slices = []
+    """Held-out slices the metrics are reported on; may be empty where another entry has some."""
+
+    def box(self, shape: Sequence[int], *, key: str = "split") -> Box:
+        """(start, stop) per axis (z, y, x) of the entry's part of a volume of `shape`."""
+        region = self.region if self.region is not None else RegionConfig()
+        return region.box(shape, key=key)
+
+
+def split_entries(split: SplitConfig | Mapping[str, Any] | Sequence[Any] | None) -> list[SplitConfig]:
+    """The entries of a split in order, whatever its form (one entry, a list, None for none)."""
+    if split is None:
+        return []
+    if isinstance(split, SplitConfig | Mapping):
+        return [SplitConfig.from_dict(split)]
+    return [SplitConfig.from_dict(entry) for entry in split]
+
+
+def source_names(entries: Sequence[SplitConfig]) -> list[str]:
+    """The name of each entry: its `name`, else its volume's, numbered (volume-1, ...) where a volume has
+    several entries; two entries of one name are an InputError."""
+    counts: dict[str, int] = {}
+    for entry in entries:
+        counts[entry.volume] = counts.get(entry.volume, 0) + 1
+    seen: dict[str, int] = {}
+    names = []
+    for entry in entries:
+        seen[entry.volume] = seen.get(entry.volume, 0) + 1
+        names.append(
+            entry.name
+            or (entry.volume if counts[entry.volume] == 1 else f"{entry.volume}-{seen[entry.volume]}")
+        )
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InputError(f"split: two entries are named {repeated[0]!r}; give each entry its own name")
+    return names
+
+
+def primary_entry(entries: Sequence[SplitConfig]) -> SplitConfig | None:
+    """The entry the report's figures and the exported model's test image come from: the first with test
+    slices (else the first)."""
+    return next((entry for entry in entries if entry.test not in ("", [])), entries[0] if entries else None)
 
 
 class WeightsConfig(Section):
@@ -336,10 +442,12 @@ class TrainConfig(Section):
     """float32, or bfloat16 / float16 mixed precision on CUDA."""
     channels_last: bool = True
     """channels_last memory format on CUDA."""
-    loss_weights: Literal["border", "class", "none"] = "border"
+    loss_weights: LossMode = "border"
     """border (paper's w(x)), class (w_c only) or none (plain cross-entropy)."""
     augment: AugmentConfig = AugmentConfig()
     """Data augmentation (paper Sec. 3.1)."""
+    init_from: ModelSourceConfig | None = None
+    """Fine-tune from this trained model (checkpoint or bioimage.io package): its net, a fresh optimizer."""
 
 
 class ClusterConfig(Section):
@@ -456,8 +564,8 @@ class Config(Section):
 
     volumes: Annotated[dict[VolumeName, VolumeConfig], Field(min_length=1)] = DEFAULT_VOLUMES
     """Volumes by name (letters, digits, _ and -): the embedded generator or raw (+ labels) sources."""
-    split: SplitConfig | None = DEFAULT_SPLIT
-    """Which slices of which labelled volume train, validate and test (optional with pretrained)."""
+    split: SplitConfig | Annotated[list[SplitConfig], Field(min_length=1)] | None = DEFAULT_SPLIT
+    """Which slices of which labelled volumes (or regions) train, validate and test: one entry or a list."""
     weights: WeightsConfig = WeightsConfig()
     """The paper's border weight map."""
     model: ModelConfig = ModelConfig()
@@ -487,43 +595,147 @@ class Config(Section):
             check_split(self)
         if self.pretrained is not None and self.ablation:
             raise InputError("ablation trains a second model; it does not apply with pretrained: drop one")
+        if self.pretrained is not None and self.train.init_from is not None:
+            raise InputError(
+                "train.init_from fine-tunes a model, pretrained trains none (it only predicts): drop one"
+            )
         return self
+
+    def split_entries(self) -> list[SplitConfig]:
+        """The split's entries (one for the single-mapping form, none without a split)."""
+        return split_entries(self.split)
+
+    def split_keys(self) -> list[str]:
+        """The config key of each entry, for messages: `split`, or `split[i]` in the list form."""
+        return split_keys(self.split)
+
+    def split_volumes(self) -> list[str]:
+        """Every volume the split names, in order, once each."""
+        return list(dict.fromkeys(entry.volume for entry in self.split_entries()))
+
+    def training_volumes(self) -> list[str]:
+        """The volumes that training reads (train or validation slices), in order, once each: each needs
+        its import and its weight map."""
+        return list(
+            dict.fromkeys(
+                entry.volume
+                for entry in self.split_entries()
+                if entry.train not in ("", []) or entry.val not in ("", [])
+            )
+        )
+
+    def report_volume(self) -> str | None:
+        """The volume of the primary entry (the report's figures, the exported model's test image)."""
+        entry = primary_entry(self.split_entries())
+        return None if entry is None else entry.volume
+
+
+def split_keys(split: Any) -> list[str]:
+    """The config key of each entry of a split: `split` for the single-mapping form, else `split[i]`."""
+    if split is None:
+        return []
+    if isinstance(split, SplitConfig | Mapping):
+        return ["split"]
+    return [f"split[{index}]" for index in range(len(split))]
 
 
 def check_split(config: Config) -> None:
-    """The split names a labelled volume whose slices it holds (a synthetic volume's are known here)."""
-    split = config.split
-    if split is None:
-        return
-    if split.volume not in config.volumes:
-        raise InputError(
-            f"split.volume {split.volume!r} is not a key of volumes ({', '.join(config.volumes)}); "
-            "name one of them"
+    """Every entry names a labelled volume; the slices and regions of synthetic volumes (whose shapes the
+    config states) are checked here, the others' once their shapes are known (`check_entries`)."""
+    entries, keys = config.split_entries(), config.split_keys()
+    source_names(entries)
+    for entry, key in zip(entries, keys, strict=True):
+        if entry.volume not in config.volumes:
+            raise InputError(
+                f"{key}.volume {entry.volume!r} is not a key of volumes ({', '.join(config.volumes)}); "
+                "name one of them"
+            )
+        volume = config.volumes[entry.volume]
+        if not volume.labelled:
+            raise InputError(
+                f"{key}.volume {entry.volume!r} has no labels; add volumes.{entry.volume}.labels"
+            )
+    for role, example in (("train", "0-9"), ("test", "12-15")):
+        if all(getattr(entry, role) in ("", []) for entry in entries):
+            single = keys == ["split"]
+            what = f"split.{role} names no slices" if single else f"no entry of split has {role} slices"
+            raise InputError(f'{what}; give some, e.g. {role}: "{example}" ({ROLE_WORDS[role]})')
+    shapes = {
+        name: tuple(volume.synthetic.shape)
+        for name, volume in config.volumes.items()
+        if volume.synthetic is not None
+    }
+    check_entries(entries, keys, shapes)
+
+
+def check_entries(
+    entries: Sequence[SplitConfig], keys: Sequence[str], shapes: Mapping[str, Sequence[int]]
+) -> list[dict[str, list[int]] | None]:
+    """The slices of each entry whose volume's (z, y, x) shape is in `shapes` (None for the others).
+
+    Out-of-range slices or regions, and train / val / test pixels shared within an entry or between two
+    entries of one volume, are InputErrors naming the keys.
+    """
+    chosen: list[dict[str, list[int]] | None] = []
+    for entry, key in zip(entries, keys, strict=True):
+        shape = shapes.get(entry.volume)
+        what = f"volume {entry.volume!r}"
+        chosen.append(
+            None if shape is None else check_slices(entry, shape, what=what, key=key, need_train=False)
         )
-    volume = config.volumes[split.volume]
-    if not volume.labelled:
-        raise InputError(f"split.volume {split.volume!r} has no labels; add volumes.{split.volume}.labels")
-    if volume.synthetic is not None:
-        check_slices(split, volume.synthetic.shape[0], what=f"the synthetic volume {split.volume!r}")
-    elif split.train in ("", []):
-        raise InputError('split.train names no slices; give some, e.g. "0-9"')
+    for first, second in itertools.combinations(range(len(entries)), 2):
+        a, b, slices_a, slices_b = entries[first], entries[second], chosen[first], chosen[second]
+        if a.volume != b.volume or slices_a is None or slices_b is None:
+            continue
+        shape = shapes[a.volume]
+        if not _boxes_meet(a.box(shape, key=keys[first])[1:], b.box(shape, key=keys[second])[1:]):
+            continue
+        for role_a, role_b in itertools.permutations(ROLES, 2):
+            shared = sorted(set(slices_a[role_a]) & set(slices_b[role_b]))
+            if shared:
+                raise InputError(
+                    f"{keys[first]}.{role_a} and {keys[second]}.{role_b} share pixels of slices "
+                    f"{shared[:5]} of volume {a.volume!r}: held-out pixels must not be trained or validated "
+                    "on; make the slices or the regions disjoint"
+                )
+    return chosen
 
 
-def check_slices(split: SplitConfig, slices: int, *, what: str) -> dict[str, list[int]]:
-    """The split's slices of a volume of `slices` slices; out of range or overlapping roles are errors."""
+def _boxes_meet(first: Sequence[tuple[int, int]], second: Sequence[tuple[int, int]]) -> bool:
+    """Whether two boxes of [start, stop) spans share a pixel."""
+    return all(a < d and c < b for (a, b), (c, d) in zip(first, second, strict=True))
+
+
+def check_slices(
+    split: SplitConfig, shape: Sequence[int], *, what: str, key: str = "split", need_train: bool = True
+) -> dict[str, list[int]]:
+    """The entry's slices in a volume of (z, y, x) `shape`: a region or slices outside it and roles that
+    share slices are InputErrors naming `key`. "all" means every slice of the entry's region."""
+    (z_start, z_stop), _, _ = split.box(shape, key=key)
+    slices = int(shape[0])
     chosen: dict[str, list[int]] = {}
-    for role in ("train", "val", "test"):
+    for role in ROLES:
+        spec = getattr(split, role)
         try:
-            chosen[role] = select_slices(getattr(split, role), slices, what=f"split.{role}")
+            if isinstance(spec, str) and spec.strip().lower() == "all":
+                chosen[role] = list(range(z_start, z_stop))
+            else:
+                chosen[role] = select_slices(spec, slices, what=f"{key}.{role}")
         except InputError as error:
             raise InputError(f"{error} ({what} has {slices} slices)") from None
-    if not chosen["train"]:
-        raise InputError('split.train names no slices; give some, e.g. "0-9"')
+        outside = [index for index in chosen[role] if not z_start <= index < z_stop]
+        if outside:
+            raise InputError(
+                f"{key}.{role}: slices {outside[:5]} lie outside {key}.region.z [{z_start}, {z_stop}); name "
+                "slices inside the region"
+            )
+    if need_train and not chosen["train"]:
+        raise InputError(f'{key}.train names no slices; give some, e.g. "0-9"')
     for first, second in (("train", "val"), ("train", "test"), ("val", "test")):
         shared = sorted(set(chosen[first]) & set(chosen[second]))
         if shared:
             raise InputError(
-                f"split.{first} and split.{second} share slices {shared[:5]} of {what}: held-out slices must "
+                f"{key}.{first} and {key}.{second} share slices {shared[:5]} of {what}: held-out slices must "
                 f"not be trained or validated on; make the ranges disjoint"
             )
     return chosen
@@ -592,16 +804,24 @@ def config_error(error: ValidationError, values: Any, *, prefix: str, origin: st
     """One InputError for a pydantic ValidationError: a line per offending key, its value and the fix."""
     lines: dict[str, list[str]] = {}
     shown: dict[str, str] = {}
+    alternatives: set[str] = set()  # keys whose messages only say the value is not another union member
     for item in error.errors():
         path = _key_path(item["loc"], values)
         key = ".".join(([prefix] if prefix else []) + path)
         messages = lines.setdefault(key, [])
         message = _explain(item)
-        if item["type"] == "list_type" and messages:
-            continue  # the list alternative of a value that was meant as text
+        if item["type"] in UNION_ALTERNATIVES:
+            if messages:
+                continue  # the list alternative of a value that was meant as text
+            alternatives.add(key)
+        else:
+            alternatives.discard(key)
         if message not in messages:
             messages.append(message)
         shown.setdefault(key, _shown(item))
+    for key in alternatives:  # a mapping meant as one split entry need not be told it is no list
+        if any(other.startswith(f"{key}.") for other in lines):
+            del lines[key]
     body = "; ".join(
         f"{key}: {' or '.join(messages)}{shown[key]}" if key else " ".join(messages)
         for key, messages in lines.items()
@@ -621,11 +841,19 @@ def _key_path(loc: Iterable[Any], values: Any) -> list[str]:
         elif isinstance(part, str) and isinstance(node, Mapping) and part in node:
             path.append(part)
             node = node[part]
-        elif isinstance(part, str) and isinstance(node, Mapping | None) and index == len(parts) - 1:
+        elif (
+            isinstance(part, str)
+            and isinstance(node, Mapping | None)
+            and index == len(parts) - 1
+            and "[" not in part
+        ):
             path.append(part)  # a key that is missing or unknown
         # anything else is a union member's tag such as "list[int]" or "constrained-float"
     return path
 
+
+UNION_ALTERNATIVES = {"list_type", "model_type", "dict_type", "model_attributes_type"}
+"""Pydantic's error types that only say a value is not of another member of a union (a list for a mapping)."""
 
 PATTERN_HINTS = {
     SCRIPT_SAFE_PATTERN: (

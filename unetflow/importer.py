@@ -4,7 +4,9 @@ Everything is validated before anything is written (label shape, foreground, con
 pixel types), and the store is written to a temporary name and renamed when complete. The raw is stored
 as is; its mean and std over the whole volume (float64, block by block) go into the attributes, so every
 tile is normalised identically at train and predict time. Binary labels (such as ISBI's 0/255) are stored
-as uint8 0/1 with 1 = cell interior, 0 = membrane/background; instance labels as uint32 ids.
+as uint8 0/1 with 1 = cell interior, 0 = membrane/background; instance labels as uint32 ids. Sparse labels
+name the value of their unannotated pixels (`labels_ignore`); those are stored as 255 (binary) or
+2**32 - 1 (instance), recorded in the attributes (unetflow.labels, `omezarr.label_ignore`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 from unetflow import formats, omezarr
 from unetflow.atomic import atomic_path
 from unetflow.errors import InputError
+from unetflow.labels import IGNORE_STORED
 
 LOG = logging.getLogger(__name__)
 LABEL_KINDS = ("instance", "binary", "auto")
@@ -72,8 +75,11 @@ def _check_raw(raw: Any, name: str, chunks: tuple[int, ...] | None) -> omezarr.R
     return stats
 
 
-def _label_kind(labels: Any, name: str, kind: str, chunks: tuple[int, ...] | None) -> str:
-    """Scan the labels block by block: whole non-negative numbers, some foreground; resolve kind 'auto'."""
+def _label_kind(
+    labels: Any, name: str, kind: str, chunks: tuple[int, ...] | None, *, ignore: int | None = None
+) -> str:
+    """Scan the labels block by block: whole non-negative numbers, some annotated foreground; resolve kind
+    'auto'. Pixels equal to `ignore` (unannotated) count as neither foreground nor a label value."""
     if np.dtype(labels.dtype).kind not in "biuf":
         raise InputError(f"{name}: label type {labels.dtype} is not supported; store labels as integers")
     shape = tuple(int(s) for s in labels.shape)
@@ -89,15 +95,16 @@ def _label_kind(labels: Any, name: str, kind: str, chunks: tuple[int, ...] | Non
             )
         if part.size and part.min() < 0:
             raise InputError(f"{name}: labels hold negative values; use 0 for background and positive ids")
-        nonzero = part[part != 0]
+        nonzero = part[(part != 0) & (part != ignore)] if ignore is not None else part[part != 0]
         foreground += int(nonzero.size)
         if nonzero.size:
             largest = max(largest, float(nonzero.max()))
             if len(values) < 2:
                 values.update(np.unique(nonzero).tolist())
     if foreground == 0:
+        what = "every voxel is 0" if ignore is None else f"every voxel is 0 or the ignore value {ignore}"
         raise InputError(
-            f"{name}: the labels hold no foreground (every voxel is 0); point to the right label volume, "
+            f"{name}: the labels hold no foreground ({what}); point to the right label volume, "
             "or import without labels"
         )
     if kind == "auto":
@@ -107,7 +114,8 @@ def _label_kind(labels: Any, name: str, kind: str, chunks: tuple[int, ...] | Non
             f"{name}: labels_kind is binary but the labels hold several non-zero values "
             f"({', '.join(f'{v:g}' for v in sorted(values))}, ...); use labels_kind instance (or auto)"
         )
-    if kind == "instance" and largest > np.iinfo(np.uint32).max:
+    limit = IGNORE_STORED["instance"] - (ignore is not None)  # 2**32 - 1 then marks unannotated pixels
+    if kind == "instance" and largest > limit:
         raise InputError(f"{name}: label id {largest:g} does not fit uint32; relabel the ids consecutively")
     return kind
 
@@ -122,6 +130,7 @@ def import_volume(
     labels_format: str | None = None,
     labels_member: str | None = None,
     labels_kind: str = "auto",
+    labels_ignore: int | None = None,
     voxel_size: tuple[float, float, float] = (1.0, 1.0, 1.0),
     unit: str = "nanometer",
     chunks: tuple[int, int, int] | None = None,
@@ -129,7 +138,14 @@ def import_volume(
     """Validate raw (and labels) and write them as an OME-Zarr store at `target` (raw at 0, labels/cells).
 
     `labels_kind` "auto" takes labels with one non-zero value (0/255, 0/1) as binary, else as instances.
+    `labels_ignore` is the label value of unannotated pixels (sparse labels): they are stored as
+    `unetflow.labels.IGNORE_STORED[kind]` and recorded, and the loss and the metrics leave them out.
     """
+    if labels_ignore is not None and (isinstance(labels_ignore, bool) or labels_ignore < 1):
+        raise InputError(
+            f"labels_ignore is {labels_ignore!r}; give the label value (>= 1: 0 is membrane) that marks "
+            "unannotated pixels"
+        )
     _check_options(voxel_size, chunks, labels_kind)
     destination = Path(target)
     raw_data, raw_name = _load(raw, raw_format, raw_member, "raw")
@@ -144,7 +160,7 @@ def import_volume(
                 f"{label_name}: labels of shape {tuple(label_data.shape)} (z, y, x) do not match the raw "
                 f"volume {raw_name} of shape {tuple(raw_data.shape)}; use the labels made for this raw volume"
             )
-        kind = _label_kind(label_data, label_name, labels_kind, chunks)
+        kind = _label_kind(label_data, label_name, labels_kind, chunks, ignore=labels_ignore)
         sources.update(labels=label_name, labels_member=labels_member)
     attrs = {"normalization": {"mean": stats.mean, "std": stats.std}, "source": sources}
     with atomic_path(destination) as tmp:
@@ -158,7 +174,7 @@ def import_volume(
             attrs=attrs,
         )
         if label_data is not None and kind is not None:
-            omezarr.write_labels(tmp, omezarr.DEFAULT_LABELS, label_data, kind=kind)
+            omezarr.write_labels(tmp, omezarr.DEFAULT_LABELS, label_data, kind=kind, ignore=labels_ignore)
     LOG.info(
         "imported %s (%s, %s) into %s (mean %.4g, std %.4g)",
         raw_name,
@@ -171,10 +187,15 @@ def import_volume(
     return destination
 
 
-def invert_binary_labels(path: str | Path, *, fmt: str | None, member: str | None) -> da.Array:
-    """Binary labels whose foreground is the membrane, inverted (lazily): 1 = cell interior, 0 = membrane."""
+def invert_binary_labels(
+    path: str | Path, *, fmt: str | None, member: str | None, ignore: int | None = None
+) -> da.Array:
+    """Binary labels whose foreground is the membrane, inverted (lazily): 1 = cell interior, 0 = membrane;
+    pixels equal to `ignore` (unannotated) keep that value."""
     volume = formats.open_volume(path, format=fmt, member=member)
     values = np.unique(da.unique(volume).compute())
+    if ignore is not None:
+        values = values[values != ignore]
     if values.size and (values.min() < 0 or not np.array_equal(values, np.round(values))):
         raise InputError(
             f"{path}: labels hold negative or fractional values; invert applies to binary 0/1 or 0/255 labels"
@@ -191,4 +212,7 @@ def invert_binary_labels(path: str | Path, *, fmt: str | None, member: str | Non
             f"{path}: the labels hold {kind}, so inverted they would be a single class; point to the right "
             "label volume (member) or drop invert"
         )
-    return (volume == 0).astype(np.uint8)
+    inverted = (volume == 0).astype(np.uint8)
+    if ignore is None:
+        return inverted
+    return da.where(volume == ignore, volume, inverted)

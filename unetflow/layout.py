@@ -50,6 +50,10 @@ class Layout:
         """The border weight map of a labelled volume."""
         return self._in("weights", f"{volume}.zarr")
 
+    def class_balance(self) -> str:
+        """The class weights w_c over every split source's training pixels, with each source's counts."""
+        return self._in("weights", "class_balance.json")
+
     # training
     def model_dir(self, model: str) -> str:
         """Folder of one trained model."""

@@ -57,6 +57,12 @@ The sweep: for a probability, the thresholds ``thresholds`` (default 0.0, 0.1, .
 for a binary or instance prediction, the prediction itself. Measures that need truth foreground are NaN on
 a slice without any. ``evaluate_volume`` gives per-slice values, their mean over slices (slices where a
 measure is NaN are left out) and pooled values (``*_pooled``) as the challenge computes them for a stack.
+
+Sparse truth: ``ignore`` marks unannotated pixels. Every measure is then that of the prediction and the
+truth restricted to the annotated pixels: both are set to background there (so no predicted cell reaches
+through unannotated space and no truth cell extends into it), those pixels are no pixel of the confusion
+counts, and the pixel and warping errors divide by the annotated pixels only. What the net predicts on
+unannotated pixels changes no measure; a slice without annotated pixels has NaN measures.
 """
 
 from __future__ import annotations
@@ -223,11 +229,13 @@ class _PixelCounts:
     tn: int
 
     @staticmethod
-    def of(pred: np.ndarray, truth: np.ndarray) -> _PixelCounts:
+    def of(pred: np.ndarray, truth: np.ndarray, pixels: int | None = None) -> _PixelCounts:
+        """Counts over `pixels` pixels (default: all of them; fewer where some are unannotated, which
+        `pred` and `truth` must hold as background)."""
         tp = int(np.count_nonzero(pred & truth))
         fp = int(np.count_nonzero(pred)) - tp
         fn = int(np.count_nonzero(truth)) - tp
-        return _PixelCounts(tp, fp, fn, pred.size - tp - fp - fn)
+        return _PixelCounts(tp, fp, fn, (pred.size if pixels is None else pixels) - tp - fp - fn)
 
     def __add__(self, other: _PixelCounts) -> _PixelCounts:
         return _PixelCounts(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.tn + other.tn)
@@ -241,7 +249,7 @@ class _PixelCounts:
             "iou_background": iou_background,
             "mean_iou": (iou + iou_background) / 2,
             "dice": self.fscore(),
-            "pixel_error": (self.fp + self.fn) / (self.tp + self.fp + self.fn + self.tn),
+            "pixel_error": _ratio_or_nan(self.fp + self.fn, self.tp + self.fp + self.fn + self.tn),
         }
 
     def fscore(self) -> float:
@@ -251,6 +259,11 @@ class _PixelCounts:
 def _ratio(numerator: float, denominator: float) -> float:
     """numerator / denominator, with 0 / 0 = 1 (nothing to get wrong)."""
     return 1.0 if denominator == 0 else numerator / denominator
+
+
+def _ratio_or_nan(numerator: float, denominator: float) -> float:
+    """numerator / denominator, NaN where there is nothing to count (a slice without annotated pixels)."""
+    return math.nan if denominator == 0 else numerator / denominator
 
 
 def pixel_scores(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -660,7 +673,9 @@ class _SliceStats:
         result["v_rand"] = _nanmax(o.rand_fscore(self_pairs=True) for o in self.sweep_thinned)
         result["v_info"] = _nanmax(o.information_fscore() for o in self.sweep_thinned)
         result["warping_error"] = (
-            math.nan if self.warping_remaining is None else self.warping_remaining / self.n_pixels
+            math.nan
+            if self.warping_remaining is None
+            else _ratio_or_nan(self.warping_remaining, self.n_pixels)
         )
         return {key: float(result[key]) for key in METRIC_KEYS}
 
@@ -671,15 +686,23 @@ def _nanmax(values: Iterable[float]) -> float:
 
 
 def _slice_stats(
-    prediction: np.ndarray, truth: np.ndarray, pred_kind: str, truth_kind: str, options: _Options
+    prediction: np.ndarray,
+    truth: np.ndarray,
+    pred_kind: str,
+    truth_kind: str,
+    options: _Options,
+    pixels: int | None = None,
 ) -> _SliceStats:
+    """The statistics of one slice; `pixels` counts its annotated pixels where some are not (see
+    `_restrict`, which sets both images to background on the others)."""
+    pixels = prediction.size if pixels is None else pixels
     truth_mask = truth > 0
     structure = _structure(options.connectivity)
     truth_labels = truth if truth_kind == "labels" else ndimage.label(truth_mask, structure=structure)[0]
     truth_cells = _TruthCells.of(truth_labels)
 
     target, confidence = _binarize(prediction, pred_kind, options.threshold)
-    at_threshold = _PixelCounts.of(target, truth_mask)
+    at_threshold = _PixelCounts.of(target, truth_mask, pixels)
 
     if pred_kind == "probability":
         sweep = [
@@ -691,9 +714,9 @@ def _slice_stats(
         mask = prediction > 0
         sweep = [(mask, ndimage.label(mask, structure=structure)[0])]
 
-    pixels, rand, thinned = [], [], []
+    counts, rand, thinned = [], [], []
     for mask, labels in sweep:
-        pixels.append(_PixelCounts.of(mask, truth_mask))
+        counts.append(_PixelCounts.of(mask, truth_mask, pixels))
         rand.append(truth_cells.overlap(labels))
         thin = thin_boundaries(labels, connectivity=options.connectivity)
         thinned.append(truth_cells.overlap(thin))
@@ -703,7 +726,7 @@ def _slice_stats(
         if options.include_warping
         else None
     )
-    return _SliceStats(at_threshold, tuple(pixels), tuple(rand), tuple(thinned), remaining, prediction.size)
+    return _SliceStats(at_threshold, tuple(counts), tuple(rand), tuple(thinned), remaining, pixels)
 
 
 def _sweep_masks(probability: np.ndarray, options: _Options) -> list[np.ndarray]:
@@ -733,15 +756,41 @@ def _volume_stats(
     options: _Options,
     prediction_instances: bool,
     truth_instances: bool,
+    ignore: np.ndarray | None = None,
 ) -> list[_SliceStats]:
     prediction, truth = _as_arrays(prediction, truth)
     pred_kind = _prediction_kind(prediction, prediction_instances=prediction_instances)
+    prediction, truth, pixels = _restrict(prediction, truth, ignore)
     truth_kind = _truth_kind(truth, truth_instances=truth_instances)
     if prediction.ndim == 2:
-        prediction, truth = prediction[None], truth[None]
+        prediction, truth, pixels = prediction[None], truth[None], [pixels[0]]
     return [
-        _slice_stats(p, t, pred_kind, truth_kind, options) for p, t in zip(prediction, truth, strict=True)
+        _slice_stats(p, t, pred_kind, truth_kind, options, n)
+        for p, t, n in zip(prediction, truth, pixels, strict=True)
     ]
+
+
+def _restrict(
+    prediction: np.ndarray, truth: np.ndarray, ignore: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, list[int | None]]:
+    """Prediction and truth with the unannotated pixels (`ignore`) set to background, and the annotated
+    pixels of each slice (None: all of them)."""
+    slices = 1 if prediction.ndim == 2 else prediction.shape[0]
+    if ignore is None:
+        return prediction, truth, [None] * slices
+    mask = np.asarray(ignore, dtype=bool)
+    if mask.shape != prediction.shape:
+        raise ValueError(
+            f"ignore has shape {mask.shape} but prediction has shape {prediction.shape}; pass the mask of "
+            "unannotated pixels of the same slices"
+        )
+    pixels = np.count_nonzero(~mask.reshape(slices, -1), axis=1)
+    zero = np.zeros((), dtype=prediction.dtype)
+    return (
+        np.where(mask, zero, prediction),
+        np.where(mask, np.zeros((), dtype=truth.dtype), truth),
+        [int(n) for n in pixels],
+    )
 
 
 def evaluate(
@@ -754,6 +803,7 @@ def evaluate(
     include_warping: bool = True,
     truth_instances: bool = False,
     prediction_instances: bool = False,
+    ignore: np.ndarray | None = None,
 ) -> dict[str, float]:
     """All measures of a 2-D slice, or their mean over the slices of a 3-D (z, y, x) stack.
 
@@ -761,10 +811,11 @@ def evaluate(
     probability for the pixel measures and the warping error, ``thresholds`` is the sweep of the ISBI
     measures (binary and instance predictions are used as they are); ``connectivity`` 1 or 2 makes cells
     of 4- or 8-connected pixels; ``include_warping=False`` skips the warping error (NaN then);
-    ``truth_instances`` / ``prediction_instances`` mark integer label images.
+    ``truth_instances`` / ``prediction_instances`` mark integer label images; ``ignore`` (bool, the
+    shape of the prediction) marks unannotated pixels, which no measure sees.
     """
     options = _options(threshold, connectivity, thresholds, include_warping)
-    stats = _volume_stats(prediction, truth, options, prediction_instances, truth_instances)
+    stats = _volume_stats(prediction, truth, options, prediction_instances, truth_instances, ignore)
     return _mean([s.scores() for s in stats])
 
 
@@ -778,6 +829,7 @@ def evaluate_volume(
     include_warping: bool = True,
     truth_instances: bool = False,
     prediction_instances: bool = False,
+    ignore: np.ndarray | None = None,
 ) -> tuple[list[dict[str, float]], dict[str, float]]:
     """Per-slice measures of a (z, y, x) stack (a 2-D slice is one slice) and their aggregate.
 
@@ -787,10 +839,10 @@ def evaluate_volume(
     summed over slices); ``isbi_pixel_error_pooled`` and ``rand_error_pooled`` (pixel counts and pair sums
     summed over slices at each threshold, then the best threshold for the whole stack); ``v_rand_pooled`` and
     ``v_info_pooled`` (per-slice scores averaged at each threshold, then the best threshold, as Fiji does);
-    ``warping_error_pooled`` (remaining pixels over all pixels).
+    ``warping_error_pooled`` (remaining pixels over all pixels). ``ignore`` as in ``evaluate``.
     """
     options = _options(threshold, connectivity, thresholds, include_warping)
-    stats = _volume_stats(prediction, truth, options, prediction_instances, truth_instances)
+    stats = _volume_stats(prediction, truth, options, prediction_instances, truth_instances, ignore)
     per_slice = [s.scores() for s in stats]
     aggregate = _mean(per_slice)
     aggregate.update(_pooled(stats))
@@ -836,5 +888,5 @@ def _pooled(stats: list[_SliceStats]) -> dict[str, float]:
         result["warping_error_pooled"] = math.nan
     else:
         pixels = sum(s.n_pixels for s in stats)
-        result["warping_error_pooled"] = sum(s.warping_remaining or 0 for s in stats) / pixels
+        result["warping_error_pooled"] = _ratio_or_nan(sum(s.warping_remaining or 0 for s in stats), pixels)
     return result

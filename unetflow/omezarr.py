@@ -5,7 +5,10 @@ Layout of an image at ``X.zarr``::
     X.zarr/0                 the image, axes (z, y, x), one multiscale level, scale = voxel size
     X.zarr/labels/<name>/0   labels (uint32 instance ids or uint8 binary 0/1), same axes and scale
     X.zarr .zattrs           multiscales (OME-NGFF 0.4) and "unetflow": {voxel_size, unit, normalization,
-                             labels: {name: kind}, ...}
+                             labels: {name: kind}, label_ignore: {name: value}, ...}
+
+Unannotated pixels of sparse labels are stored as the label type's largest value (unetflow.labels) and
+that value is recorded under "label_ignore".
 
 Format 2 with OME-NGFF 0.4 has the widest reader support (napari, Fiji). Metadata is written with
 ome-zarr-py's writers, arrays by zarr itself, compressed with Blosc zstd.
@@ -29,6 +32,7 @@ from zarr.codecs import ZstdCodec
 
 from unetflow.atomic import atomic_path, remove
 from unetflow.errors import InputError
+from unetflow.labels import IGNORE_STORED
 
 with warnings.catch_warnings():
     # ome-zarr-py's writer module builds a deprecated Scaler as a default argument when imported
@@ -427,19 +431,33 @@ def _check_kind(kind: str) -> str:
     return kind
 
 
-def _label_converter(kind: str) -> Callable[[np.ndarray], np.ndarray]:
-    """Block converter to the stored label dtype: binary -> uint8 0/1 (non-zero is 1), instance -> uint32."""
-    if kind == "binary":
-        return lambda block: (block != 0).astype(np.uint8)
+def _label_converter(kind: str, ignore: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """Block converter to the stored label dtype: binary -> uint8 0/1 (non-zero is 1), instance -> uint32;
+    pixels equal to `ignore` become the kind's stored ignore value."""
+
+    def binary(block: np.ndarray) -> np.ndarray:
+        return (block != 0).astype(np.uint8)
 
     def instance(block: np.ndarray) -> np.ndarray:
         if block.dtype.kind == "f" and not np.array_equal(block, np.round(block)):
             raise ValueError("instance labels must be whole numbers, found fractional values")
-        if block.size and (block.min() < 0 or block.max() > np.iinfo(np.uint32).max):
-            raise ValueError(f"instance labels must lie in 0..{np.iinfo(np.uint32).max}")
+        largest = IGNORE_STORED["instance"] - (ignore is not None)
+        if block.size and (block.min() < 0 or block.max() > largest):
+            raise ValueError(f"instance labels must lie in 0..{largest}")
         return block.astype(np.uint32)
 
-    return instance
+    convert = binary if kind == "binary" else instance
+    if ignore is None:
+        return convert
+    stored = IGNORE_STORED[kind]
+
+    def with_ignore(block: np.ndarray) -> np.ndarray:
+        unannotated = block == ignore
+        converted = convert(np.where(unannotated, 0, block))
+        converted[unannotated] = stored
+        return converted
+
+    return with_ignore
 
 
 def _open_node(path: str | os.PathLike[str], mode: str = "r") -> zarr.Group | zarr.Array:
@@ -461,8 +479,9 @@ def _image_group(image_path: str | os.PathLike[str], mode: str = "r") -> zarr.Gr
     return node
 
 
-def _register_labels(image_path: Path, name: str, kind: str) -> None:
-    """List label `name` in the image's labels group (OME-NGFF) and record its kind in the unetflow attrs."""
+def _register_labels(image_path: Path, name: str, kind: str, *, ignore: int | None = None) -> None:
+    """List label `name` in the image's labels group (OME-NGFF) and record its kind (and stored ignore
+    value) in the unetflow attrs."""
     fmt = _format(ngff_version(image_path))
     group = zarr.open_group(str(image_path), mode="r+", zarr_format=fmt.zarr_format)
     labels_group = group.require_group(LABELS_GROUP)
@@ -471,6 +490,11 @@ def _register_labels(image_path: Path, name: str, kind: str) -> None:
     write_label_metadata(labels_group, name, fmt=fmt, source={"image": "../../"})
     meta = dict(group.attrs.get(ATTRS_KEY, {}))
     meta["labels"] = {**dict(meta.get("labels", {})), name: kind}
+    ignored = {key: value for key, value in dict(meta.get("label_ignore", {})).items() if key != name}
+    if ignore is not None:
+        ignored[name] = int(ignore)
+    if ignored or "label_ignore" in meta:
+        meta["label_ignore"] = ignored
     group.attrs[ATTRS_KEY] = meta
 
 
@@ -487,10 +511,13 @@ def write_labels(
     kind: LabelKind,
     chunks: tuple[int, int, int] | None = None,
     shards: tuple[int, int, int] | None = None,
+    ignore: int | None = None,
 ) -> zarr.Array:
     """Write a label volume beside an image as ``labels/<name>`` (atomically), with image-label metadata.
 
     `kind` "binary" stores uint8 0/1 (any non-zero value becomes 1), "instance" stores uint32 ids.
+    `ignore`: the value of `data` that marks unannotated pixels; they are stored as the kind's
+    `IGNORE_STORED` value, which `label_ignore` then returns.
     """
     _check_kind(kind)
     path = Path(image_path)
@@ -512,8 +539,8 @@ def write_labels(
             ngff=ngff_version(path),
             shards=shards,
         )
-        _copy_into(array, volume, convert=_label_converter(kind))
-    _register_labels(path, name, kind)
+        _copy_into(array, volume, convert=_label_converter(kind, ignore))
+    _register_labels(path, name, kind, ignore=None if ignore is None else IGNORE_STORED[kind])
     return zarr.open_array(str(label_dir / LEVEL), mode="r+")
 
 
@@ -598,6 +625,12 @@ def open_labels(
     if not label_dir.exists():
         return None
     return open_image(label_dir, mode=mode)
+
+
+def label_ignore(path: str | os.PathLike[str], name: str = DEFAULT_LABELS) -> int | None:
+    """The stored value of the unannotated pixels of label image `name` (None: every pixel is annotated)."""
+    value = read_attrs(path).get("label_ignore", {}).get(name)
+    return None if value is None else int(value)
 
 
 def read_attrs(path: str | os.PathLike[str]) -> dict[str, Any]:

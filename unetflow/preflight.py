@@ -1,8 +1,9 @@
 """Checks that run before any job: the config against the real data, and finished work against the disk.
 
 The config model checks what a config alone can tell; here every volume that exists already is read from
-its header (shape, never the pixels): raw and labels of one shape, split slices within the volume, a
-pretrained model that is a unetflow checkpoint with the configured checksum. A group of a prediction whose
+its header (shape, never the pixels): raw and labels of one shape, split slices and regions within the
+volume, a pretrained model that is a unetflow checkpoint with the configured checksum, and a model to
+fine-tune (`train.init_from`) whose net the config does not contradict. A group of a prediction whose
 shards were deleted or truncated since it finished loses its completion flag, so the workflow redoes it.
 Light imports only: the workflow runs this while parsing the Snakefile.
 """
@@ -13,7 +14,7 @@ import logging
 from pathlib import Path
 
 from unetflow import zarrmeta
-from unetflow.config import Config, SourceConfig, VolumeConfig, check_slices
+from unetflow.config import Config, ModelConfig, SourceConfig, VolumeConfig, check_entries
 from unetflow.errors import InputError
 from unetflow.layout import prediction_summary
 from unetflow.readers.registry import detect_format, format_from_suffix, reader_for
@@ -91,7 +92,7 @@ def _source_shape(source: SourceConfig | None, key: str) -> tuple[int, ...] | No
 
 def check_data(config: Config) -> None:
     """Check the config against every volume and model that exists already (headers only)."""
-    slices: dict[str, int] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     for name, volume in config.volumes.items():
         raw = _source_shape(volume.raw, f"volumes.{name}.raw")
         labels = _source_shape(volume.labels, f"volumes.{name}.labels")
@@ -100,17 +101,14 @@ def check_data(config: Config) -> None:
                 f"config volumes.{name}: labels {volume.labels.path} of shape {labels} do not match the raw "
                 f"volume {volume.raw.path} of shape {raw}; use the labels made for this volume"
             )
-        if raw is not None:
-            slices[name] = raw[0]
-    split = config.split
-    if split is not None and split.volume in slices:
-        check_slices(
-            split,
-            slices[split.volume],
-            what=f"volumes.{split.volume} ({config.volumes[split.volume].raw.path})",
-        )
+        if raw is not None and len(raw) == 3:
+            shapes[name] = raw
+    check_entries(config.split_entries(), config.split_keys(), shapes)
     if config.pretrained is not None and config.pretrained.path is not None:
         check_model(config.pretrained.path, config.pretrained.sha256)
+    init = config.train.init_from
+    if init is not None and init.path is not None:
+        check_init(init.path, init.sha256, config.model)
 
 
 def check_model(path: str, sha256: str | None) -> None:
@@ -122,6 +120,19 @@ def check_model(path: str, sha256: str | None) -> None:
         raise InputError(f"config pretrained.path: {path} does not exist; give the trained model's file")
     verify_file(path, sha256, what="pretrained model")
     load_model(path)
+
+
+def check_init(path: str, sha256: str | None, section: ModelConfig) -> None:
+    """A model to fine-tune: present, of the configured checksum, a unetflow net the config's `model:`
+    section does not contradict (unetflow.checkpoint.init_architecture)."""
+    from unetflow.checkpoint import init_architecture, load_checkpoint
+    from unetflow.download import verify_file
+
+    if not Path(path).exists():
+        raise InputError(f"config train.init_from.path: {path} does not exist; give the trained model's file")
+    if Path(path).is_file():
+        verify_file(path, sha256, what="train.init_from model")
+    init_architecture(load_checkpoint(path), section, source=path)
 
 
 def invalidate_incomplete_groups(target: str | Path, flags: list[str]) -> list[int]:

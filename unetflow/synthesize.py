@@ -52,6 +52,7 @@ def synthesize_volume(
     noise: float = 8.0,
     blur: float = 1.0,
     organelles: float = 1.0,
+    membrane_contrast: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """An EM-like (raw uint8, instance labels uint32) pair of `shape` (z, y, x); labels 0 are membrane.
 
@@ -59,7 +60,9 @@ def synthesize_volume(
     sizes are skewed, so the median cell is smaller), `membrane_width` the (min, max) full membrane thickness
     in pixels, `noise` the noise sd in grey levels at mid-grey (Gaussian read noise plus Poisson shot noise
     that grows with brightness), `blur` the sd in pixels of the Gaussian point-spread function and
-    `organelles` a multiplier of the density of mitochondria and vesicles (0 for none). Cell ids run 1..n
+    `organelles` a multiplier of the density of mitochondria and vesicles (0 for none) and
+    `membrane_contrast` how dark the membranes are against the cytoplasm (1 the default look, 0.5 half as
+    dark, 0 as bright as the cytoplasm: another stain or microscope, for fine-tuning). Cell ids run 1..n
     over the whole volume, slice after slice; the same `seed` gives bit-identical output.
     """
     depth, height, width = _check_shape(shape)
@@ -75,6 +78,7 @@ def synthesize_volume(
     noise_sd = _check_number("noise", noise, minimum=0.0, inclusive=True)
     blur_sd = _check_number("blur", blur, minimum=0.0, inclusive=True)
     organelle_density = _check_number("organelles", organelles, minimum=0.0, inclusive=True)
+    contrast = _check_number("membrane_contrast", membrane_contrast, minimum=0.0, inclusive=True)
 
     raw = np.empty((depth, height, width), dtype=np.uint8)
     labels = np.empty((depth, height, width), dtype=np.uint32)
@@ -89,7 +93,15 @@ def synthesize_volume(
         labels[k] = np.where(cells > 0, cells.astype(np.uint32) + np.uint32(next_id - 1), 0)
         next_id += n_cells
         image = _render(
-            texture_rng, organelle_rng, cells, n_cells, boundary, darkness, diameter, organelle_density
+            texture_rng,
+            organelle_rng,
+            cells,
+            n_cells,
+            boundary,
+            darkness,
+            diameter,
+            organelle_density,
+            contrast,
         )
         raw[k] = _acquire(texture_rng, image, noise_sd, blur_sd)
     return raw, labels
@@ -288,10 +300,12 @@ def _render(
     darkness: np.ndarray,
     diameter: float,
     density: float,
+    contrast: float = 1.0,
 ) -> np.ndarray:
     """Noise-free intensities: shaded, grainy cytoplasm, dark membranes, organelles, an illumination field.
 
-    Organelles draw from `organelle_rng` only, so the rest of the image does not depend on `density`.
+    Organelles draw from `organelle_rng` only, so the rest of the image does not depend on `density`;
+    `contrast` scales the membranes' darkness below the cytoplasm level.
     """
     shape = cells.shape
     inside = cells > 0
@@ -300,6 +314,8 @@ def _render(
     halo = np.exp(-(((boundary - 1.0) / 0.8) ** 2))
     cytoplasm = CYTOPLASM_LEVEL + shade[cells] + grain - 18.0 * halo
     membrane = MEMBRANE_LEVEL + 30.0 * (darkness - 0.5) + 22.0 * boundary**2 + 0.5 * grain
+    if contrast != 1.0:
+        membrane = CYTOPLASM_LEVEL - contrast * (CYTOPLASM_LEVEL - membrane)
     image = np.where(inside, cytoplasm, membrane)
     if density > 0 and n_cells > 0:
         depth_to_membrane = ndi.distance_transform_edt(inside)

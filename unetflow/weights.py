@@ -6,6 +6,10 @@ d1, d2 are the Euclidean distances from a background pixel to the nearest pixel 
 second-nearest cell; the border term applies to background pixels (label 0) only, as in the paper's
 Fig. 3d, and is zero where a slice has fewer than two cells. w_c balances the class frequencies.
 
+Sparse labels: pixels equal to `ignore` are unannotated. They weigh 0, count as neither class in w_c, and
+are no cell: the distances d1, d2 run to annotated cells only, so a cell touching unlabelled space does not
+make a border there.
+
 `border_weight_map_reference` is the direct definition (one EDT per cell, memory and time growing with the
 number of cells). `border_weight_map` computes the same map from one separable two-nearest-label distance
 transform truncated at the distance where the border term drops below `BORDER_TOLERANCE`: cost a small
@@ -21,12 +25,36 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from unetflow.config import WeightsConfig
+from unetflow.labels import split_ignore
 
 _DEFAULT = WeightsConfig()
 
 #: Absolute error allowed on the border term: where w0 * exp(-(d1 + d2)**2 / (2 sigma**2)) is below this,
 #: `border_weight_map` may treat it as zero. Keeps the map within 1e-4 of the direct definition.
 BORDER_TOLERANCE = 1e-5
+
+
+def class_counts(mask: np.ndarray, unannotated: np.ndarray | None = None) -> tuple[int, int]:
+    """(background, foreground) pixel counts of a mask (non-zero: foreground); unannotated pixels left out."""
+    array = np.asarray(mask)
+    if unannotated is None:
+        foreground = int(np.count_nonzero(array))
+        return array.size - foreground, foreground
+    annotated = ~np.asarray(unannotated, dtype=bool)
+    foreground = int(np.count_nonzero(array.astype(bool) & annotated))
+    return int(np.count_nonzero(annotated)) - foreground, foreground
+
+
+def class_balance_from_counts(counts: tuple[int, int]) -> tuple[float, float]:
+    """Class weights (background, foreground) from the classes' pixel counts (see class_balance_weights)."""
+    total = sum(counts)
+    if total == 0:
+        raise ValueError("class_balance_weights needs at least one annotated pixel; got no pixels")
+    present = sum(1 for count in counts if count > 0)
+    background_weight, foreground_weight = (
+        total / (present * count) if count > 0 else 1.0 for count in counts
+    )
+    return background_weight, foreground_weight
 
 
 def class_balance_weights(masks: Iterable[np.ndarray]) -> tuple[float, float]:
@@ -36,37 +64,14 @@ def class_balance_weights(masks: Iterable[np.ndarray]) -> tuple[float, float]:
     Convention: w_c(k) = N / (K * N_k), with N the number of pixels, N_k those of class k and K the number
     of classes present, so that w_c averaged over all pixels is 1 and each present class carries the same
     total weight. A class absent from every mask gets weight 1.0 (it weighs no pixel).
-    Compute it once over the training set and pass it as `class_weights=` to every slice.
+    Compute it once over the training set and pass it as `class_weights=` to every slice; with sparse
+    labels sum `class_counts` (which leave the unannotated pixels out) and use `class_balance_from_counts`.
     """
-    total = 0
-    foreground = 0
+    background, foreground = 0, 0
     for mask in masks:
-        array = np.asarray(mask)
-        total += array.size
-        foreground += int(np.count_nonzero(array))
-    if total == 0:
-        raise ValueError("class_balance_weights needs at least one non-empty mask; got no pixels")
-    counts = (total - foreground, foreground)
-    present = sum(1 for count in counts if count > 0)
-    background_weight, foreground_weight = (
-        total / (present * count) if count > 0 else 1.0 for count in counts
-    )
-    return background_weight, foreground_weight
-
-
-def decision_threshold(class_weights: tuple[float, float] | None) -> float:
-    """Foreground-probability threshold that undoes the class weighting of the loss (0.5 without it).
-
-    A net trained with cross-entropy weighted w_c(k) per class estimates p_w(k|x) proportional to
-    w_c(k) p(k|x) (Elkan 2001, cost-sensitive learning), so the unweighted rule p(fg|x) > 0.5 reads
-    p_w(fg|x) > w_fg / (w_bg + w_fg). The border term w0 exp(...) stays: separating touching cells is its job.
-    """
-    if class_weights is None:
-        return 0.5
-    background, foreground = (float(w) for w in class_weights)
-    if not (background > 0 and foreground > 0):
-        raise ValueError(f"class weights must be positive, got {class_weights!r}")
-    return foreground / (background + foreground)
+        counts = class_counts(mask)
+        background, foreground = background + counts[0], foreground + counts[1]
+    return class_balance_from_counts((background, foreground))
 
 
 def border_weight_map(
@@ -77,6 +82,7 @@ def border_weight_map(
     *,
     binary: bool | None = None,
     connectivity: int = _DEFAULT.connectivity,
+    ignore: int | None = None,
 ) -> np.ndarray:
     """The weight map of eq. 2 for one 2-D slice, as float32 of the slice's shape (fast, exact to 1e-4).
 
@@ -84,9 +90,10 @@ def border_weight_map(
     then its connected components (`connectivity` 1 = 4-neighbour, 2 = 8-neighbour). `binary=None`
     auto-detects: a bool array, or values within {0, 1} or {0, 255}, is a mask; pass `binary=False` for an
     instance image that happens to hold a single cell id 1 or 255. `class_weights=None` balances the classes
-    of this slice (see `class_balance_weights`, which gives the same over a whole training set).
+    of this slice (see `class_balance_weights`, which gives the same over a whole training set). Pixels
+    equal to `ignore` are unannotated: weight 0, and neither a cell nor background (module docstring).
     """
-    return _weight_map(labels, w0, sigma, class_weights, binary, connectivity, _border_term_truncated)
+    return _weight_map(labels, w0, sigma, class_weights, binary, connectivity, ignore, _border_term_truncated)
 
 
 def border_weight_map_reference(
@@ -97,12 +104,13 @@ def border_weight_map_reference(
     *,
     binary: bool | None = None,
     connectivity: int = _DEFAULT.connectivity,
+    ignore: int | None = None,
 ) -> np.ndarray:
     """The same map by the direct definition (one full-slice EDT per cell): the ground truth for tests.
 
     Time and memory grow with the number of cells (about 285 MB for a 512 x 512 slice with 136 cells).
     """
-    return _weight_map(labels, w0, sigma, class_weights, binary, connectivity, _border_term_direct)
+    return _weight_map(labels, w0, sigma, class_weights, binary, connectivity, ignore, _border_term_direct)
 
 
 def weight_map_volume(
@@ -113,11 +121,13 @@ def weight_map_volume(
     *,
     binary: bool | None = None,
     connectivity: int = _DEFAULT.connectivity,
+    ignore: int | None = None,
 ) -> np.ndarray:
     """`border_weight_map` of each slice of a (z, y, x) stack, as float32 (z, y, x).
 
-    Binary or instance input is decided once for the whole stack. With `class_weights=None` each slice is
-    balanced on its own; pass `class_balance_weights(...)` of the training set for one global balance.
+    Binary or instance input is decided once for the whole stack (unannotated pixels, `ignore`, left
+    out). With `class_weights=None` each slice is balanced on its own; pass `class_balance_weights(...)` of
+    the training set for one global balance.
     """
     array = np.asarray(labels)
     if array.ndim != 3:
@@ -126,11 +136,11 @@ def weight_map_volume(
             "use border_weight_map for a single 2-D slice"
         )
     if binary is None:
-        binary = _looks_binary(array)
+        binary = _looks_binary(split_ignore(array, ignore)[0])
     out = np.empty(array.shape, dtype=np.float32)
     for z in range(array.shape[0]):
         out[z] = border_weight_map(
-            array[z], w0, sigma, class_weights, binary=binary, connectivity=connectivity
+            array[z], w0, sigma, class_weights, binary=binary, connectivity=connectivity, ignore=ignore
         )
     return out
 
@@ -145,18 +155,22 @@ def _weight_map(
     class_weights: tuple[float, float] | None,
     binary: bool | None,
     connectivity: int,
+    ignore: int | None,
     border_term: _BorderTerm,
 ) -> np.ndarray:
     """Shared body of the fast and the reference map; only `border_term` differs between them."""
-    cells = _cells(labels, binary, connectivity)
+    annotated, unannotated = split_ignore(labels, ignore)
+    cells = _cells(annotated, binary, connectivity)
     _check_parameters(w0, sigma)
     is_cell = cells > 0
     if class_weights is None:
-        class_weights = class_balance_weights([is_cell])
+        class_weights = class_balance_from_counts(class_counts(is_cell, unannotated))
     background_weight, foreground_weight = _checked_class_weights(class_weights)
     out = np.where(is_cell, np.float32(foreground_weight), np.float32(background_weight))
     if w0 > 0 and _has_two_cells(cells):
         out += border_term(cells, float(w0), float(sigma))
+    if unannotated is not None:
+        out[unannotated] = 0
     return out
 
 

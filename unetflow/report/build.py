@@ -28,7 +28,7 @@ def build_report(
     predictions: Sequence[str | os.PathLike[str]],
     data: str | os.PathLike[str],
     weights: str | os.PathLike[str],
-    split: Mapping[str, Any],
+    split: Mapping[str, Any] | Sequence[Mapping[str, Any]],
     config: Mapping[str, Any],
     benchmarks: str | os.PathLike[str],
     project: str | os.PathLike[str] | None = None,
@@ -62,7 +62,7 @@ def build_report(
         *([datasets_section(datasets)] if datasets else []),
         sections.slices_section(runs),
         sections.weights_section(inputs, config),
-        sections.training_section(runs),
+        sections.training_section(runs, config),
     ]
     if sections.has_ablation(runs):
         parts.append(sections.ablation_section(runs))

@@ -18,9 +18,10 @@ from scipy import ndimage as ndi
 
 from unetflow import omezarr
 from unetflow.errors import InputError
+from unetflow.loss import ABLATION_MODE, LOSS_MODES
 from unetflow.metrics_registry import Metric
 from unetflow.report.formatting import format_value, number
-from unetflow.report.inputs import Inputs, Run, open_labels
+from unetflow.report.inputs import Inputs, Run, read_truth
 
 MAX_PANEL = 768
 """Largest side in pixels of an image panel; larger slices are shown as a centre crop."""
@@ -124,7 +125,6 @@ def prediction_figure(
 ) -> Figure:
     """Raw / ground truth / prediction / error overlay, one row per (tag, slice, IoU) of `rows`."""
     raw_volume = omezarr.open_image(inputs.data)
-    labels = open_labels(inputs.data)
     probability = omezarr.open_image(inputs.predictions[model])
     if tuple(probability.shape) != inputs.shape:
         raise InputError(
@@ -137,12 +137,18 @@ def prediction_figure(
     titles = ("Raw", "Ground truth", f"Prediction p(cell) \u2014 {model}", "Errors")
     for r, (tag, z, iou) in enumerate(rows):
         raw = np.asarray(raw_volume[z, ys, xs])
-        truth = np.asarray(labels[z, ys, xs]) > 0
+        labels, unannotated = read_truth(inputs.data, (z, ys, xs))
+        truth = labels > 0
         prob = np.asarray(probability[z, ys, xs], dtype=np.float32)
         predicted = prob > threshold
+        if unannotated is not None:  # unannotated pixels: grey in the truth, no error
+            predicted = np.where(unannotated, truth, predicted)
+        shown_truth = truth.astype(np.float32)
+        if unannotated is not None:
+            shown_truth[unannotated] = 0.5
         panels = (
             (_contrast(raw), "gray"),
-            (truth.astype(np.float32), "gray"),
+            (shown_truth, "gray"),
             (prob, "gray"),
             (_error_overlay(raw, truth, predicted), None),
         )
@@ -173,7 +179,7 @@ def weight_figure(inputs: Inputs, z: int, connectivity: int) -> Figure:
     """The paper's Fig. 3 for one training slice: raw, instances, binary mask, weight map with colour bar."""
     ys, xs = window(inputs.shape)
     raw = np.asarray(omezarr.open_image(inputs.data)[z, ys, xs])
-    cells = np.asarray(open_labels(inputs.data)[z, ys, xs])
+    cells, _ = read_truth(inputs.data, (z, ys, xs))
     weight_map = omezarr.open_image(inputs.weights)
     if tuple(weight_map.shape) != inputs.shape:
         raise InputError(
@@ -298,7 +304,8 @@ def ablation_figure(main: Run, ablation: Run, metrics: Sequence[Metric]) -> Figu
     fig = _new_figure(7.5, 3.4)
     ax = fig.subplots()
     positions = np.arange(len(metrics))
-    for i, (run, label) in enumerate(((main, "border + class weights"), (ablation, "class weights only"))):
+    labels = (LOSS_MODES["border"], LOSS_MODES[ABLATION_MODE])
+    for i, (run, label) in enumerate(zip((main, ablation), labels, strict=True)):
         values = [number(run.summary["overall"].get(m.key)) for m in metrics]
         bars = ax.bar(
             positions + (i - 0.5) * 0.38, values, 0.38, color=run.colour, label=f"{run.name}: {label}"

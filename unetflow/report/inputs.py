@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 
 from unetflow import omezarr
+from unetflow.config import check_slices, primary_entry, source_names, split_entries
 from unetflow.errors import InputError
+from unetflow.labels import split_ignore
 from unetflow.layout import MAIN_MODEL
 from unetflow.report.formatting import number
-from unetflow.slices import select_slices
 
 PER_MODEL_FILES = {
     "metrics": "metrics JSON",
@@ -42,6 +43,8 @@ class Inputs:
     val: list[int]
     test: list[int]
     predictions: dict[str, Path]
+    sources: list[dict[str, Any]]
+    """Every entry of the split: name, volume, region and its train / val / test slices as given."""
 
     @property
     def main(self) -> str:
@@ -75,9 +78,12 @@ def check_inputs(
     per_model: Mapping[str, Sequence[str | os.PathLike[str]]],
     data: Path,
     weights: Path,
-    split: Mapping[str, Any],
+    split: Mapping[str, Any] | Sequence[Mapping[str, Any]],
 ) -> Inputs:
-    """Lengths, existence and the split, checked up front: every error names the argument or file."""
+    """Lengths, existence and the split, checked up front: every error names the argument or file.
+
+    `split` is the config's (one entry or a list); `data` the volume of its primary entry (the first with
+    test slices), whose slices the page shows."""
     if not models:
         raise ValueError("models: no model given; the report needs at least one (e.g. ['main'])")
     files: dict[str, list[Path]] = {}
@@ -98,15 +104,16 @@ def check_inputs(
         raise missing(data, "OME-Zarr volume of the split (split.volume)")
     if not weights.exists():
         raise missing(weights, "weight-map OME-Zarr")
-    for key in ("volume", "train", "test"):
-        if key not in split:
-            raise InputError(f"split: no key {key!r}; the config's split needs volume, train, val and test")
-    volume = str(split["volume"])
+    entries = split_entries(split)
+    entry = primary_entry(entries)
+    if entry is None:
+        raise InputError("split: names no volume; the report needs the config's split")
+    volume = entry.volume
     shape = tuple(int(s) for s in omezarr.open_image(data).shape)
     if len(shape) != 3:
         raise InputError(f"{data}: expected a (z, y, x) volume, found shape {shape}")
     open_labels(data)
-    n = shape[0]
+    chosen = check_slices(entry, shape, what=f"volume {volume!r}", need_train=False)
     return Inputs(
         models=models,
         files=files,
@@ -114,10 +121,13 @@ def check_inputs(
         weights=weights,
         volume=volume,
         shape=(shape[0], shape[1], shape[2]),
-        train=select_slices(split["train"], n, what="split.train"),
-        val=select_slices(split.get("val") or [], n, what="split.val"),
-        test=select_slices(split["test"], n, what="split.test"),
+        train=chosen["train"],
+        val=chosen["val"],
+        test=chosen["test"],
         predictions=dict(zip(models, files["predictions"], strict=True)),
+        sources=[
+            {**item.dump(), "name": name} for name, item in zip(source_names(entries), entries, strict=True)
+        ],
     )
 
 
@@ -127,6 +137,11 @@ def open_labels(data: Path) -> Any:
     if labels is None:
         raise InputError(f"{data}: has no labels; the report needs the ground truth of split.volume")
     return labels
+
+
+def read_truth(data: Path, region: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """A region of the ground truth (unannotated pixels 0) and the mask of unannotated pixels (or None)."""
+    return split_ignore(np.asarray(open_labels(data)[region]), omezarr.label_ignore(data))
 
 
 def main_model(models: Sequence[str]) -> str:

@@ -143,6 +143,10 @@ class DataContent:
     w0: Any
     sigma: Any
     other_volumes: list[str] | None
+    sources: list[dict[str, Any]] | None = None
+    """Every entry of the split, where it has several (name, volume, region, train, val, test)."""
+    unannotated: bool = False
+    """Whether the volume's labels leave pixels unannotated (sparse labels)."""
 
 
 def data_section(inputs: Inputs, config: Mapping[str, Any]) -> Section:
@@ -168,8 +172,18 @@ def data_section(inputs: Inputs, config: Mapping[str, Any]) -> Section:
         w0=weight_attrs.get("w0", "n/a"),
         sigma=weight_attrs.get("sigma", "n/a"),
         other_volumes=others,
+        sources=[{**item, "region": _region_text(item.get("region"))} for item in inputs.sources]
+        if len(inputs.sources) > 1
+        else None,
+        unannotated=omezarr.label_ignore(inputs.data) is not None,
     )
     return _section("data", "Data and split", content)
+
+
+def _region_text(region: Mapping[str, Any] | None) -> str:
+    """A split entry's region as shown: "z [1, 4), x [10, 50)" (axes left out are whole), "" for none."""
+    spans = [f"{axis} [{span[0]}, {span[1]})" for axis, span in (region or {}).items() if span]
+    return ", ".join(spans)
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -229,13 +243,21 @@ def results_section(runs: Sequence[Run], inputs: Inputs, config: Mapping[str, An
         for volume in run.summary.get("volumes", {}):
             if volume not in volumes:
                 volumes.append(volume)
-    names = [*volumes, "overall"] if len(volumes) > 1 else (volumes or ["overall"])
-    scopes = {c: "test" if c == inputs.volume else "" if c == "overall" else "all slices" for c in names}
+    sources: list[str] = []
+    for run in runs:
+        for name in run.summary.get("sources", {}):
+            if name not in sources and name not in volumes:
+                sources.append(name)
+    columns = [*volumes, *sources]
+    names = [*columns, "overall"] if len(columns) > 1 else (columns or ["overall"])
+    scopes = {
+        c: "test" if c == inputs.volume or c in sources else "" if c == "overall" else "all slices"
+        for c in names
+    }
 
     def value(run: Run, column: str, key: str) -> float:
-        source = (
-            run.summary["overall"] if column == "overall" else run.summary.get("volumes", {}).get(column, {})
-        )
+        scope = "sources" if column in sources else "volumes"
+        source = run.summary["overall"] if column == "overall" else run.summary.get(scope, {}).get(column, {})
         if column != "overall" and not source and len(names) == 1:
             source = run.summary["overall"]
         return number(source.get(key))
@@ -268,6 +290,8 @@ def _slice_count(run: Run, column: str) -> Any:
     """Slices behind a column of the metrics table: of one volume (per-slice CSV) or all of them."""
     if column == "overall" or not run.slices:
         return run.summary.get("slices_evaluated", len(run.slices))
+    if column in run.summary.get("sources", {}) and column not in run.summary.get("volumes", {}):
+        return run.summary["sources"][column].get("slices", "")
     return sum(1 for row in run.slices if str(row["volume"]) == column)
 
 
@@ -443,6 +467,8 @@ class TrainingContent:
 
     image: Image
     rows: list[TrainingRow]
+    init_from: str | None = None
+    """The trained model the run fine-tuned (train.init_from: its path or url), None from random weights."""
 
 
 def _finite(values: np.ndarray) -> np.ndarray:
@@ -467,11 +493,13 @@ def _training_row(run: Run) -> TrainingRow:
     )
 
 
-def training_section(runs: Sequence[Run]) -> Section:
-    """Loss and validation curves of every model, and their summary."""
+def training_section(runs: Sequence[Run], config: Mapping[str, Any] | None = None) -> Section:
+    """Loss and validation curves of every model, their summary, and the model they started from."""
     fig = figures.training_figure(runs)
     image = embed(fig, fig_id="fig-training", alt="Training loss and validation IoU")
-    content = TrainingContent(image=image, rows=[_training_row(run) for run in runs])
+    init = ((config or {}).get("train") or {}).get("init_from") or {}
+    started = init.get("path") or init.get("url")
+    content = TrainingContent(image=image, rows=[_training_row(run) for run in runs], init_from=started)
     return _section("training", "Training", content)
 
 

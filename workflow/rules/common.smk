@@ -1,6 +1,7 @@
 # Helper functions of the rules: the checked config and file names. The logic lives in the unetflow package.
 from unetflow.config import load_config, merge_config
 from unetflow.layout import ABLATION_MODEL, MAIN_MODEL, PRETRAINED_MODEL, RESULTS
+from unetflow.loss import ABLATION_MODE
 from unetflow.preflight import check_data, invalidate_incomplete_groups, read_in_place, shape_of
 from unetflow.predict.plan import groups_for, planned_groups
 
@@ -50,7 +51,7 @@ def trained_models():
 def loss_weights(wildcards):
     """Loss weighting of a model: the configured one, or class balance only for the ablation."""
     if wildcards.model == ABLATION_MODEL:
-        return "class"
+        return ABLATION_MODE
     return SETTINGS.train.loss_weights
 
 
@@ -94,8 +95,35 @@ def download_source(wildcards):
 
 
 def split_volume():
-    """The labelled volume that training and evaluation slice."""
-    return SETTINGS.split.volume
+    """The volume of the split's primary entry: the report's figures, the exported model's test image."""
+    return SETTINGS.report_volume()
+
+
+def training_volumes():
+    """The volumes training reads (train or validation slices of a split entry): each imported, weighted."""
+    return SETTINGS.training_volumes()
+
+
+def init_model_files():
+    """The model a fine-tuning run starts from (train.init_from: in place or downloaded), or none."""
+    source = SETTINGS.train.init_from
+    if source is None:
+        return []
+    return [source.path if source.path is not None else RESULTS.model_download(source.local_name)]
+
+
+def model_download_source(wildcards):
+    """The url model (pretrained or train.init_from) downloaded to data/models/{filename}."""
+    for source in (SETTINGS.pretrained, SETTINGS.train.init_from):
+        if (
+            source is not None
+            and source.url is not None
+            and source.local_name == wildcards.filename
+        ):
+            return source.dump()
+    raise ValueError(
+        f"{RESULTS.model_download(wildcards.filename)}: no url model downloads to this file"
+    )
 
 
 def prediction_source(volume):

@@ -53,7 +53,7 @@ rule download_model:
     benchmark:
         RESULTS.benchmark("download", "models/{filename}")
     params:
-        source=lambda wildcards: config["pretrained"],
+        source=model_download_source,
     threads: 1
     resources:
         mem_mb=1000,

@@ -16,6 +16,7 @@ rule export:
         split=config["split"],
         volume=config["volumes"][split_volume()],
         options=config["export"],
+        volumes=config["volumes"],
     threads: 1
     resources:
         mem_mb=8000,

@@ -1,10 +1,12 @@
-# Training to the paper's recipe; resumes from results/models/{model}/checkpoints after an interruption.
+# Training to the paper's recipe on every split source (fine-tuning train.init_from when set); resumes
+# from results/models/{model}/checkpoints after an interruption.
 
 
 rule train:
     input:
-        data=RESULTS.data(split_volume()),
-        weights=RESULTS.weights(split_volume()),
+        data=[RESULTS.data(volume) for volume in training_volumes()],
+        weights=[RESULTS.weights(volume) for volume in training_volumes()],
+        init=init_model_files(),
     output:
         model=report(
             RESULTS.model("{model}"),
@@ -22,6 +24,7 @@ rule train:
         model=config["model"],
         train=config["train"],
         split=config["split"],
+        volumes=training_volumes(),
         loss_weights=loss_weights,
     threads: 2
     resources:

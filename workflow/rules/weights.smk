@@ -1,9 +1,33 @@
-# The paper's border weight map w(x), precomputed once per labelled volume.
+# The paper's border weight map w(x), precomputed once per labelled volume, with one class balance w_c
+# over the training pixels of every split source.
+
+
+rule class_balance:
+    input:
+        [RESULTS.data(volume) for volume in training_volumes()],
+    output:
+        RESULTS.class_balance(),
+    log:
+        RESULTS.log("class_balance", "split"),
+    benchmark:
+        RESULTS.benchmark("class_balance", "split")
+    params:
+        volumes=training_volumes(),
+        split=config["split"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        ENV
+    script:
+        "../scripts/class_balance.py"
 
 
 rule weights:
     input:
-        RESULTS.data("{volume}"),
+        data=RESULTS.data("{volume}"),
+        balance=RESULTS.class_balance(),
     output:
         directory(RESULTS.weights("{volume}")),
     log:
@@ -12,7 +36,6 @@ rule weights:
         RESULTS.benchmark("weights", "{volume}")
     params:
         options=config["weights"],
-        train_slices=config["split"]["train"],
     threads: 2
     resources:
         mem_mb=4000,

@@ -10,6 +10,7 @@ run_export(
     data=snakemake.input.data,
     split=snakemake.params.split,
     volume=snakemake.params.volume,
+    volumes=snakemake.params.volumes,
     metrics=snakemake.input.metrics,
     options=snakemake.params.options,
 )

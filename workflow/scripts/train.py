@@ -4,9 +4,10 @@ sys.stderr = open(snakemake.log[0], "w")
 
 from unetflow.steps import run_train
 
+volumes = snakemake.params.volumes
 run_train(
-    data=snakemake.input.data,
-    weights=snakemake.input.weights,
+    data=dict(zip(volumes, snakemake.input.data, strict=True)),
+    weights=dict(zip(volumes, snakemake.input.weights, strict=True)),
     output=snakemake.output.model,
     step_log=snakemake.output.step_log,
     val_log=snakemake.output.val_log,
@@ -14,5 +15,6 @@ run_train(
     model=snakemake.params.model,
     train={**snakemake.params.train, "loss_weights": snakemake.params.loss_weights},
     split=snakemake.params.split,
+    init_from=snakemake.input.init[0] if snakemake.input.init else None,
     threads=snakemake.threads,
 )

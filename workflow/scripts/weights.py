@@ -5,9 +5,9 @@ sys.stderr = open(snakemake.log[0], "w")
 from unetflow.steps import run_weights
 
 run_weights(
-    data=snakemake.input[0],
+    data=snakemake.input.data,
     target=snakemake.output[0],
-    train_slices=snakemake.params.train_slices,
+    class_balance=snakemake.input.balance,
     workers=snakemake.threads,
     options=snakemake.params.options,
 )
