@@ -485,7 +485,7 @@ CASES = [
     Case(
         "evaluate-slices-past-the-end",
         ("evaluate", "data.zarr", "data.zarr", "m.json", "--slices", "9"),
-        r"split.test: slice 9 is out of range",
+        r"test: slice 9 is out of range; the volume has 5 slices",
     ),
     Case(
         "threshold-that-is-no-number",
@@ -505,7 +505,7 @@ CASES = [
     Case(
         "labels-options-without-labels",
         ("import", "raw.tif", "out.zarr", "--labels-member", "cells"),
-        r"--labels-format, --labels-member and --invert-labels need --labels",
+        r"--labels-format, --labels-member, --invert-labels and --labels-ignore need --labels",
     ),
     Case(
         "huge-synthetic-shape",
@@ -592,14 +592,14 @@ CASES = [
         via="snakemake",
         code=1,
         config=workflow_config(split={**SPLIT, "test": "4-9"}),
-        message=r"split.test: slice 9 is out of range; the volume has 5 slices .* \(volumes.stack \(raw.tif",
+        message=r"split.test: slice 9 is out of range; the volume has 5 slices .* \(volume 'stack' \(raw.tif\)",
     ),
     Case(
         "split-roles-overlap",
         via="snakemake",
         code=1,
         config=workflow_config(split={**SPLIT, "test": "2-4"}),
-        message=r"split.train and split.test share slices \[2\] of volumes.stack",
+        message=r"split.train and split.test share slices \[2\] of volume 'stack' \(raw.tif\)",
     ),
     Case(
         "user-volumes-empty",

@@ -292,7 +292,8 @@ def test_block_split_prediction_ran_as_separate_slurm_jobs_into_one_zarr(chain: 
     computed = 0
     for group in ("0", "1"):
         log = (chain.work / "results" / "logs" / "predict" / "main" / f"synthetic.{group}.log").read_text()
-        counts = re.search(rf"block group {group}: .*'computed': (\d+), 'skipped': 0", log)
+        assert f"group {int(group) + 1}/2:" in log, log[-2000:]  # each job predicted its own group
+        counts = re.search(r"predicted \S+synthetic.zarr: \{'computed': (\d+), 'done': 0", log)
         assert counts and int(counts.group(1)) > 0, log[-2000:]
         computed += int(counts.group(1))
     summary = json.loads((chain.work / "results" / "predict" / "main" / "synthetic.json").read_text())

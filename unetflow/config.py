@@ -669,17 +669,22 @@ def check_split(config: Config) -> None:
 
 
 def check_entries(
-    entries: Sequence[SplitConfig], keys: Sequence[str], shapes: Mapping[str, Sequence[int]]
+    entries: Sequence[SplitConfig],
+    keys: Sequence[str],
+    shapes: Mapping[str, Sequence[int]],
+    *,
+    files: Mapping[str, str] | None = None,
 ) -> list[dict[str, list[int]] | None]:
     """The slices of each entry whose volume's (z, y, x) shape is in `shapes` (None for the others).
 
     Out-of-range slices or regions, and train / val / test pixels shared within an entry or between two
-    entries of one volume, are InputErrors naming the keys.
+    entries of one volume, are InputErrors naming the keys (and the volume's file, from `files`).
     """
     chosen: list[dict[str, list[int]] | None] = []
     for entry, key in zip(entries, keys, strict=True):
         shape = shapes.get(entry.volume)
-        what = f"volume {entry.volume!r}"
+        where = (files or {}).get(entry.volume)
+        what = f"volume {entry.volume!r}" + (f" ({where})" if where else "")
         chosen.append(
             None if shape is None else check_slices(entry, shape, what=what, key=key, need_train=False)
         )
@@ -693,10 +698,11 @@ def check_entries(
         for role_a, role_b in itertools.permutations(ROLES, 2):
             shared = sorted(set(slices_a[role_a]) & set(slices_b[role_b]))
             if shared:
+                where = (files or {}).get(a.volume)
                 raise InputError(
                     f"{keys[first]}.{role_a} and {keys[second]}.{role_b} share pixels of slices "
-                    f"{shared[:5]} of volume {a.volume!r}: held-out pixels must not be trained or validated "
-                    "on; make the slices or the regions disjoint"
+                    f"{shared[:5]} of volume {a.volume!r}" + (f" ({where})" if where else "") + ": held-out "
+                    "pixels must not be trained or validated on; make the slices or the regions disjoint"
                 )
     return chosen
 

@@ -103,7 +103,8 @@ def check_data(config: Config) -> None:
             )
         if raw is not None and len(raw) == 3:
             shapes[name] = raw
-    check_entries(config.split_entries(), config.split_keys(), shapes)
+    files = {name: str(volume.raw.path) for name, volume in config.volumes.items() if volume.raw is not None}
+    check_entries(config.split_entries(), config.split_keys(), shapes, files=files)
     if config.pretrained is not None and config.pretrained.path is not None:
         check_model(config.pretrained.path, config.pretrained.sha256)
     init = config.train.init_from
