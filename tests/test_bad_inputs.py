@@ -592,7 +592,7 @@ CASES = [
         via="snakemake",
         code=1,
         config=workflow_config(split={**SPLIT, "test": "4-9"}),
-        message=r"split.test: slice 9 is out of range; the volume has 5 slices .* \(volume 'stack' \(raw.tif\)",
+        message=r"split.test: slice 9 is out of range; the volume has 5 slices .* 'stack' \(raw\.tif",
     ),
     Case(
         "split-roles-overlap",
