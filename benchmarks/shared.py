@@ -7,8 +7,9 @@ quiet one for each way of running torch's threads:
 
 - `default`: OpenMP's default wait policy (OMP_WAIT_POLICY unset: libgomp spins a while at every barrier
   before it sleeps), what torch does unless told;
-- `passive` (unetflow's default since this benchmark): OMP_WAIT_POLICY=PASSIVE, a waiting thread sleeps
-  at once, so the thread that is descheduled for the background process costs its partner nothing.
+- `passive`: OMP_WAIT_POLICY=PASSIVE, a waiting thread sleeps at once, so the thread that is descheduled
+  for the background process costs its partner nothing (but every wait pays a wake-up);
+- `spin N`: GOMP_SPINCOUNT=N, libgomp spins N times before it sleeps (the default is 300000).
 
 With two cores and one taken, a fair share is 2/3 of the machine for our two threads, a ratio of about 1.5;
 the target is at most 2. Only the training loop is timed (the process start and imports are not).
@@ -60,11 +61,19 @@ def prepare(work: Path) -> tuple[str, str]:
     return data, weights
 
 
+def environment(policy: str) -> dict[str, str]:
+    """The process environment of a policy: default, passive or "spin N" (empty values: libgomp's own
+    defaults; unetflow sets its own only where a variable is unset)."""
+    env = {key: value for key, value in os.environ.items() if key != "GOMP_SPINCOUNT"}
+    env["OMP_WAIT_POLICY"] = "PASSIVE" if policy == "passive" else ""
+    env["GOMP_SPINCOUNT"] = policy.split()[1] if policy.startswith("spin ") else ""
+    return env
+
+
 def timed_run(work: Path, data: str, weights: str, steps: int, *, policy: str, loaded: bool) -> float:
     """Seconds of `steps` training steps in a fresh process, with a busy background process if `loaded`."""
     folder = Path(tempfile.mkdtemp(dir=work))
-    # an empty value is libgomp's own default (unetflow sets PASSIVE only where the variable is unset)
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE" if policy == "passive" else ""}
+    env = environment(policy)
     background = subprocess.Popen([sys.executable, "-c", BUSY]) if loaded else None
     try:
         done = subprocess.run(
@@ -87,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=120, help="training steps per run")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats")
+    parser.add_argument(
+        "--policies",
+        nargs="+",
+        default=["default", "passive", "spin 10000"],
+        help='ways of waiting: default, passive, or "spin N" (GOMP_SPINCOUNT)',
+    )
     args = parser.parse_args(argv)
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()}\n")
     times: dict[tuple[str, bool], list[float]] = {}
@@ -94,22 +109,19 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(folder)
         data, weights = prepare(work)
         for _ in range(args.repeats):
-            for policy in ("default", "passive"):
+            for policy in args.policies:
                 for loaded in (False, True):
                     seconds = timed_run(work, data, weights, args.steps, policy=policy, loaded=loaded)
                     times.setdefault((policy, loaded), []).append(seconds)
     print(f"## training {args.steps} steps, fresh process each, {args.repeats} interleaved repeats\n")
-    print("| threads wait by | quiet s | one core taken s | slowdown (target <= 2) |")
-    print("|---|---:|---:|---:|")
-    for policy in ("default", "passive"):
+    print("| threads wait by | quiet s | one core taken s | slowdown (target <= 2) | quiet vs default |")
+    print("|---|---:|---:|---:|---:|")
+    quiet_default = statistics.median(times[(args.policies[0], False)])
+    for policy in args.policies:
         quiet = statistics.median(times[(policy, False)])
         loaded = statistics.median(times[(policy, True)])
-        print(f"| {policy} | {quiet:.1f} | {loaded:.1f} | {loaded / quiet:.2f}x |")
-    quiet_default = statistics.median(times[("default", False)])
-    quiet_passive = statistics.median(times[("passive", False)])
-    print(
-        f"\nquiet passive / quiet default: {quiet_passive / quiet_default:.2f}x (the cost of sleeping waits)"
-    )
+        ratio = quiet / quiet_default
+        print(f"| {policy} | {quiet:.1f} | {loaded:.1f} | {loaded / quiet:.2f}x | {ratio:.2f}x |")
     print(f"load average at the end: {os.getloadavg()}")
     return 0
 
