@@ -162,25 +162,30 @@ def main() -> None:
     )
     header = (
         f"{'net':30s} {'device':6s} {'input':>5s} {'clock':>6s} {'bare':>10s} {'on demand':>10s} "
-        f"{'ratio':>6s} {'prefetch':>10s} {'ratio':>6s} {'sample':>9s} {'1+s/b':>6s}"
+        f"{'ratio':>6s} {'prefetch':>10s} {'ratio':>6s} {'sample':>9s} {'1+s/b':>6s} "
+        f"{'out':>4s} {'kpx/s':>7s}"
     )
     print(header)
     print("-" * len(header))
     for setup in setups:
         inp, clocks = measure(setup, raw, labels, weights)
+        out = setup.model.geometry.valid_output(setup.output)
         for stat, ms in clocks.items():
             bare, demand, ahead = ms["bare"], ms["on demand"], ms["prefetch"]
+            step = demand if setup.device == "cpu" else ahead  # what `unetflow train` runs on that device
             print(
                 f"{setup.label:30s} {setup.device:6s} {inp:5d} {stat:>6s} {bare:8.1f}ms {demand:8.1f}ms "
                 f"{demand / bare:6.3f} {ahead:8.1f}ms {ahead / bare:6.3f} {ms['sample']:7.1f}ms "
-                f"{1 + ms['sample'] / bare:6.3f}",
+                f"{1 + ms['sample'] / bare:6.3f} {out:4d} {out * out / step:7.1f}",
                 flush=True,
             )
     print(
         "median ms per step, wall clock and CPU time (all of this process's threads); ratio = train step / "
-        "bare step;\n`unetflow train` runs prefetch on CUDA, on demand on the CPU; 1+s/b = 1 + sample / "
-        "bare: the ratio if\naugmentation overlapped nothing (steadier under load than whole steps: sampling "
-        "is short)"
+        "bare step;\n`unetflow train` runs prefetch on CUDA, on demand on the CPU; out = labelled output "
+        "pixels per side of a tile,\nkpx/s = labelled output pixels trained on per second, in thousands "
+        "(tiles of different sizes compare fairly on it:\nthe context a tile needs is not counted); "
+        "1+s/b = 1 + sample / bare: the ratio if augmentation overlapped nothing\n(steadier under load than "
+        "whole steps: sampling is short)"
     )
 
 
