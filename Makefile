@@ -28,9 +28,10 @@ dry-run: $(STAMP)
 	$(BIN)/snakemake -n --profile profiles/local
 	$(BIN)/snakemake -n --profile profiles/slurm
 
-# -rs prints why a test was skipped (e.g. tests/test_slurm.py where no SLURM test cluster can be made).
+# -rs prints why a test was skipped (e.g. tests/test_slurm.py where no SLURM test cluster can be made);
+# --durations lists the slowest tests, to keep `make test` under 20 minutes.
 test: lint
-	$(BIN)/python -m pytest -q -rs
+	$(BIN)/python -m pytest -q -rs --durations=15
 
 # A one-node SLURM test cluster on this machine (root, Debian/Ubuntu: installs slurm-wlm and munge with apt).
 slurm-up:
