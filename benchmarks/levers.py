@@ -17,7 +17,6 @@ Prepare the data once, then run from the repo root (about 11 minutes per lever a
 from __future__ import annotations
 
 import argparse
-import copy
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -27,11 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from unetflow.checkpoint import load_checkpoint
 from unetflow.config import ModelConfig, TrainConfig, load_config_files, split_entries
-from unetflow.metrics import evaluate
-from unetflow.model import UNetConfig
-from unetflow.predict import predict_array
-from unetflow.train import BatchStream, TrainingRun, optimize_step, run_steps, setup
+from unetflow.model import UNet, UNetConfig
+from unetflow.train import BatchStream, TrainingRun, optimize_step, run_steps, setup, validate
 from unetflow.training_data import resolve_sources
 
 
@@ -107,7 +105,7 @@ def measure(
         run = build(lever, base, sources, Path(tmp) / "run", steps=steps, marks=marks)
         run_steps(run, progress=False)
         best = max(run.val_rows, key=lambda row: row["val_iou"])
-        best_state = torch.load(run.best_path, map_location="cpu", weights_only=False)
+        best_state = load_checkpoint(run.best_path)
     pixels = run.out_size**2 * run.config.batch_size
     trained = sum(row["step_time"] for row in run.steps_log)
     return {
@@ -170,23 +168,21 @@ def throughput(base: Any, sources: list[Any], *, rounds: int, block: int) -> lis
 
 def tta_gain(result: dict) -> list[tuple[str, float, float]]:
     """Validation IoU and pixel error of the lever's best weights without and with test-time augmentation."""
-    from unetflow.model import UNet
-
     state = result["state"]
     model = UNet(UNetConfig(**state["model_config"]))
     model.load_state_dict(state["model_state_dict"])
     rows = []
     for tta in (False, True):
-        scores = []
-        for data in result["val"]:
-            probs = predict_array(copy.deepcopy(model), data.raw, mean=0.0, std=1.0, device="cpu", tta=tta)
-            for prob, truth in zip(probs, data.labels, strict=True):
-                scores.append(evaluate(prob, truth, threshold=result["threshold"], include_warping=False))
+        scores = [
+            validate(model, data, device=torch.device("cpu"), threshold=result["threshold"], tta=tta)
+            for data in result["val"]
+        ]
+        label = "8 flips and rotations" if tta else "plain"
         rows.append(
             (
-                "8 flips and rotations" if tta else "plain",
-                float(np.mean([s["iou"] for s in scores])),
-                float(np.mean([s["pixel_error"] for s in scores])),
+                label,
+                float(np.mean([s["val_iou"] for s in scores])),
+                float(np.mean([s["val_pixel_error"] for s in scores])),
             )
         )
     return rows

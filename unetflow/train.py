@@ -255,11 +255,17 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
 
 
 def validate(
-    model: UNet, data: TrainingData, *, device: torch.device, threshold: float = 0.5, memory_gb: float = 1.0
+    model: UNet,
+    data: TrainingData,
+    *,
+    device: torch.device,
+    threshold: float = 0.5,
+    memory_gb: float = 1.0,
+    tta: bool = False,
 ) -> dict[str, float]:
-    """Whole-slice overlap-tile prediction of the validation slices: weighted loss, IoU and pixel error
-    (unannotated pixels left out of both)."""
-    probs = predict_array(model, data.raw, mean=0.0, std=1.0, device=device, memory_gb=memory_gb)
+    """Whole-slice overlap-tile prediction of the validation slices (`tta`: averaged over the 8 flips and
+    rotations): weighted loss, IoU and pixel error (unannotated pixels left out of both)."""
+    probs = predict_array(model, data.raw, mean=0.0, std=1.0, device=device, memory_gb=memory_gb, tta=tta)
     unannotated = data.unannotated if data.unannotated is not None else [None] * len(probs)
     scores = [
         evaluate(p, t, threshold=threshold, include_warping=False, ignore=mask)
