@@ -53,6 +53,12 @@ LEVERS = {
         Lever("lr 0.003", train={"lr": 0.003, "warmup_steps": 100}),
         Lever("no weight map", train={"loss_weights": "none"}),
         Lever("tile 388, lr 0.002", train={"tile": 388, "lr": 0.002, "warmup_steps": 50}),
+        Lever("batch norm", model={"norm": "batch"}),
+        Lever("batch norm, lr 0.003", model={"norm": "batch"}, train={"lr": 0.003, "warmup_steps": 100}),
+        Lever("no dropout", model={"dropout": 0.0}),
+        Lever("batch norm, no dropout", model={"norm": "batch", "dropout": 0.0}),
+        Lever("no elastic deformation", train={"augment": {"elastic_std": 0.0}}),
+        Lever("no flips or rotations", train={"augment": {"flip": False, "rotate": False}}),
     )
 }
 DEFAULT_LEVERS = ["baseline", "tile 388", "depth 3, 24 channels", "lr 0.003"]
@@ -63,10 +69,15 @@ def build(
 ) -> TrainingRun:
     """A training run of the recipe changed by `lever`, annealed over `steps`, validating `marks` times."""
     model = ModelConfig.from_dict({**base.model.dump(), **lever.model})
+    recipe = base.train.dump()
+    changes = {
+        key: {**recipe[key], **value} if isinstance(value, dict) else value
+        for key, value in lever.train.items()
+    }
     train = TrainConfig.from_dict(
         {
-            **base.train.dump(),
-            **lever.train,
+            **recipe,
+            **changes,
             "steps": steps,
             "val_every": max(1, steps // marks),
             "checkpoint_every": steps,

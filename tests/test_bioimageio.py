@@ -58,7 +58,8 @@ METRICS = {
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A depth-2 U-Net trained 4 steps on a synthetic volume, exported (with metrics) to a package."""
+    """A depth-2 U-Net with batch norm (running statistics travel as buffers) trained 4 steps on a synthetic
+    volume, exported (with metrics) to a package."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("bioimageio")
     raw, cells = synthesize_volume(shape=(4, 64, 80), seed=0)
@@ -69,7 +70,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         weights=None,
         train_slices=[0, 1],
         val_slices=[],
-        model_config=UNetConfig(depth=2, base_channels=4),
+        model_config=UNetConfig(depth=2, base_channels=4, norm="batch"),
         config=TrainConfig(steps=4, tile=36, device="cpu", loss_weights="none", seed=2),
         workdir=root / "work",
         output=checkpoint,

@@ -31,11 +31,17 @@ class UNetConfig:
     in_channels: int = 1
     num_classes: int = 2
     dropout: float = 0.5
+    norm: str = "none"
 
     @classmethod
     def from_section(cls, section: ModelConfig) -> UNetConfig:
         """The network the config's `model:` section describes."""
-        return cls(depth=section.depth, base_channels=section.base_channels, dropout=section.dropout)
+        return cls(
+            depth=section.depth,
+            base_channels=section.base_channels,
+            dropout=section.dropout,
+            norm=section.norm,
+        )
 
     @property
     def geometry(self) -> UNetGeometry:
@@ -44,20 +50,33 @@ class UNetConfig:
 
         return UNetGeometry(self.depth)
 
-    def to_dict(self) -> dict[str, int | float]:
+    def to_dict(self) -> dict[str, int | float | str]:
         """Plain-dict form for checkpoints and logs."""
         return asdict(self)
 
 
-class DoubleConv(nn.Sequential):
-    """Two 3x3 valid convolutions, each followed by a ReLU."""
+NORMS = ("none", "batch")
+"""Normalisation after each 3x3 convolution: none (the paper) or batch normalisation, whose running
+statistics make it a fixed per-channel affine map at prediction, so overlap-tiling stays seamless (a per-tile
+normalisation such as instance or group norm would not)."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+
+def conv_unit(in_channels: int, out_channels: int, norm: str) -> list[nn.Module]:
+    """One 3x3 valid convolution, its normalisation and a ReLU."""
+    if norm not in NORMS:
+        raise ValueError(f"norm {norm!r} is not one of {', '.join(NORMS)}")
+    unit: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, kernel_size=3)]
+    if norm == "batch":
+        unit.append(nn.BatchNorm2d(out_channels))
+    return [*unit, nn.ReLU(inplace=True)]
+
+
+class DoubleConv(nn.Sequential):
+    """Two 3x3 valid convolutions, each followed by the normalisation (if any) and a ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm: str = "none") -> None:
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size=3),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(out_channels, out_channels, kernel_size=3),
-            nn.ReLU(inplace=True),
+            *conv_unit(in_channels, out_channels, norm), *conv_unit(out_channels, out_channels, norm)
         )
 
 
@@ -85,16 +104,16 @@ class UNet(nn.Module):
         self.down = nn.ModuleList()
         in_channels = self.config.in_channels
         for width in widths[:-1]:
-            self.down.append(DoubleConv(in_channels, width))
+            self.down.append(DoubleConv(in_channels, width, self.config.norm))
             in_channels = width
         self.pool = nn.MaxPool2d(2)
-        self.bottleneck = DoubleConv(widths[-2], widths[-1])
+        self.bottleneck = DoubleConv(widths[-2], widths[-1], self.config.norm)
         self.dropout = nn.Dropout2d(self.config.dropout)
         self.up = nn.ModuleList()
         self.up_conv = nn.ModuleList()
         for level in reversed(range(self.config.depth)):
             self.up.append(nn.ConvTranspose2d(widths[level + 1], widths[level], kernel_size=2, stride=2))
-            self.up_conv.append(DoubleConv(2 * widths[level], widths[level]))
+            self.up_conv.append(DoubleConv(2 * widths[level], widths[level], self.config.norm))
         self.head = nn.Conv2d(widths[0], self.config.num_classes, kernel_size=1)
         self.reset_parameters()
 
