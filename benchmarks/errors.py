@@ -53,6 +53,19 @@ def shifted(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return np.roll(mask, (dy, dx), axis=(1, 2))[:, crop, crop]
 
 
+def subpixel_minimum(values: dict[tuple[int, int], float]) -> tuple[float, float]:
+    """(dy, dx) of the minimum of a parabola through the values at -1, 0 and +1 along each axis."""
+
+    def vertex(minus: float, centre: float, plus: float) -> float:
+        curvature = minus - 2 * centre + plus
+        return 0.5 * (minus - plus) / curvature if curvature > 0 else float("nan")
+
+    return (
+        vertex(values[-1, 0], values[0, 0], values[1, 0]),
+        vertex(values[0, -1], values[0, 0], values[0, 1]),
+    )
+
+
 def shift_table(values: dict[tuple[int, int], float], title: str) -> str:
     """A 5x5 table of a value per (dy, dx)."""
     lines = [title, "dy\\dx " + "".join(f"{dx:>8d}" for dx in SHIFTS)]
@@ -86,9 +99,13 @@ def main() -> None:
         (dy, dx): float(np.mean(shifted(segmentation, dy, dx) != target)) for dy in SHIFTS for dx in SHIFTS
     }
     print(shift_table(errors, "pixel error of the segmentation moved by (dy, dx)"))
+    dy, dx = subpixel_minimum(errors)
+    print(f"least pixel error at a move of ({dy:+.2f}, {dx:+.2f}) px")
     base = shifted(image, 0, 0)
     darkness = {(dy, dx): float(base[shifted(~truth, dy, dx)].mean()) for dy in SHIFTS for dx in SHIFTS}
     print(shift_table(darkness, "mean raw gray value under the labelled membranes moved by (dy, dx)"))
+    dy, dx = subpixel_minimum(darkness)
+    print(f"labels darkest (aligned with the raw) at a move of ({dy:+.2f}, {dx:+.2f}) px")
 
 
 if __name__ == "__main__":
