@@ -59,8 +59,6 @@ LEVERS = {
         Lever("batch norm, no dropout", model={"norm": "batch", "dropout": 0.0}),
         Lever("no elastic deformation", train={"augment": {"elastic_std": 0.0}}),
         Lever("no flips or rotations", train={"augment": {"flip": False, "rotate": False}}),
-        Lever("drop-out 0.5 (paper)", model={"dropout": 0.5}),
-        Lever("flips and rotations (paper)", train={"augment": {"flip": True, "rotate": True}}),
     )
 }
 DEFAULT_LEVERS = ["baseline", "tile 388", "depth 3, 24 channels", "lr 0.003"]
