@@ -18,6 +18,12 @@ if TYPE_CHECKING:
     from unetflow.geometry import UNetGeometry
 
 
+NORMS = ("none", "batch")
+"""Normalisation after each 3x3 convolution: none (the paper) or batch normalisation, whose running
+statistics make it a fixed per-channel affine map at prediction, so overlap-tiling stays seamless (a per-tile
+normalisation such as instance or group norm would not)."""
+
+
 @dataclass(frozen=True)
 class UNetConfig:
     """Hyper-parameters that define the network (stored in every checkpoint).
@@ -32,6 +38,10 @@ class UNetConfig:
     num_classes: int = 2
     dropout: float = 0.5
     norm: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise ValueError(f"norm {self.norm!r} is not one of {', '.join(NORMS)}")
 
     @classmethod
     def from_section(cls, section: ModelConfig) -> UNetConfig:
@@ -55,16 +65,8 @@ class UNetConfig:
         return asdict(self)
 
 
-NORMS = ("none", "batch")
-"""Normalisation after each 3x3 convolution: none (the paper) or batch normalisation, whose running
-statistics make it a fixed per-channel affine map at prediction, so overlap-tiling stays seamless (a per-tile
-normalisation such as instance or group norm would not)."""
-
-
 def conv_unit(in_channels: int, out_channels: int, norm: str) -> list[nn.Module]:
-    """One 3x3 valid convolution, its normalisation and a ReLU."""
-    if norm not in NORMS:
-        raise ValueError(f"norm {norm!r} is not one of {', '.join(NORMS)}")
+    """One 3x3 valid convolution, its normalisation (one of NORMS) and a ReLU."""
     unit: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, kernel_size=3)]
     if norm == "batch":
         unit.append(nn.BatchNorm2d(out_channels))
