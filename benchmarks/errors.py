@@ -7,7 +7,8 @@ Three tables for the chosen slices of an imported volume and a prediction of it:
    labels sit off-centre of what the net predicts.
 3. The mean raw gray value under the labelled membranes shifted by whole pixels: where the labels are
    darkest is where they are aligned with the raw image's membranes (independent of any net).
-A net trained with flips and rotations cannot learn a label offset: each flip turns it the other way.
+A net trained with flips and rotations cannot learn a label offset: each flip turns it the other way
+(`train.label_offset: auto` measures it on the training slices and moves the raw onto the labels).
 
 From the repo root, after `snakemake --profile profiles/local --configfile configs/isbi2012-cpu.yaml`:
   .venv/bin/python benchmarks/errors.py --slices 18-24
@@ -21,6 +22,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from unetflow import omezarr
+from unetflow.alignment import parabola_vertex
 from unetflow.checkpoint import decision_threshold_of
 from unetflow.slices import select_slices
 
@@ -55,14 +57,9 @@ def shifted(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
 
 def subpixel_minimum(values: dict[tuple[int, int], float]) -> tuple[float, float]:
     """(dy, dx) of the minimum of a parabola through the values at -1, 0 and +1 along each axis."""
-
-    def vertex(minus: float, centre: float, plus: float) -> float:
-        curvature = minus - 2 * centre + plus
-        return 0.5 * (minus - plus) / curvature if curvature > 0 else float("nan")
-
     return (
-        vertex(values[-1, 0], values[0, 0], values[1, 0]),
-        vertex(values[0, -1], values[0, 0], values[0, 1]),
+        parabola_vertex(values[-1, 0], values[0, 0], values[1, 0]),
+        parabola_vertex(values[0, -1], values[0, 0], values[0, 1]),
     )
 
 

@@ -191,6 +191,21 @@ def test_package_loads_back_and_predicts_identically(trained: dict[str, Path]) -
     assert state["metrics"] == METRICS and state["tile"] == load_checkpoint(trained["checkpoint"])["tile"]
 
 
+def test_a_label_offset_travels_with_the_package_and_its_readme_says_so(
+    trained: dict[str, Path], tmp_path: Path
+) -> None:
+    state = load_checkpoint(trained["checkpoint"])
+    save_checkpoint(tmp_path / "moved.pt", {**state, "label_offset": [-0.6, 0.2]})
+    package = export_model(tmp_path / "moved.pt", tmp_path / "moved.zip", image=trained["data"], test=False)
+    assert load_model(package).label_offset == (-0.6, 0.2)
+    with zipfile.ZipFile(package) as archive:
+        assert "moves the input image by (dy, dx) = (-0.60, +0.20) px" in archive.read("README.md").decode()
+    image = omezarr.open_image(trained["data"])[:]
+    original = predict_array(load_model(tmp_path / "moved.pt"), image, device="cpu")
+    np.testing.assert_array_equal(predict_array(load_model(package), image, device="cpu"), original)
+    assert not np.allclose(original, predict_array(load_model(trained["checkpoint"]), image, device="cpu"))
+
+
 def test_unpacked_package_loads_from_its_rdf_yaml(trained: dict[str, Path], tmp_path: Path) -> None:
     with zipfile.ZipFile(trained["package"]) as archive:
         archive.extractall(tmp_path)

@@ -32,6 +32,7 @@ import tifffile
 import torch
 
 from unetflow import model as model_module
+from unetflow.alignment import recorded_offset
 from unetflow.atomic import atomic_path
 from unetflow.errors import InputError
 from unetflow.geometry import UNetGeometry
@@ -192,7 +193,13 @@ def _check_normalization(state: dict[str, Any], checkpoint: Path) -> dict[str, A
 
 
 def _readme(
-    *, name: str, description: str, geometry: UNetGeometry, threshold: float, metrics: dict[str, Any] | None
+    *,
+    name: str,
+    description: str,
+    geometry: UNetGeometry,
+    threshold: float,
+    metrics: dict[str, Any] | None,
+    label_offset: tuple[float, float] = (0.0, 0.0),
 ) -> str:
     """The package's documentation, with the '## Validation' section the spec asks for."""
     margin, sizes = geometry.margin, (geometry.valid_input(1), geometry.alignment)
@@ -213,6 +220,16 @@ def _readme(
         "point that undoes the class weights of the training loss).",
         f"- To predict a whole image, pad it by {margin} pixels on each side (mirroring) and tile it with "
         f"tiles whose offsets are multiples of {sizes[1]}: that reproduces one pass over the whole image.",
+        *(
+            [
+                "- unetflow moves the input image by (dy, dx) = "
+                f"({label_offset[0]:+.2f}, {label_offset[1]:+.2f}) px (linear interpolation) before the net: "
+                "the offset of its training labels from the raw image's boundaries (train.label_offset: "
+                "auto). Do the same to meet labels drawn like those."
+            ]
+            if any(label_offset)
+            else []
+        ),
         "",
         "## Validation",
         "",
@@ -304,6 +321,7 @@ def export_model(
         geometry=geometry,
         threshold=float(state.get("threshold", 0.5)),
         metrics=scores,
+        label_offset=recorded_offset(state),
     )
     data_text = training_data or (
         "The volume this checkpoint was trained on; not described further at export (give a description). "
@@ -461,7 +479,7 @@ def _provenance(
         "normalization": normalization or {"policy": NORMALIZATION_POLICY},
         "foreground_channel": FOREGROUND_CHANNEL,
     }
-    for key in ("tile", "step", "train_config"):
+    for key in ("tile", "step", "train_config", "label_offset"):
         if key in state:
             record[key] = state[key]
     if scores is not None:

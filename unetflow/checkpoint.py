@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from unetflow.alignment import recorded_offset
 from unetflow.atomic import atomic_path
 from unetflow.bioimageio import is_package
 from unetflow.config import ModelConfig
@@ -104,6 +105,7 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> UNet:
             f"{path} holds a net of another architecture than unetflow's U-Net ({reason}); "
             "give a checkpoint written by unetflow train"
         ) from error
+    model.label_offset = recorded_offset(state)
     return model.to(device).eval()
 
 
@@ -122,6 +124,7 @@ def provenance(path: str | Path) -> dict[str, Any]:
         "loss_weights": train.get("loss_weights"),
         "init_from": state.get("init_from"),
         "threshold": state.get("threshold"),
+        "label_offset": list(recorded_offset(state)),
         "normalization": state.get("normalization"),
         "validation": state.get("metrics", {}),
     }

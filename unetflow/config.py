@@ -446,6 +446,9 @@ class TrainConfig(Section):
     """channels_last memory format on CUDA."""
     loss_weights: LossMode = "border"
     """border (paper's w(x)), class (w_c only) or none (plain cross-entropy)."""
+    label_offset: Literal["none", "auto"] = "none"
+    """auto: measure the labels' sub-pixel offset from the raw image's boundaries on the training slices
+    and move the raw onto the labels in training and prediction (ISBI 2012: 0.6 px); none: as the paper."""
     augment: AugmentConfig = AugmentConfig()
     """Data augmentation (paper Sec. 3.1)."""
     init_from: ModelSourceConfig | None = None

@@ -117,6 +117,9 @@ class UNet(nn.Module):
             self.up.append(nn.ConvTranspose2d(widths[level + 1], widths[level], kernel_size=2, stride=2))
             self.up_conv.append(DoubleConv(2 * widths[level], widths[level], self.config.norm))
         self.head = nn.Conv2d(widths[0], self.config.num_classes, kernel_size=1)
+        self.label_offset: tuple[float, float] = (0.0, 0.0)
+        """(dy, dx) px by which prediction moves the raw image before the net: the offset of the training
+        labels from the raw image's boundaries (`unetflow.alignment`), recorded in the checkpoint."""
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

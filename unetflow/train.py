@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from unetflow import loss, omezarr
+from unetflow import alignment, loss, omezarr
 from unetflow.atomic import atomic_path, remove, temporary_sibling
 from unetflow.augment import TileBatch, TileParams, TileSampler
 from unetflow.checkpoint import load_checkpoint, save_checkpoint
@@ -347,6 +347,20 @@ def read_init(path: str | Path, model_config: UNetConfig) -> dict[str, Any]:
     return state
 
 
+def align_training_data(train_data: Sequence[TrainingData]) -> tuple[float, float]:
+    """Measure the training labels' offset from the raw image's boundaries and move the training raw onto
+    the labels (in place); the offset, which prediction (validation included) applies to its input."""
+    offset = alignment.estimate_label_offset((data.raw, data.labels, data.unannotated) for data in train_data)
+    log.info(
+        "label offset (train.label_offset auto): the training labels lie (%+.2f, %+.2f) px (y, x) from the "
+        "raw image's boundaries; the raw is moved onto them in training and prediction",
+        *offset,
+    )
+    for data in train_data:
+        data.raw = alignment.move(data.raw, offset)
+    return offset
+
+
 def loss_class_weights(sources: Sequence[TrainingSource], mode: str) -> tuple[float, float] | None:
     """The class weights of the loss (None without them); the weight maps of every source must agree."""
     if not loss.uses_class_weights(mode):
@@ -452,6 +466,7 @@ def setup(
     train_data = [data for s in sources if (data := load_source(s, "train", loss_weights=mode)) is not None]
     val_data = [data for s in sources if (data := load_source(s, "val", loss_weights=mode)) is not None]
     threshold = loss.loss_threshold(mode, loss_class_weights(sources, mode))
+    label_offset = align_training_data(train_data) if config.label_offset == "auto" else alignment.NO_OFFSET
     init_state = read_init(init, model_config) if init is not None else None
     init_record = init_identity(init)
     run_id = fingerprint(
@@ -461,6 +476,7 @@ def setup(
 
     torch.manual_seed(config.seed)
     model = UNet(model_config).to(device)
+    model.label_offset = label_offset
     if init_state is not None:
         model.load_state_dict(init_state["model_state_dict"])
         init_record = {
@@ -553,6 +569,7 @@ def save(run: TrainingRun, path: Path, **extra: Any) -> None:
             "step": run.step,
             "tile": {"input": run.in_size, "output": run.out_size},
             "threshold": run.threshold,
+            "label_offset": [float(value) for value in run.model.label_offset],
             "normalization": run.normalization,
             "training_sources": [_describe(source) for source in run.sources],
             **({"init_from": run.init} if run.init is not None else {}),

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from unetflow import alignment
 from unetflow.device import resolve_device
 from unetflow.errors import InputError
 from unetflow.geometry import TilePlan, largest_tile_for_memory, plan_tiles, reflect_indices
@@ -116,6 +117,7 @@ class BlockPredictor:
         precision: str = "float32",
     ) -> None:
         self.model = inference_model(model, device)
+        self.label_offset = tuple(model.label_offset)
         self.plan = plan
         self.mean = float(mean)
         self.std = float(std) if std > 0 else 1.0
@@ -133,7 +135,7 @@ class BlockPredictor:
         height, width = plan.block_extent(block.y, block.x)
         rows = plan.context_window(block.y, height)
         cols = plan.context_window(block.x, width)
-        context = read_context(source, block.z, rows, cols).astype(np.float32)
+        context = self.read(source, block.z, rows, cols)
         np.subtract(context, self.mean, out=context)
         np.divide(context, self.std, out=context)
         offsets = [(ty, tx) for ty in range(0, height, plan.stride) for tx in range(0, width, plan.stride)]
@@ -147,6 +149,14 @@ class BlockPredictor:
                 keep_y, keep_x = min(plan.stride, height - ty), min(plan.stride, width - tx)
                 out[ty : ty + keep_y, tx : tx + keep_x] = prob[:keep_y, :keep_x]
         return out
+
+    def read(self, source: Any, z: int, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+        """The context window as float32, moved by the model's label offset (read with a halo for that)."""
+        if not alignment.moves(self.label_offset):
+            return read_context(source, z, rows, cols).astype(np.float32)
+        halo = alignment.HALO
+        wider = read_context(source, z, (rows[0] - halo, rows[1] + halo), (cols[0] - halo, cols[1] + halo))
+        return np.ascontiguousarray(alignment.move(wider, self.label_offset)[halo:-halo, halo:-halo])
 
     def forward(self, tiles: torch.Tensor) -> np.ndarray:
         """Foreground probabilities (N, H, W) of a batch of input tiles (N, 1, H, W)."""
@@ -251,14 +261,16 @@ def predict_array(
 
 
 def predict_whole_slice(model: UNet, image: np.ndarray, *, mean: float = 0.0, std: float = 1.0) -> np.ndarray:
-    """Reference: one forward pass over the whole mirror-padded 2-D slice (what tiling must reproduce)."""
+    """Reference: one forward pass over the whole mirror-padded 2-D slice, moved by the model's label offset
+    (what tiling must reproduce)."""
     geometry = model.config.geometry
     height, width = image.shape
     out_size = geometry.valid_output(max(height, width))
-    pad = geometry.margin
+    pad = geometry.margin + alignment.HALO
     rows = reflect_indices(-pad, out_size + pad, height)
     cols = reflect_indices(-pad, out_size + pad, width)
-    padded = (image[np.ix_(rows, cols)].astype(np.float32) - mean) / std
+    halo = slice(alignment.HALO, -alignment.HALO)
+    padded = (alignment.move(image[np.ix_(rows, cols)], model.label_offset)[halo, halo] - mean) / std
     with torch.inference_mode():
         logits = model.eval()(torch.from_numpy(padded)[None, None])
     return torch.softmax(logits, dim=1)[0, 1, :height, :width].numpy()
