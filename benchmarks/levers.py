@@ -59,6 +59,8 @@ LEVERS = {
         Lever("batch norm, no dropout", model={"norm": "batch", "dropout": 0.0}),
         Lever("no elastic deformation", train={"augment": {"elastic_std": 0.0}}),
         Lever("no flips or rotations", train={"augment": {"flip": False, "rotate": False}}),
+        Lever("label alignment", train={"label_offset": "auto"}),
+        Lever("no label alignment", train={"label_offset": "none"}),
     )
 }
 DEFAULT_LEVERS = ["baseline", "tile 388", "depth 3, 24 channels", "lr 0.003"]

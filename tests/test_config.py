@@ -91,6 +91,8 @@ def test_a_users_volumes_replace_the_default_ones_with_their_split(tmp_path: Pat
     [
         ({"train": {"learning_rate": 0.1}}, "train.learning_rate: unknown key"),
         ({"train": {"lr": "1e-3"}}, "YAML reads 1e-3 as text"),
+        ({"ablation": "true"}, "ablation: .*--config reads true as text: write True there"),
+        ({"train": {"label_offset": "yes"}}, "train.label_offset: .*'none' or 'auto'"),
         ({"train": {"steps": 2.5}}, "train.steps: Input should be a valid integer"),
         ({"model": {"depth": 0}}, "model.depth: Input should be greater than or equal to 1"),
         ({"predict": {"threshold": "high"}}, 'predict.threshold: .*auto.*\\(got "high"\\)'),

@@ -171,6 +171,18 @@ def test_metric_values_sit_beside_the_papers(single: tuple[dict[str, Any], str])
     assert f">{summary['slices_evaluated']}<" in table
 
 
+def test_the_results_note_says_when_the_raw_was_moved_onto_the_labels(
+    single: tuple[dict[str, Any], str], tmp_path: Path
+) -> None:
+    kwargs, text = single
+    moved = "the raw image moved onto the labels by their sub-pixel offset"
+    assert moved not in _section(text, "results")
+    config = {**kwargs["config"], "train": {**kwargs["config"]["train"], "label_offset": "auto"}}
+    build_report(**{**kwargs, "config": config, "output": str(tmp_path / "index.html")})
+    note = _section((tmp_path / "index.html").read_text(encoding="utf-8"), "results")
+    assert moved in " ".join(note.split()) and "train.label_offset: auto" in note
+
+
 def test_metric_rows_take_label_direction_and_description_from_the_registry(
     single: tuple[dict[str, Any], str],
 ) -> None:

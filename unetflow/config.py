@@ -891,6 +891,8 @@ def _explain(item: Mapping[str, Any]) -> str:
     value = item.get("input")
     if kind in ("float_type", "int_type") and isinstance(value, str) and _is_number(value):
         return f"{message} (YAML reads {value} as text: write it with a dot, e.g. 1.0e-3)"
+    if kind == "bool_type" and isinstance(value, str) and value.lower() in ("true", "false"):
+        return f"{message} (snakemake's --config reads {value} as text: write {value.capitalize()} there)"
     return message
 
 

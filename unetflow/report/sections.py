@@ -226,6 +226,7 @@ class ResultsContent:
     volume: str
     test: list[int]
     tta: bool
+    label_offset: bool
     threshold: float
     threshold_set: bool
 
@@ -280,6 +281,7 @@ def results_section(runs: Sequence[Run], inputs: Inputs, config: Mapping[str, An
         volume=inputs.volume,
         test=inputs.test,
         tta=bool(config.get("predict", {}).get("tta")),
+        label_offset=config.get("train", {}).get("label_offset") == "auto",
         threshold=threshold_of(runs[0], config),
         threshold_set=_threshold_set(config),
     )
