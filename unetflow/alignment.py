@@ -119,6 +119,6 @@ def recorded_offset(state: dict[str, Any]) -> tuple[float, float]:
     return float(dy), float(dx)
 
 
-def moves(offset: tuple[float, float] | None) -> bool:
+def moves(offset: tuple[float, float]) -> bool:
     """Whether `offset` moves anything."""
-    return offset is not None and any(float(value) != 0.0 for value in offset)
+    return any(float(value) != 0.0 for value in offset)

@@ -32,7 +32,7 @@ import tifffile
 import torch
 
 from unetflow import model as model_module
-from unetflow.alignment import recorded_offset
+from unetflow.alignment import moves, recorded_offset
 from unetflow.atomic import atomic_path
 from unetflow.errors import InputError
 from unetflow.geometry import UNetGeometry
@@ -227,7 +227,7 @@ def _readme(
                 "the offset of its training labels from the raw image's boundaries (train.label_offset: "
                 "auto). Do the same to meet labels drawn like those."
             ]
-            if any(label_offset)
+            if moves(label_offset)
             else []
         ),
         "",
