@@ -61,6 +61,9 @@ LEVERS = {
         Lever("no flips or rotations", train={"augment": {"flip": False, "rotate": False}}),
         Lever("label alignment", train={"label_offset": "auto"}),
         Lever("no label alignment", train={"label_offset": "none"}),
+        Lever("24 channels", model={"base_channels": 24}),
+        Lever("batch 2", train={"batch_size": 2}),
+        Lever("lr 0.0005", train={"lr": 0.0005}),
     )
 }
 DEFAULT_LEVERS = ["baseline", "tile 388", "depth 3, 24 channels", "lr 0.003"]
