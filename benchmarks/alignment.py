@@ -17,25 +17,18 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 from unetflow import alignment, omezarr
 from unetflow.checkpoint import decision_threshold_of, load_model
 from unetflow.metrics import evaluate
 from unetflow.predict import predict_array
 from unetflow.slices import select_slices
+from unetflow.training_data import TrainingData, load_slices
 
 
-def read(data: str, spec: str, *, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """The normalised raw and 0/1 labels of the chosen slices."""
-    raw = omezarr.open_image(data)
-    chosen = select_slices(spec, raw.shape[0], what=what)
-    mean, std = omezarr.normalization(data)
-    image = (np.asarray(raw.oindex[chosen]).astype(np.float32) - mean) / std
-    labels = (np.asarray(omezarr.open_labels(data, omezarr.DEFAULT_LABELS).oindex[chosen]) > 0).astype(
-        np.uint8
-    )
-    return image, labels
+def read(data: str, spec: str, *, what: str) -> TrainingData:
+    """The normalised raw, 0/1 labels and unannotated mask of the chosen slices, as training reads them."""
+    chosen = select_slices(spec, omezarr.open_image(data).shape[0], what=what)
+    return load_slices(data, None, chosen, loss_weights="none")
 
 
 def main() -> None:
@@ -48,8 +41,8 @@ def main() -> None:
     parser.add_argument("--test", default="20-24", help="held-out slices")
     parser.add_argument("--tta", action="store_true", help="average the 8 flips and rotations")
     args = parser.parse_args()
-    image, labels = read(args.data, args.train, what="--train")
-    offset = alignment.estimate_label_offset([(image, labels, None)])
+    train = read(args.data, args.train, what="--train")
+    offset = alignment.estimate_label_offset([(train.raw, train.labels, train.unannotated)])
     print(
         f"labels' offset from the raw boundaries on slices {args.train}: "
         f"({offset[0]:+.2f}, {offset[1]:+.2f}) px"
@@ -68,11 +61,11 @@ def main() -> None:
     print("move (dy, dx) px   | slices | IoU    | pixel error | Rand error")
     for move in (alignment.NO_OFFSET, offset, (-offset[0], -offset[1])):
         model.label_offset = move
-        for name, (raw, truth) in sets.items():
+        for name, data in sets.items():
             probability = predict_array(
-                model, raw, mean=0.0, std=1.0, device="cpu", memory_gb=2.0, tta=args.tta
+                model, data.raw, mean=0.0, std=1.0, device="cpu", memory_gb=2.0, tta=args.tta
             )
-            scores = evaluate(probability, truth, threshold=threshold, include_warping=False)
+            scores = evaluate(probability, data.labels, threshold=threshold, include_warping=False)
             print(
                 f"({move[0]:+.2f}, {move[1]:+.2f})     | {name:>6s} | {scores['iou']:.4f} | "
                 f"{scores['pixel_error']:.4f}      | {scores['rand_error']:.4f}"
