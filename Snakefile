@@ -7,7 +7,7 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
-# Loads and checks the config with the package's model (unetflow.config) before any job runs.
+# Loads and checks the config with the package's model (unetflow.config.model) before any job runs.
 include: "workflow/rules/common.smk"
 
 

@@ -1,7 +1,7 @@
 """What moving the raw image onto the labels buys a trained net, without training it again.
 
 The labels' offset from the raw image's boundaries is measured on the training slices
-(`unetflow.alignment`, what `train.label_offset: auto` does), then the checkpoint's net predicts the
+(`unetflow.data.alignment`, what `train.label_offset: auto` does), then the checkpoint's net predicts the
 validation and the held-out slices three times: the raw as it is, moved by the offset, and moved the
 opposite way (a control: if the offset is real, that is worse than not moving). Printed per move: IoU,
 pixel error and Rand error at the checkpoint's threshold, the mean over each set of slices.
@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 
-from unetflow import alignment, omezarr
-from unetflow.checkpoint import decision_threshold_of, load_model
-from unetflow.metrics import evaluate
+from unetflow.config.slices import select_slices
+from unetflow.data import alignment, omezarr
+from unetflow.evaluate.metrics import evaluate
+from unetflow.model.checkpoint import decision_threshold_of, load_model
 from unetflow.predict import predict_array
-from unetflow.slices import select_slices
-from unetflow.training_data import TrainingData, load_slices
+from unetflow.train.sources import TrainingData, load_slices
 
 
 def read(data: str, spec: str, *, what: str) -> TrainingData:

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from unetflow.augment import AugmentConfig, TileSampler
 from unetflow.geometry import UNetGeometry
+from unetflow.train.augment import AugmentConfig, TileSampler
 
 
 def interleaved_median_ms(

@@ -21,10 +21,10 @@ import argparse
 import numpy as np
 from scipy import ndimage as ndi
 
-from unetflow import omezarr
-from unetflow.alignment import parabola_vertex
-from unetflow.checkpoint import decision_threshold_of
-from unetflow.slices import select_slices
+from unetflow.config.slices import select_slices
+from unetflow.data import omezarr
+from unetflow.data.alignment import parabola_vertex
+from unetflow.model.checkpoint import decision_threshold_of
 
 SHIFTS = (-2, -1, 0, 1, 2)
 BANDS = ((0.0, 1.0), (1.0, 2.0), (2.0, 3.0), (3.0, 5.0), (5.0, np.inf))

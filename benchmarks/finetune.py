@@ -27,15 +27,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from unetflow.checkpoint import load_checkpoint, load_model
-from unetflow.config import Config
-from unetflow.importer import import_volume
-from unetflow.metrics import evaluate
-from unetflow.model import UNetConfig
+from unetflow.config.model import Config
+from unetflow.data.importer import import_volume
+from unetflow.data.synthesize import synthesize_volume
+from unetflow.evaluate.metrics import evaluate
+from unetflow.model.checkpoint import load_checkpoint, load_model
+from unetflow.model.unet import UNetConfig
 from unetflow.predict import predict_array
-from unetflow.steps import run_weights
-from unetflow.synthesize import synthesize_volume
-from unetflow.train import train
+from unetflow.steps.data import run_weights
+from unetflow.train.loop import train
 
 TRAIN, VAL, TEST = list(range(10)), [10, 11], [12, 13, 14, 15]
 DEFAULT = Config()
@@ -48,7 +48,7 @@ def volume(folder: Path, name: str, **options: Any) -> tuple[Path, Path]:
     weights = folder / f"{name}-weights.zarr"
     if not weights.exists():
         import_volume(raw, data, labels=cells, voxel_size=(50.0, 4.0, 4.0))
-        run_weights(data=str(data), target=str(weights), options=DEFAULT.weights.dump(), train_slices=TRAIN)
+        run_weights(data=str(data), target=str(weights), options=DEFAULT.weights, train_slices=TRAIN)
     return data, weights
 
 
@@ -77,7 +77,7 @@ def fit(folder: Path, data: Path, weights: Path, *, steps: int, val: list[int], 
 
 def held_out(model_path: Path, data: Path) -> dict[str, float]:
     """IoU, Dice, pixel and Rand error of a model on the held-out slices of `data` (mean over slices)."""
-    from unetflow import omezarr
+    from unetflow.data import omezarr
 
     model = load_model(model_path)
     threshold = float(load_checkpoint(model_path).get("threshold", 0.5))

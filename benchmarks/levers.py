@@ -26,11 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from unetflow.checkpoint import load_checkpoint
-from unetflow.config import ModelConfig, TrainConfig, load_config_files, split_entries
-from unetflow.model import UNet, UNetConfig
-from unetflow.train import BatchStream, TrainingRun, optimize_step, run_steps, setup, validate
-from unetflow.training_data import resolve_sources
+from unetflow.config.load import load_config_files
+from unetflow.config.model import ModelConfig, TrainConfig
+from unetflow.config.split import split_entries
+from unetflow.model.checkpoint import load_checkpoint
+from unetflow.model.unet import UNet, UNetConfig
+from unetflow.train.loop import BatchStream, TrainingRun, optimize_step, run_steps, setup, validate
+from unetflow.train.sources import resolve_sources
 
 
 @dataclass(frozen=True)

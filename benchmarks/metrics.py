@@ -1,4 +1,4 @@
-"""Time unetflow.metrics on ISBI 2012 slices against baselines run here, and print seconds per slice.
+"""Time unetflow.evaluate.metrics on ISBI 2012 slices against baselines run here, and print seconds per slice.
 
 Run from the repository root: ``.venv/bin/python benchmarks/metrics.py [--slices N] [--repeats R]``.
 The "prediction" is a smoothed noisy probability made from the labels. Baselines: scikit-image's
@@ -21,7 +21,7 @@ from scipy import ndimage
 from skimage.measure import label
 from skimage.metrics import adapted_rand_error, variation_of_information
 
-from unetflow import metrics
+from unetflow.evaluate import metrics, warping
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ROOT.parent / "shared" / "data" / "isbi2012" / "train-labels.tif"
@@ -65,8 +65,8 @@ def fiji_style_warping(probability: np.ndarray, truth: np.ndarray, threshold: fl
     confidence = np.zeros((height + 2, stride))
     confidence[1:-1, 1:-1] = np.abs(probability - threshold)
     flat_current, flat_target, flat_confidence = current.ravel(), target.ravel(), confidence.ravel()
-    table = metrics.simple_point_table(1)
-    offsets = [dy * stride + dx for dy, dx in metrics.NEIGHBOURS_8]
+    table = warping.simple_point_table(1)
+    offsets = [dy * stride + dx for dy, dx in warping.NEIGHBOURS_8]
     before = -1
     while True:
         wrong = np.flatnonzero(flat_current != flat_target)
@@ -104,12 +104,12 @@ def main() -> None:
         "evaluate, include_warping=False": per_slice(
             lambda p, t: metrics.evaluate(p, t, include_warping=False)
         ),
-        "warping_error alone (threshold 0.5)": per_slice(metrics.warping_error),
+        "warping_error alone (threshold 0.5)": per_slice(warping.warping_error),
         "baseline: skimage Rand + VI at 0.5": per_slice(skimage_baseline),
         "baseline: Fiji-style warping passes": per_slice(fiji_style_warping),
     }
-    full, _, warping, baseline, fiji = rows.values()
-    ours = [round(metrics.warping_error(p, t) * t.size) for p, t in pairs]
+    full, _, warping_time, baseline, fiji = rows.values()
+    ours = [round(warping.warping_error(p, t) * t.size) for p, t in pairs]
     theirs = [fiji_style_warping(p, t) for p, t in pairs]
     wrong = [int(np.count_nonzero((p > 0.5) != (t > 0))) for p, t in pairs]
     example = metrics.evaluate(*pairs[0])
@@ -123,7 +123,8 @@ def main() -> None:
         f"\n{'evaluate / skimage baseline':44s}{full[0] / baseline[0]:13.2f}x{full[1] / baseline[1]:13.2f}x"
     )
     print(
-        f"{'warping_error / Fiji-style passes':44s}{warping[0] / fiji[0]:13.2f}x{warping[1] / fiji[1]:13.2f}x"
+        f"{'warping_error / Fiji-style passes':44s}"
+        f"{warping_time[0] / fiji[0]:13.2f}x{warping_time[1] / fiji[1]:13.2f}x"
     )
     print(f"disagreeing pixels at 0.5 per slice         {wrong}")
     print(f"left after warping: ours / Fiji-style       {ours} / {theirs}")

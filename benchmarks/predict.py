@@ -40,10 +40,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unetflow import omezarr
-from unetflow.config import PredictConfig
+from unetflow.config.model import PredictConfig
+from unetflow.data import omezarr
 from unetflow.geometry import TilePlan, plan_tiles
-from unetflow.model import UNet, UNetConfig
+from unetflow.model.unet import UNet, UNetConfig
 from unetflow.predict import inference_model, predict_volume
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,8 +211,8 @@ def throughput(args: argparse.Namespace, work: Path) -> list[tuple[str, str]]:
 CHILD = """
 import json, resource, sys, time
 import torch
-from unetflow.config import PredictConfig
-from unetflow.model import UNet, UNetConfig
+from unetflow.config.model import PredictConfig
+from unetflow.model.unet import UNet, UNetConfig
 from unetflow.predict import predict_volume
 depth, channels, stride, workers, source, target = sys.argv[1:7]
 torch.manual_seed(0)

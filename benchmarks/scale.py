@@ -38,16 +38,16 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from unetflow import omezarr  # noqa: E402
-from unetflow.checkpoint import save_checkpoint  # noqa: E402
-from unetflow.config import PredictConfig  # noqa: E402
-from unetflow.model import UNet, UNetConfig  # noqa: E402
+from unetflow.config.model import PredictConfig  # noqa: E402
+from unetflow.data import omezarr  # noqa: E402
+from unetflow.data.synthesize import synthesize_volume  # noqa: E402
+from unetflow.model.checkpoint import save_checkpoint  # noqa: E402
+from unetflow.model.unet import UNet, UNetConfig  # noqa: E402
 from unetflow.predict import finalize_prediction, init_prediction, predict_volume, read_plan  # noqa: E402
 from unetflow.predict.plan import groups_for, make_plan  # noqa: E402
 from unetflow.predict.progress import Entry, ShardFiles, incomplete_groups, journal, journal_path  # noqa: E402
 from unetflow.predict.sources import nonempty_blocks, open_source  # noqa: E402
 from unetflow.preflight import invalidate_incomplete_groups  # noqa: E402
-from unetflow.synthesize import synthesize_volume  # noqa: E402
 
 BLOCK = 1024
 SIDE = 32768
@@ -216,8 +216,8 @@ def files_per_gb(work: Path, *, slices: int, side: int) -> list[tuple[str, str]]
 CHILD = """
 import json, sys, time
 import torch
-from unetflow.config import PredictConfig
-from unetflow.model import UNet, UNetConfig
+from unetflow.config.model import PredictConfig  # noqa: E402
+from unetflow.model.unet import UNet, UNetConfig
 from unetflow.predict import predict_volume
 source, target, shard_gb = sys.argv[1], sys.argv[2], float(sys.argv[3])
 torch.manual_seed(0)

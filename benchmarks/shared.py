@@ -32,9 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = """
 import json, sys, time
-from unetflow.config import TrainConfig
-from unetflow.model import UNetConfig
-from unetflow.train import train
+from unetflow.config.model import SyntheticConfig, VolumeConfig, WeightsConfig
+from unetflow.config.model import TrainConfig
+from unetflow.model.unet import UNetConfig
+from unetflow.train.loop import train
 import torch
 data, weights, folder, steps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 torch.set_num_threads(2)
@@ -51,13 +52,14 @@ BUSY = "while True:\n    pass\n"
 
 def prepare(work: Path) -> tuple[str, str]:
     """The embedded default's data (16 x 256 x 256 synthetic slices), imported with its weight maps."""
-    from unetflow.steps import run_import, run_synthesize, run_weights
+    from unetflow.config.model import SyntheticConfig, VolumeConfig, WeightsConfig
+    from unetflow.steps.data import run_import, run_synthesize, run_weights
 
     raw, labels = str(work / "raw.tif"), str(work / "labels.tif")
-    run_synthesize(raw=raw, labels=labels, options={"shape": [16, 256, 256], "seed": 0})
+    run_synthesize(raw=raw, labels=labels, options=SyntheticConfig(shape=[16, 256, 256], seed=0))
     data, weights = str(work / "data.zarr"), str(work / "weights.zarr")
-    run_import(raw=raw, labels=labels, target=data, volume={"synthetic": {}})
-    run_weights(data=data, target=weights, train_slices="0-7", options={})
+    run_import(raw=raw, labels=labels, target=data, volume=VolumeConfig(synthetic=SyntheticConfig()))
+    run_weights(data=data, target=weights, train_slices="0-7", options=WeightsConfig())
     return data, weights
 
 

@@ -1,6 +1,6 @@
 """Does augmentation starve the net? A full training step against a bare step of the same net, in one run.
 
-bare:      forward + weighted loss + backward + optimizer step (`unetflow.train.optimize_step`) on one
+bare:      forward + weighted loss + backward + optimizer step (`unetflow.train.loop.optimize_step`) on one
            preallocated batch: no augmentation, no sampling.
 on demand: the training loop's step on the CPU (prefetching off): draw and render the next augmented
            batch (`TileSampler.draw` + `.render`: position, rotation, flips, elastic, gray values; raw,
@@ -29,9 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from unetflow.augment import TileSampler
-from unetflow.model import UNet, UNetConfig
-from unetflow.train import BatchStream, TrainConfig, build_optimizer, optimize_step
+from unetflow.model.unet import UNet, UNetConfig
+from unetflow.train.augment import TileSampler
+from unetflow.train.loop import BatchStream, TrainConfig, build_optimizer, optimize_step
 
 TARGET = 1.15
 

@@ -23,7 +23,7 @@ import numpy as np
 import tifffile
 from scipy import ndimage as ndi
 
-from unetflow.weights import border_weight_map, border_weight_map_reference
+from unetflow.train.weights import border_weight_map, border_weight_map_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "isbi2012"

@@ -11,12 +11,14 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from unetflow import omezarr
-from unetflow.importer import import_volume
-from unetflow.metrics import evaluate
-from unetflow.metrics_registry import HEADLINE_KEYS
-from unetflow.synthesize import synthesize_volume
-from unetflow.weights import class_balance_weights, weight_map_volume
+from unetflow.config.load import load_config, merge_config
+from unetflow.config.model import Config
+from unetflow.data import omezarr
+from unetflow.data.importer import import_volume
+from unetflow.data.synthesize import synthesize_volume
+from unetflow.evaluate.metrics import evaluate
+from unetflow.evaluate.registry import HEADLINE_KEYS
+from unetflow.train.weights import class_balance_weights, weight_map_volume
 
 VOLUME = "synthetic"
 SPLIT = {"volume": VOLUME, "train": "0-2", "val": "3", "test": "4-5"}
@@ -33,9 +35,10 @@ BENCHMARKS = {
 }
 
 
-def config(models: Sequence[str]) -> dict[str, Any]:
-    """A workflow config as the report receives it (only the keys it reads matter)."""
-    return {
+def config(models: Sequence[str], **changes: Any) -> Config:
+    """A workflow config as the report receives it: the defaults with a small run's values (and `changes`,
+    whole sections as mappings)."""
+    values = {
         "volumes": {VOLUME: {"synthetic": {"shape": [6, 64, 64], "seed": 0}, "voxel_size": [50.0, 4.0, 4.0]}},
         "split": dict(SPLIT),
         "weights": {"w0": 10.0, "sigma": 5.0, "connectivity": 1},
@@ -45,6 +48,7 @@ def config(models: Sequence[str]) -> dict[str, Any]:
         "evaluate": {"connectivity": 1, "warping": True},
         "ablation": "ablation" in models,
     }
+    return load_config(merge_config(merge_config(Config().dump(), values), changes))
 
 
 def write_rows(path: Path, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -144,7 +148,6 @@ def make_inputs(
         "val_logs": val_logs,
         "data": data,
         "weights": weights,
-        "split": dict(SPLIT),
         "config": config(models),
         "benchmarks": _benchmarks(root),
         "predictions": [root / "results" / "predict" / m / f"{VOLUME}.zarr" for m in models],

@@ -11,14 +11,14 @@ import pytest
 import torch
 from scipy import ndimage as ndi
 
-from unetflow import alignment, omezarr
-from unetflow.checkpoint import load_checkpoint, load_model, provenance
-from unetflow.config import PredictConfig, TrainConfig
-from unetflow.importer import import_volume
-from unetflow.model import UNet, UNetConfig
+from unetflow.config.model import PredictConfig, TrainConfig
+from unetflow.data import alignment, omezarr
+from unetflow.data.importer import import_volume
+from unetflow.data.synthesize import synthesize_volume
+from unetflow.model.checkpoint import load_checkpoint, load_model, provenance
+from unetflow.model.unet import UNet, UNetConfig
 from unetflow.predict import predict_array, predict_volume, predict_whole_slice
-from unetflow.synthesize import synthesize_volume
-from unetflow.train import train
+from unetflow.train.loop import train
 
 
 def membranes(*, bright: bool = False) -> np.ndarray:
@@ -70,7 +70,7 @@ def test_unannotated_pixels_do_not_count() -> None:
 
 def test_nothing_to_measure_is_no_offset_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     flat = np.full((1, 20, 20), 100.0)
-    with caplog.at_level(logging.WARNING, logger="unetflow.alignment"):
+    with caplog.at_level(logging.WARNING, logger="unetflow.data.alignment"):
         assert alignment.estimate_label_offset([(flat, np.ones((1, 20, 20), np.uint8), None)]) == (0.0, 0.0)
         assert alignment.estimate_label_offset([(flat, labels_around((0,), (0,))[:1, :20, :20], None)]) == (
             0.0,

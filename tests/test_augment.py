@@ -12,7 +12,8 @@ import torch
 from scipy import ndimage
 from torch.nn import functional
 
-from unetflow.augment import (
+from unetflow.geometry import UNetGeometry
+from unetflow.train.augment import (
     AugmentConfig,
     TileParams,
     TileSampler,
@@ -22,7 +23,6 @@ from unetflow.augment import (
     upsample_displacement,
     warp,
 )
-from unetflow.geometry import UNetGeometry
 
 OFF = AugmentConfig(enabled=False)
 GEOMETRIC = AugmentConfig(contrast=[1.0, 1.0], brightness=[0.0, 0.0], gamma=[1.0, 1.0])

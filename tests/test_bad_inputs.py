@@ -34,11 +34,11 @@ import yaml
 import zarr
 from helpers import copy_workflow
 
-from unetflow import omezarr
-from unetflow.checkpoint import save_checkpoint
-from unetflow.cli import main
-from unetflow.download import sha256_of
-from unetflow.model import UNet, UNetConfig
+from unetflow.cli.main import main
+from unetflow.data import omezarr
+from unetflow.data.download import sha256_of
+from unetflow.model.checkpoint import save_checkpoint
+from unetflow.model.unet import UNet, UNetConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (5, 64, 64)

@@ -25,28 +25,28 @@ import yaml
 bioimageio_core = pytest.importorskip("bioimageio.core")
 bioimageio_spec = pytest.importorskip("bioimageio.spec")
 
-from unetflow import omezarr  # noqa: E402
-from unetflow.bioimageio import (  # noqa: E402
+from unetflow.cli.main import main  # noqa: E402
+from unetflow.data import omezarr  # noqa: E402
+from unetflow.data.importer import import_volume  # noqa: E402
+from unetflow.data.synthesize import synthesize_volume  # noqa: E402
+from unetflow.errors import InputError  # noqa: E402
+from unetflow.export.bioimageio import (  # noqa: E402
     ARCHITECTURE_FILE,
     FOREGROUND_CHANNEL,
     check_package,
     context_tile,
     export_model,
-    is_package,
 )
-from unetflow.checkpoint import (  # noqa: E402
+from unetflow.model.checkpoint import (  # noqa: E402
     decision_threshold_of,
     load_checkpoint,
     load_model,
     save_checkpoint,
 )
-from unetflow.cli import main  # noqa: E402
-from unetflow.errors import InputError  # noqa: E402
-from unetflow.importer import import_volume  # noqa: E402
-from unetflow.model import UNet, UNetConfig  # noqa: E402
+from unetflow.model.package import is_package  # noqa: E402
+from unetflow.model.unet import UNet, UNetConfig  # noqa: E402
 from unetflow.predict import predict_array  # noqa: E402
-from unetflow.synthesize import synthesize_volume  # noqa: E402
-from unetflow.train import TrainConfig, train  # noqa: E402
+from unetflow.train.loop import TrainConfig, train  # noqa: E402
 
 TEST_SLICE = 3
 METRICS = {

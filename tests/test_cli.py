@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from unetflow.cli import build_parser, main, version
+from unetflow.cli.main import build_parser, main, version
 
 
 def test_every_argument_of_every_subcommand_has_a_help_line() -> None:

@@ -8,21 +8,11 @@ from typing import Any
 import pytest
 import yaml
 
-from unetflow.config import (
-    AugmentConfig,
-    ClusterConfig,
-    Config,
-    SplitConfig,
-    TrainConfig,
-    check_entries,
-    json_schema,
-    load_config,
-    load_config_files,
-    merge_config,
-    schema_yaml,
-    script_safe,
-    source_names,
-)
+from unetflow.config.base import script_safe
+from unetflow.config.load import load_config, load_config_files, merge_config
+from unetflow.config.model import AugmentConfig, ClusterConfig, Config, TrainConfig
+from unetflow.config.schema import json_schema, schema_yaml
+from unetflow.config.split import SplitConfig, check_entries, source_names
 from unetflow.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,7 +152,7 @@ def test_strings_bound_for_a_job_script_are_checked_again_where_the_script_is_bu
         with pytest.raises(InputError, match="k: must be one word"):
             script_safe(bad, key="k")
     unchecked = ClusterConfig.model_construct(queue="gpu\n#SBATCH --mem=1T")
-    from unetflow.cluster import slurm_cluster_options
+    from unetflow.predict.cluster import slurm_cluster_options
 
     with pytest.raises(InputError, match=r"predict\.cluster\.queue"):
         slurm_cluster_options(unchecked, log_directory="logs")

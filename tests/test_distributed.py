@@ -12,14 +12,14 @@ import pytest
 import torch
 import yaml
 
-from unetflow import omezarr
-from unetflow.checkpoint import save_checkpoint
-from unetflow.cli import main as cli_main
-from unetflow.cluster import ClusterConfig, open_client, slurm_cluster_options
-from unetflow.config import PredictConfig
+from unetflow.cli.main import main as cli_main
+from unetflow.config.model import PredictConfig
+from unetflow.data import omezarr
 from unetflow.errors import InputError
-from unetflow.model import UNet, UNetConfig
+from unetflow.model.checkpoint import save_checkpoint
+from unetflow.model.unet import UNet, UNetConfig
 from unetflow.predict import SEGMENTATION, ShardWriter, predict_volume, predict_whole_slice, read_plan
+from unetflow.predict.cluster import ClusterConfig, open_client, slurm_cluster_options
 from unetflow.predict.progress import ShardFiles
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from helpers import CountingHandler, serve_folder
 
-from unetflow import download
+from unetflow.data import download
 from unetflow.errors import InputError
 
 SHA256 = {
@@ -134,7 +134,7 @@ def test_timeout_and_refused_connection(server, tmp_path: Path) -> None:
 
 def test_unpinned_hash_is_logged(server, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     url, _ = server
-    with caplog.at_level(logging.WARNING, logger="unetflow.download"):
+    with caplog.at_level(logging.WARNING, logger="unetflow.data.download"):
         download.fetch(f"{url}/train-labels.tif", tmp_path / "t.tif", sha256=None, **FAST)
     assert SHA256["train-labels.tif"] in caplog.text and "pin it" in caplog.text
 

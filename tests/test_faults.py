@@ -31,11 +31,11 @@ import torch
 import yaml
 from helpers import copy_workflow
 
-from unetflow import omezarr
-from unetflow.checkpoint import load_checkpoint
-from unetflow.cli import main
-from unetflow.download import sha256_of
+from unetflow.cli.main import main
+from unetflow.data import omezarr
+from unetflow.data.download import sha256_of
 from unetflow.errors import InputError
+from unetflow.model.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = {
@@ -76,7 +76,7 @@ PUT = "zarr.storage._local:_put"
 
 SCRIPT = r"""
 import importlib, os, sys, threading, time, uuid
-from unetflow.cli import main
+from unetflow.cli.main import main
 
 module, attribute, count, mode = os.environ["UNETFLOW_PAUSE"].split(":")
 owner = importlib.import_module(module)
@@ -214,10 +214,10 @@ KILLS = [
     ("import", f"{PUT}:14:partial", ".partial"),
     ("weights", f"{PUT}:2:before", ".weights.zarr.tmp-"),
     ("weights", f"{PUT}:8:partial", ".partial"),
-    ("train", "unetflow.train:weighted_cross_entropy:3:before", ""),
+    ("train", "unetflow.train.loop:weighted_cross_entropy:3:before", ""),
     ("train", "torch:save:3:after", ".pt.tmp-"),
-    ("train", "unetflow.train:write_csv:1:before", ""),
-    ("predict", "unetflow.omezarr:create_labels:1:before", ".p.zarr.tmp-"),
+    ("train", "unetflow.train.loop:write_csv:1:before", ""),
+    ("predict", "unetflow.data.omezarr:create_labels:1:before", ".p.zarr.tmp-"),
     ("predict", "unetflow.predict.run:ShardWriter.write_shard:2:before", ""),
     ("predict", "unetflow.predict.progress:ShardFiles.sizes:1:after", ""),
     ("predict", f"{PUT}:19:partial", ".partial"),

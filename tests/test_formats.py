@@ -12,7 +12,7 @@ import pytest
 import tifffile
 import zarr
 
-from unetflow import formats, omezarr
+from unetflow.data import formats, omezarr
 from unetflow.errors import InputError
 
 

@@ -12,10 +12,10 @@ import tifffile
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Label, Reader
 
-from unetflow import omezarr
+from unetflow.config.slices import select_slices
+from unetflow.data import omezarr
+from unetflow.data.importer import import_volume
 from unetflow.errors import InputError
-from unetflow.importer import import_volume
-from unetflow.slices import select_slices
 
 
 @pytest.fixture
@@ -246,7 +246,7 @@ def test_sparse_labels_store_the_ignore_value_as_the_types_largest(tmp_path: Pat
 
 
 def test_inverted_labels_keep_their_unannotated_pixels(tmp_path: Path, raw: np.ndarray) -> None:
-    from unetflow.importer import invert_binary_labels
+    from unetflow.data.importer import invert_binary_labels
 
     membranes = np.where(raw > 200, 255, 0).astype(np.uint8)
     membranes[:, :4] = 9

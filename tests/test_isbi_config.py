@@ -19,9 +19,10 @@ from helpers import copy_workflow, serve_folder
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Label, Reader
 
-from unetflow import omezarr
+from unetflow.config.model import VolumeConfig
+from unetflow.data import omezarr
 from unetflow.errors import InputError
-from unetflow.steps import run_import
+from unetflow.steps.data import run_import
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -196,7 +197,7 @@ def test_path_source_is_checked_against_its_sha256(isbi_dir: Path, tmp_path: Pat
     }
     target = tmp_path / "isbi.zarr"
     with pytest.raises(InputError) as error:
-        run_import(raw=raw, labels=labels, target=str(target), volume=entry)
+        run_import(raw=raw, labels=labels, target=str(target), volume=VolumeConfig.from_dict(entry))
     assert f"checksum mismatch for {labels}" in str(error.value)
     assert f"expected sha256 {wrong}, got {SHA256['train-labels.tif']}" in str(error.value)
     assert list(tmp_path.iterdir()) == []
@@ -212,7 +213,7 @@ def test_invert_refuses_labels_that_are_not_binary(tmp_path: Path) -> None:
             raw=str(tmp_path / "raw.tif"),
             labels=str(tmp_path / "ids.tif"),
             target=str(tmp_path / "o.zarr"),
-            volume=entry,
+            volume=VolumeConfig.from_dict(entry),
         )
     assert not (tmp_path / "o.zarr").exists()
 

@@ -1,4 +1,4 @@
-"""unetflow.metrics: hand-made cases with written-out values, agreement with scikit-image, ISBI slices."""
+"""unetflow.evaluate: hand-made cases with written-out values, agreement with scikit-image, ISBI slices."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from skimage.measure import label
 from skimage.metrics import adapted_rand_error, contingency_table, variation_of_information
 from skimage.segmentation import watershed
 
-from unetflow import metrics
+from unetflow.evaluate import inputs, metrics, partition, pixels, registry, warping
 
 CROSS = ndimage.generate_binary_structure(2, 1)
 
@@ -85,7 +85,7 @@ def test_isbi_pixel_error_takes_the_best_threshold() -> None:
 
 def test_empty_masks_score_perfectly() -> None:
     empty = np.zeros((3, 3), dtype=bool)
-    assert metrics.pixel_scores(empty, empty) == {
+    assert pixels.pixel_scores(empty, empty) == {
         "iou": 1.0,
         "iou_background": 1.0,
         "mean_iou": 1.0,
@@ -124,11 +124,11 @@ def test_predicted_boundary_pixels_are_singletons() -> None:
     truth = np.array([[1, 1, 1, 1]])
     prediction = np.array([[1, 1, 0, 0]])  # two pixels of the cell fall in the predicted boundary
     # pairs: truth 4 * 3 = 12, predicted 2 * 1 = 2, shared 2 -> F = 4 / 14
-    assert metrics.rand_fscore(truth, prediction) == pytest.approx(4 / 14)
+    assert partition.rand_fscore(truth, prediction) == pytest.approx(4 / 14)
     # Fiji's N^2: shared 4 + 2, truth 16, predicted 4 + 2 -> F = 12 / 22
-    assert metrics.rand_fscore(truth, prediction, self_pairs=True) == pytest.approx(12 / 22)
+    assert partition.rand_fscore(truth, prediction, self_pairs=True) == pytest.approx(12 / 22)
     # entropies (nats): H(truth) = 0, H(pred) = -(1/2 ln 1/2 + 2 * 1/4 ln 1/4) -> I = 0 -> F = 0
-    assert metrics.information_fscore(truth, prediction) == 0.0
+    assert partition.information_fscore(truth, prediction) == 0.0
 
 
 def test_information_fscore_written_out() -> None:
@@ -138,7 +138,7 @@ def test_information_fscore_written_out() -> None:
     h_pred = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
     h_joint = -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25))
     mutual = h_truth + h_pred - h_joint
-    assert metrics.information_fscore(truth, prediction) == pytest.approx(2 * mutual / (h_truth + h_pred))
+    assert partition.information_fscore(truth, prediction) == pytest.approx(2 * mutual / (h_truth + h_pred))
     result = metrics.evaluate(prediction, truth, prediction_instances=True, truth_instances=True)
     assert result["v_info"] == pytest.approx(2 * mutual / (h_truth + h_pred))
     assert result["v_rand"] == pytest.approx(2 * (16 + 4 + 4) / (32 + 40))  # 2/3
@@ -151,11 +151,11 @@ def test_rand_and_information_agree_with_skimage_on_random_labels(seed: int) -> 
     truth = rng.integers(0, 6, size=(40, 50))
     prediction = rng.integers(0, 9, size=(40, 50))
     are, _, _ = adapted_rand_error(truth, unique_zeros(prediction))
-    assert metrics.rand_fscore(truth, prediction) == pytest.approx(1 - are, rel=1e-12)
-    assert metrics.rand_fscore(truth, prediction, self_pairs=True) == pytest.approx(
+    assert partition.rand_fscore(truth, prediction) == pytest.approx(1 - are, rel=1e-12)
+    assert partition.rand_fscore(truth, prediction, self_pairs=True) == pytest.approx(
         skimage_rand_n2(truth, prediction), rel=1e-12
     )
-    assert metrics.information_fscore(truth, prediction) == pytest.approx(
+    assert partition.information_fscore(truth, prediction) == pytest.approx(
         skimage_information_fscore(truth, prediction), rel=1e-9
     )
 
@@ -172,7 +172,9 @@ def test_rand_error_sweeps_thresholds_like_skimage(
     result = metrics.evaluate(noisy_probability, truth, include_warping=False)
     assert result["rand_error"] == pytest.approx(min(errors), rel=1e-12)
     assert errors.index(min(errors)) not in (0, len(errors) - 1)  # the sweep found an inner optimum
-    thinned = [metrics.thin_boundaries(label(noisy_probability > t, connectivity=1)) for t in (0.4, 0.5, 0.6)]
+    thinned = [
+        partition.thin_boundaries(label(noisy_probability > t, connectivity=1)) for t in (0.4, 0.5, 0.6)
+    ]
     assert result["v_rand"] >= max(skimage_rand_n2(truth_cells, t) for t in thinned) - 1e-12
     assert result["v_info"] >= max(skimage_information_fscore(truth_cells, t) for t in thinned) - 1e-12
 
@@ -185,21 +187,21 @@ def test_thinning_leaves_one_pixel_lines() -> None:
     odd[:, :3], odd[:, 6:] = 1, 2  # a boundary three pixels wide: both cells reach column 4 together
     expected = np.zeros_like(odd)
     expected[:, :4], expected[:, 5:] = 1, 2
-    np.testing.assert_array_equal(metrics.thin_boundaries(odd), expected)
+    np.testing.assert_array_equal(partition.thin_boundaries(odd), expected)
 
     even = np.zeros((5, 9), dtype=int)
     even[:, :3], even[:, 5:] = 1, 2  # two pixels wide: columns 3 and 4 are reached in the same step
     expected = np.zeros_like(even)
     expected[:, :4], expected[:, 5:] = 1, 2
-    np.testing.assert_array_equal(metrics.thin_boundaries(even), expected)
+    np.testing.assert_array_equal(partition.thin_boundaries(even), expected)
 
 
 def test_thinning_absorbs_dangling_boundary() -> None:
     labels = np.ones((7, 7), dtype=int)
     labels[:4, 3] = 0  # a membrane spur from the top edge that separates nothing
-    np.testing.assert_array_equal(metrics.thin_boundaries(labels), np.ones((7, 7)))
+    np.testing.assert_array_equal(partition.thin_boundaries(labels), np.ones((7, 7)))
     nothing = np.zeros((4, 4), dtype=int)
-    np.testing.assert_array_equal(metrics.thin_boundaries(nothing), nothing)
+    np.testing.assert_array_equal(partition.thin_boundaries(nothing), nothing)
 
 
 def test_thinning_matches_skimage_watershed_lines(
@@ -208,7 +210,7 @@ def test_thinning_matches_skimage_watershed_lines(
     truth_cells = label(isbi_labels[0] > 0, connectivity=1)
     for threshold in (0.5, 0.8):
         cells = label(noisy_probability > threshold, connectivity=1)
-        ours = metrics.thin_boundaries(cells)
+        ours = partition.thin_boundaries(cells)
         theirs = watershed(np.zeros(cells.shape), markers=cells, connectivity=1, watershed_line=True)
         assert np.mean(ours != theirs) < 0.03  # where two fronts meet, one pixel either way
         assert skimage_rand_n2(truth_cells, ours) == pytest.approx(
@@ -223,20 +225,20 @@ def test_thinning_matches_skimage_watershed_lines(
 
 
 def test_simple_point_table_cases() -> None:
-    table = metrics.simple_point_table(1)
+    table = warping.simple_point_table(1)
     assert table.shape == (256,) and not table.flags.writeable
     assert not table[0]  # an isolated pixel: deleting it deletes an object
     assert not table[255]  # an interior pixel: deleting it makes a hole
     assert table[1 << 7]  # the end of a line (left neighbour only)
     assert not table[(1 << 3) | (1 << 7)]  # the middle of a horizontal line
     assert not table[1 << 0]  # only a diagonal neighbour: not 4-connected to it
-    assert metrics.simple_point_table(2)[1 << 0]  # ... but 8-connected under (8, 4)
+    assert warping.simple_point_table(2)[1 << 0]  # ... but 8-connected under (8, 4)
 
 
 @pytest.mark.parametrize("connectivity", [1, 2])
 def test_simple_flips_keep_the_topology(connectivity: int) -> None:
     rng = np.random.default_rng(connectivity)
-    table = metrics.simple_point_table(connectivity)
+    table = warping.simple_point_table(connectivity)
     fg = ndimage.generate_binary_structure(2, connectivity)
     bg = ndimage.generate_binary_structure(2, 3 - connectivity)
 
@@ -248,7 +250,7 @@ def test_simple_flips_keep_the_topology(connectivity: int) -> None:
     for _ in range(300):
         image = rng.random((8, 8)) < 0.55
         y, x = rng.integers(1, 7, size=2)
-        code = sum(int(image[y + dy, x + dx]) << bit for bit, (dy, dx) in enumerate(metrics.NEIGHBOURS_8))
+        code = sum(int(image[y + dy, x + dx]) << bit for bit, (dy, dx) in enumerate(warping.NEIGHBOURS_8))
         if table[code]:
             flipped = image.copy()
             flipped[y, x] = not flipped[y, x]
@@ -261,7 +263,7 @@ def test_warping_error_of_a_one_pixel_bridge_is_one_pixel() -> None:
     truth = two_cells()
     bridge = truth.copy()
     bridge[3, 3] = True
-    assert metrics.warping_error(bridge, truth) == 1 / 49
+    assert warping.warping_error(bridge, truth) == 1 / 49
     assert metrics.evaluate(bridge, truth)["warping_error"] == 1 / 49
 
 
@@ -270,20 +272,20 @@ def test_warping_error_ignores_a_shifted_boundary() -> None:
     shifted = truth.copy()
     shifted[:, 3], shifted[:, 4] = True, False  # 14 pixels differ, the topology does not
     assert metrics.evaluate(shifted, truth)["pixel_error"] == 14 / 49
-    assert metrics.warping_error(shifted, truth) == 0.0
+    assert warping.warping_error(shifted, truth) == 0.0
 
 
 def test_warping_error_counts_one_pixel_per_topological_error() -> None:
     cell = np.zeros((6, 6), dtype=bool)
     cell[2:4, 2:4] = True
-    assert metrics.warping_error(np.zeros_like(cell), cell) == 1 / 36  # a missed cell shrinks to one pixel
+    assert warping.warping_error(np.zeros_like(cell), cell) == 1 / 36  # a missed cell shrinks to one pixel
     whole = np.ones((5, 7), dtype=bool)
     split = whole.copy()
     split[:, 3] = False
-    assert metrics.warping_error(split, whole) == 1 / 35  # a split: the cut keeps one pixel
+    assert warping.warping_error(split, whole) == 1 / 35  # a split: the cut keeps one pixel
     holed = np.ones((5, 5), dtype=bool)
     holed[2, 2] = False
-    assert metrics.warping_error(holed, np.ones((5, 5), dtype=bool)) == 1 / 25  # a hole
+    assert warping.warping_error(holed, np.ones((5, 5), dtype=bool)) == 1 / 25  # a hole
 
 
 def test_warping_leaves_the_error_where_the_prediction_is_least_sure() -> None:
@@ -291,13 +293,13 @@ def test_warping_leaves_the_error_where_the_prediction_is_least_sure() -> None:
     truth[:, 2:5] = False  # a membrane three pixels wide
     probability = np.where(truth, 0.9, 0.1)
     probability[3, 2:5] = [0.95, 0.6, 0.95]  # a bridge across it, least sure in the middle
-    warped = metrics.warped_truth(probability, truth)
+    warped = warping.warped_truth(probability, truth)
     errors = np.argwhere(warped != (probability > 0.5))
     np.testing.assert_array_equal(errors, [[3, 3]])  # one pixel, the 0.6 one
-    binary = metrics.warped_truth(probability > 0.5, truth)
+    binary = warping.warped_truth(probability > 0.5, truth)
     np.testing.assert_array_equal(np.argwhere(binary != (probability > 0.5)), [[3, 4]])  # column order
-    assert metrics.warping_error(probability, truth) == 1 / 49
-    assert metrics.warping_error(probability, truth, threshold=0.7) == 0.0  # above 0.7 the bridge is cut
+    assert warping.warping_error(probability, truth) == 1 / 49
+    assert warping.warping_error(probability, truth, threshold=0.7) == 0.0  # above 0.7 the bridge is cut
 
 
 def fiji_warp(probability: np.ndarray, truth: np.ndarray, threshold: float, connectivity: int) -> np.ndarray:
@@ -305,13 +307,13 @@ def fiji_warp(probability: np.ndarray, truth: np.ndarray, threshold: float, conn
     current = np.pad(truth, 1).astype(np.uint8)
     target = np.pad(probability > threshold, 1).astype(np.uint8)
     confidence = np.pad(np.abs(probability - threshold), 1)
-    table = metrics.simple_point_table(connectivity)
+    table = warping.simple_point_table(connectivity)
     while True:
         ys, xs = np.nonzero(current != target)
         flips = 0
         for k in np.lexsort((ys, xs, -confidence[ys, xs])):  # by confidence, ties column by column
             y, x = ys[k], xs[k]
-            code = sum(int(current[y + dy, x + dx]) << b for b, (dy, dx) in enumerate(metrics.NEIGHBOURS_8))
+            code = sum(int(current[y + dy, x + dx]) << b for b, (dy, dx) in enumerate(warping.NEIGHBOURS_8))
             if table[code]:
                 current[y, x] ^= 1
                 flips += 1
@@ -328,7 +330,7 @@ def test_warping_flips_in_fijis_order(seed: int) -> None:
         probability = (probability > 0.5).astype(float)  # binary: every pixel ties
     connectivity = 1 + seed % 3 // 2
     expected = fiji_warp(probability, truth, 0.5, connectivity)
-    warped = metrics.warped_truth(probability, truth, connectivity=connectivity)
+    warped = warping.warped_truth(probability, truth, connectivity=connectivity)
     np.testing.assert_array_equal(warped, expected)
     assert (
         0 < np.count_nonzero(warped != (probability > 0.5)) < np.count_nonzero(truth != (probability > 0.5))
@@ -364,7 +366,7 @@ def test_eroded_and_dilated_truth(isbi_labels: np.ndarray) -> None:
         )
         are, _, _ = adapted_rand_error(cells, unique_zeros(label(prediction, connectivity=1)))
         assert result["rand_error"] == pytest.approx(are, rel=1e-12)
-        thinned = metrics.thin_boundaries(label(prediction, connectivity=1))
+        thinned = partition.thin_boundaries(label(prediction, connectivity=1))
         assert result["v_rand"] == pytest.approx(skimage_rand_n2(cells, thinned), rel=1e-12)
         assert result["v_info"] == pytest.approx(skimage_information_fscore(cells, thinned), rel=1e-9)
         assert 0 < result["warping_error"] < result["pixel_error"]
@@ -377,11 +379,11 @@ def test_eroded_and_dilated_truth(isbi_labels: np.ndarray) -> None:
 
 def test_probability_prediction_on_real_slice(isbi_labels: np.ndarray, noisy_probability: np.ndarray) -> None:
     result = metrics.evaluate(noisy_probability, isbi_labels[0])
-    assert set(metrics.METRIC_KEYS) <= set(result)
+    assert set(registry.METRIC_KEYS) <= set(result)
     assert result["isbi_pixel_error"] <= 1 - result["dice"] + 1e-12  # 0.5 is in the sweep
     assert 0.0 < result["warping_error"] < result["pixel_error"] < 0.2
     assert 0.5 < result["v_rand"] <= 1.0 and 0.5 < result["v_info"] <= 1.0
-    assert metrics.warping_error(noisy_probability, isbi_labels[0]) == result["warping_error"]
+    assert warping.warping_error(noisy_probability, isbi_labels[0]) == result["warping_error"]
 
 
 # ------------------------------------------------------------------------------------------ volumes, inputs
@@ -394,7 +396,7 @@ def test_volume_is_the_mean_of_its_slices(isbi_labels: np.ndarray) -> None:
     singles = [metrics.evaluate(p, t) for p, t in zip(prediction, truth, strict=True)]
     assert per_slice == singles
     mean = metrics.evaluate(prediction, truth)
-    for key in metrics.METRIC_KEYS:
+    for key in registry.METRIC_KEYS:
         assert mean[key] == pytest.approx((singles[0][key] + singles[1][key]) / 2)
         assert aggregate[key] == mean[key]
     assert aggregate["pixel_error_pooled"] == pytest.approx(mean["pixel_error"])  # equal-sized slices
@@ -434,8 +436,8 @@ def test_truth_and_prediction_encodings_agree() -> None:
 
 def test_connectivity_decides_what_a_diagonal_membrane_separates() -> None:
     truth = ~np.eye(6, dtype=bool)  # a diagonal line of membrane
-    assert metrics.cells(truth, connectivity=1).max() == 2
-    assert metrics.cells(truth, connectivity=2).max() == 1
+    assert inputs.cells(truth, connectivity=1).max() == 2
+    assert inputs.cells(truth, connectivity=2).max() == 1
     merged = np.ones((6, 6), dtype=bool)
     assert metrics.evaluate(merged, truth)["rand_error"] > 0.3
     assert metrics.evaluate(merged, truth, connectivity=2)["rand_error"] == 0.0

@@ -10,20 +10,24 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from unetflow import metrics, omezarr
-from unetflow.cli import main
-from unetflow.importer import import_volume
-from unetflow.metrics_registry import (
+from unetflow.cli.main import main
+from unetflow.config.model import EvaluateConfig
+from unetflow.config.split import SplitConfig
+from unetflow.data import omezarr
+from unetflow.data.importer import import_volume
+from unetflow.data.synthesize import synthesize_volume
+from unetflow.evaluate import metrics, registry
+from unetflow.evaluate.registry import (
     HEADLINE_KEYS,
     METRIC_KEYS,
     METRICS,
     Metric,
-    _registry,
+    build_registry,
     help_text,
     metric_info,
 )
-from unetflow.steps import run_evaluate
-from unetflow.synthesize import synthesize_volume
+from unetflow.evaluate.stats import SliceStats
+from unetflow.steps.evaluate import run_evaluate
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +49,7 @@ def test_evaluate_returns_the_registered_metrics_in_order(volume: tuple[Path, Pa
     probability = np.asarray(omezarr.open_image(prediction)[0])
     result = metrics.evaluate(probability, truth[0])
     assert list(result) == list(METRIC_KEYS) == list(METRICS)
-    assert metrics.METRIC_KEYS is METRIC_KEYS
+    assert registry.METRIC_KEYS is METRIC_KEYS
     assert all(np.isfinite(list(result.values())))
     _, aggregate = metrics.evaluate_volume(np.asarray(omezarr.open_image(prediction)[:]), truth)
     assert all(metric_info(key) is not None for key in aggregate)  # pooled keys included
@@ -70,11 +74,11 @@ def test_evaluate_step_puts_the_headline_metrics_on_top(
         data=[str(data)],
         predictions=[str(prediction)],
         volumes=["v"],
-        split={"volume": "v", "train": [], "test": "0-1"},
+        split=SplitConfig(volume="v", test="0-1"),
         metrics=str(tmp_path / "metrics.json"),
         slices=str(tmp_path / "slices.csv"),
         threshold=0.5,
-        options={"warping": False},
+        options=EvaluateConfig(warping=False),
     )
     assert HEADLINE_KEYS == ("iou", "dice", "pixel_error")
     written = json.loads((tmp_path / "metrics.json").read_text())
@@ -98,10 +102,54 @@ def test_labels_in_each_writing() -> None:
 
 def test_a_key_is_registered_once() -> None:
     iou = METRICS["iou"]
+    other = Metric("iou", "Other", higher_is_better=False, description="x", score=iou.score)
     with pytest.raises(ValueError, match="'iou' is registered twice"):
-        _registry(iou, Metric("iou", "Other", higher_is_better=False, description="x"))
+        build_registry(iou, other)
     with pytest.raises(ValueError, match="'x_pooled'"):
-        _registry(Metric("x_pooled", "X", higher_is_better=True, description="x"))
+        build_registry(Metric("x_pooled", "X", higher_is_better=True, description="x", score=iou.score))
+
+
+def false_positive_pixels(stats: SliceStats) -> int:
+    """A metric that no entry has: the foreground pixels predicted where the truth has none."""
+    return stats.at_threshold.fp
+
+
+def test_the_registry_drives_the_computation(
+    volume: tuple[Path, Path, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A metric registered here is computed, pooled, written by the evaluate step and described; one taken
+    out of the registry is computed nowhere."""
+    data, prediction, truth = volume
+    probability = np.asarray(omezarr.open_image(prediction)[:])
+    extra = Metric(
+        "false_positives",
+        "False positives",
+        higher_is_better=False,
+        description="foreground pixels predicted outside the truth's cells",
+        score=false_positive_pixels,
+        stack=lambda stacks: sum(s.at_threshold.fp for s in stacks),
+    )
+    registered = {key: m for key, m in METRICS.items() if key != "warping_error"}
+    monkeypatch.setitem(registered, extra.key, extra)
+    monkeypatch.setattr(metrics, "METRICS", registered)
+    per_slice, aggregate = metrics.evaluate_volume(probability, truth, threshold=0.5)
+    expected = [int(np.count_nonzero((p > 0.5) & (t == 0))) for p, t in zip(probability, truth, strict=True)]
+    assert [row["false_positives"] for row in per_slice] == expected
+    assert aggregate["false_positives_pooled"] == sum(expected)
+    assert aggregate["false_positives"] == pytest.approx(np.mean(expected))
+    assert "warping_error" not in per_slice[0] and "warping_error_pooled" not in aggregate
+    payload = run_evaluate(
+        data=[str(data)],
+        predictions=[str(prediction)],
+        volumes=["v"],
+        split=SplitConfig(volume="v", test="0-1"),
+        metrics=str(tmp_path / "metrics.json"),
+        slices=str(tmp_path / "slices.csv"),
+        threshold=0.5,
+        options=EvaluateConfig(warping=False),
+    )
+    assert payload["overall"]["false_positives"] == pytest.approx(np.mean(expected))
+    assert "false_positives" in (tmp_path / "slices.csv").read_text().splitlines()[0]
 
 
 def test_evaluate_help_lists_every_metric(capsys: pytest.CaptureFixture[str]) -> None:

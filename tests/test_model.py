@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from unetflow.model import UNet, UNetConfig, count_conv_layers
+from unetflow.model.unet import UNet, UNetConfig, count_conv_layers
 from unetflow.predict import predict_array, predict_whole_slice
 
 

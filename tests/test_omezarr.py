@@ -13,7 +13,7 @@ import zarr
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Label, Labels, Multiscales, Reader
 
-from unetflow import omezarr
+from unetflow.data import omezarr
 from unetflow.errors import InputError
 
 

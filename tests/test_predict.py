@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from unetflow import omezarr
-from unetflow.config import PredictConfig
+from unetflow.config.model import PredictConfig
+from unetflow.data import omezarr
 from unetflow.errors import InputError
-from unetflow.model import UNet, UNetConfig
+from unetflow.model.unet import UNet, UNetConfig
 from unetflow.predict import (
     INSTANCES,
     SEGMENTATION,

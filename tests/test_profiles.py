@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from unetflow.cli import main
+from unetflow.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "unetflow" / "profile_templates" / "slurm"

@@ -19,11 +19,12 @@ from helpers import write_n5
 from ome_zarr.format import FormatV04, FormatV05
 
 from unetflow import readers
-from unetflow.cli import build_parser
+from unetflow.cli.main import build_parser
+from unetflow.config.model import SyntheticConfig
+from unetflow.data.importer import import_volume
 from unetflow.errors import InputError
-from unetflow.importer import import_volume
 from unetflow.readers import open_input
-from unetflow.steps import run_synthesize
+from unetflow.steps.data import run_synthesize
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -336,7 +337,7 @@ def test_truncated_tiff_is_refused(tmp_path: Path, options: dict[str, Any], frac
 def test_truncated_synthesized_tiff_is_not_imported(tmp_path: Path) -> None:
     """The issue: a cut zlib TIFF as `unetflow synthesize` writes it imported as one slice with exit 0."""
     raw, labels = tmp_path / "raw.tif", tmp_path / "labels.tif"
-    run_synthesize(raw=str(raw), labels=str(labels), options={"shape": [5, 64, 64], "seed": 1})
+    run_synthesize(raw=str(raw), labels=str(labels), options=SyntheticConfig(shape=[5, 64, 64], seed=1))
     content = raw.read_bytes()
     raw.write_bytes(content[: len(content) * 2 // 3])
     with pytest.raises(InputError, match=r"raw\.tif: the file is truncated"):

@@ -1,5 +1,5 @@
 """The HTML report, built from real inputs: a synthetic volume imported to OME-Zarr, its weight map, blurred
-labels as predictions, metrics from unetflow.metrics and small training logs (tests/report_fixtures.py)."""
+labels as predictions, metrics from unetflow.evaluate and small training logs (tests/report_fixtures.py)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,11 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 from report_fixtures import BENCHMARKS, make_inputs, write_rows
+from report_fixtures import config as fixture_config
 
+from unetflow.config.model import SyntheticConfig, VolumeConfig
 from unetflow.errors import InputError
-from unetflow.metrics_registry import METRICS
+from unetflow.evaluate.registry import METRICS
 from unetflow.report import (
     PAPER_TABLE1,
     benchmark_times,
@@ -177,7 +179,7 @@ def test_the_results_note_says_when_the_raw_was_moved_onto_the_labels(
     kwargs, text = single
     moved = "the raw image moved onto the labels by their sub-pixel offset"
     assert moved not in _section(text, "results")
-    config = {**kwargs["config"], "train": {**kwargs["config"]["train"], "label_offset": "auto"}}
+    config = fixture_config(["main"], train={"label_offset": "auto"})
     build_report(**{**kwargs, "config": config, "output": str(tmp_path / "index.html")})
     note = _section((tmp_path / "index.html").read_text(encoding="utf-8"), "results")
     assert moved in " ".join(note.split()) and "train.label_offset: auto" in note
@@ -213,7 +215,8 @@ def test_run_values_are_escaped_and_unknown_metrics_keep_their_key(
         scores[odd] = 0.25
     metrics = tmp_path / "main.json"
     metrics.write_text(json.dumps(summary))
-    config = {**kwargs["config"], "volumes": {**kwargs["config"]["volumes"], hostile: {}}}
+    volumes = {**kwargs["config"].volumes, hostile: VolumeConfig(synthetic=SyntheticConfig())}
+    config = kwargs["config"].model_copy(update={"volumes": volumes})  # a name no config would let through
     output = tmp_path / "report" / "index.html"
     build_report(**{**kwargs, "metrics": [metrics, kwargs["metrics"][1]], "config": config, "output": output})
     text = output.read_text(encoding="utf-8")
@@ -442,12 +445,8 @@ def test_several_sources_and_fine_tuning_are_reported(tmp_path: Path) -> None:
     summary = json.loads(Path(kwargs["metrics"][0]).read_text())
     summary["sources"] = {"right": {**summary["volumes"]["synthetic"], "iou": 0.4321, "slices": 2}}
     Path(kwargs["metrics"][0]).write_text(json.dumps(summary))
-    config = {
-        **kwargs["config"],
-        "split": split,
-        "train": {**kwargs["config"]["train"], "init_from": {"path": "lab.pt"}},
-    }
-    build_report(**{**kwargs, "split": split, "config": config})
+    config = fixture_config(["main"], split=split, train={"init_from": {"path": "lab.pt"}})
+    build_report(**{**kwargs, "config": config})
     text = Path(kwargs["output"]).read_text(encoding="utf-8")
     data = _table(text, "table-data")
     assert (

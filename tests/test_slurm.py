@@ -242,7 +242,7 @@ def test_the_profile_by_its_path_in_the_repository_sees_the_same_finished_run(ch
 
 @pytest.mark.slow
 def test_slurm_outputs_equal_the_local_run(chain: Chain) -> None:
-    from unetflow import omezarr
+    from unetflow.data import omezarr
 
     # Same seed, same rule threads, CPU: training (even across the cancel) and prediction are bit-identical.
     for name in ("metrics.json", "metrics/main.json", "metrics/main_slices.csv", "models/main/val_log.csv"):
@@ -330,7 +330,7 @@ def test_gpu_request_on_a_cluster_without_gpus_fails_saying_so(chain: Chain, tmp
 def test_dask_slurm_workers_predict_what_the_local_run_did(chain: Chain, tmp_path: Path) -> None:
     """predict.scheduler distributed, cluster kind slurm: predict runs on the head node as the client of
     dask-jobqueue worker jobs, which write the same array as the local run's threads."""
-    from unetflow import omezarr
+    from unetflow.data import omezarr
 
     work = tmp_path / "distributed"
     shutil.copytree(chain.work, work, symlinks=True)
@@ -369,8 +369,8 @@ def test_dask_slurm_workers_predict_what_the_local_run_did(chain: Chain, tmp_pat
 
 
 def test_dask_worker_job_slurm_refuses_is_one_clear_error(cluster: float, tmp_path: Path) -> None:
-    from unetflow.cluster import ClusterConfig, open_client
     from unetflow.errors import InputError
+    from unetflow.predict.cluster import ClusterConfig, open_client
 
     config = ClusterConfig(kind="slurm", queue="nowhere", timeout=30)
     with (

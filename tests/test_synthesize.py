@@ -7,7 +7,7 @@ import pytest
 import tifffile
 from scipy import ndimage as ndi
 
-from unetflow.synthesize import interior_mask, synthesize_volume
+from unetflow.data.synthesize import interior_mask, synthesize_volume
 
 SHAPE = (2, 256, 256)
 FOUR_CONNECTED = ndi.generate_binary_structure(2, 1)

@@ -23,14 +23,14 @@ import pytest
 import torch
 import yaml
 
-from unetflow import omezarr
-from unetflow.augment import TileSampler
-from unetflow.checkpoint import decision_threshold_of, load_checkpoint
+from unetflow.data import omezarr
+from unetflow.data.importer import import_volume
+from unetflow.data.synthesize import synthesize_volume
 from unetflow.errors import InputError
-from unetflow.importer import import_volume
-from unetflow.model import UNet, UNetConfig
-from unetflow.synthesize import synthesize_volume
-from unetflow.train import (
+from unetflow.model.checkpoint import decision_threshold_of, load_checkpoint
+from unetflow.model.unet import UNet, UNetConfig
+from unetflow.train.augment import TileSampler
+from unetflow.train.loop import (
     STEP_COLUMNS,
     BatchStream,
     TrainConfig,
@@ -42,7 +42,7 @@ from unetflow.train import (
     validate,
     weighted_cross_entropy,
 )
-from unetflow.weights import class_balance_weights, weight_map_volume
+from unetflow.train.weights import class_balance_weights, weight_map_volume
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = UNetConfig(depth=2, base_channels=4)
@@ -199,7 +199,7 @@ def test_stop_and_resume_is_bit_identical(
     assert not (tmp_path / "model.pt").exists()
     # a write killed half-way leaves a temporary sibling; the resumed run removes it
     (tmp_path / "checkpoints/.latest.pt.tmp-0badc0de").write_bytes(b"half a checkpoint")
-    with caplog.at_level(logging.INFO, logger="unetflow.train"):
+    with caplog.at_level(logging.INFO, logger="unetflow.train.loop"):
         result = run(dataset, tmp_path, prefetch=False)  # the batches do not depend on prefetching
     assert "resuming from" in caplog.text and "at step 6 of 12" in caplog.text
     assert result["finished"] and result["step"] == CONFIG.steps
@@ -218,7 +218,7 @@ def test_checkpoint_of_another_config_is_not_resumed(
     other = changed(CONFIG, lr=0.02)
     assert not run(dataset, tmp_path, other, stop_after=9)["finished"]
     assert load_checkpoint(tmp_path / "checkpoints/latest.pt")["step"] == 9
-    with caplog.at_level(logging.WARNING, logger="unetflow.train"):
+    with caplog.at_level(logging.WARNING, logger="unetflow.train.loop"):
         assert run(dataset, tmp_path)["finished"]
     assert "belongs to another run" in caplog.text
     assert_same_run(reference, tmp_path)
@@ -274,11 +274,11 @@ def test_divergence_raises_a_clear_error(dataset: tuple[Path, Path], tmp_path: P
 
 SCRIPT = """
 import os, sys, time
-import unetflow.train
-from unetflow.cli import main
+import unetflow.train.loop
+from unetflow.cli.main import main
 
 pause_at = int(os.environ.get("PAUSE_AT_STEP", "0"))
-loss = unetflow.train.weighted_cross_entropy
+loss = unetflow.train.loop.weighted_cross_entropy
 calls = []
 
 def pausing_loss(*args, **kwargs):
@@ -288,7 +288,7 @@ def pausing_loss(*args, **kwargs):
         time.sleep(300)
     return loss(*args, **kwargs)
 
-unetflow.train.weighted_cross_entropy = pausing_loss
+unetflow.train.loop.weighted_cross_entropy = pausing_loss
 sys.exit(main(sys.argv[1:]))
 """
 

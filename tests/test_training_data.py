@@ -14,18 +14,19 @@ import pytest
 import torch
 from scipy import ndimage as ndi
 
-from unetflow import omezarr
-from unetflow.checkpoint import init_architecture, load_checkpoint
-from unetflow.config import AugmentConfig, ModelConfig, SplitConfig, TrainConfig
+from unetflow.config.model import AugmentConfig, ModelConfig, TrainConfig, WeightsConfig
+from unetflow.config.split import SplitConfig
+from unetflow.data import omezarr
+from unetflow.data.importer import import_volume
+from unetflow.data.labels import IGNORE_STORED
+from unetflow.data.synthesize import synthesize_volume
 from unetflow.errors import InputError
-from unetflow.importer import import_volume
-from unetflow.labels import IGNORE_STORED
-from unetflow.loss import pixel_weights, weighted_cross_entropy
-from unetflow.model import UNetConfig
-from unetflow.steps import run_class_balance, run_weights
-from unetflow.synthesize import synthesize_volume
-from unetflow.train import train
-from unetflow.training_data import (
+from unetflow.model.checkpoint import init_architecture, load_checkpoint
+from unetflow.model.loss import pixel_weights
+from unetflow.model.unet import UNetConfig
+from unetflow.steps.data import run_class_balance, run_weights
+from unetflow.train.loop import train, weighted_cross_entropy
+from unetflow.train.sources import (
     ClassCounts,
     TrainingSource,
     check_training_data,
@@ -91,14 +92,16 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     raw, cells = synthesize_volume(shape=(2, 64, 80), seed=5, cell_diameter=24.0)
     dense = import_volume(raw, root / "dense.zarr", labels=cells)
     data = {"half": str(half), "dense": str(dense)}
-    run_class_balance(data=data, split=SPLIT, target=str(root / "balance.json"))
+    run_class_balance(
+        data=data, split=[SplitConfig.from_dict(e) for e in SPLIT], target=str(root / "balance.json")
+    )
     paths = {name: Path(path) for name, path in data.items()}
     for name, path in data.items():
         paths[f"{name}-weights"] = root / f"{name}-weights.zarr"
         run_weights(
             data=path,
             target=str(paths[f"{name}-weights"]),
-            options={},
+            options=WeightsConfig(),
             class_balance=str(root / "balance.json"),
         )
     for name, region in (("far", "far"), ("near", "near")):
@@ -253,7 +256,7 @@ def test_overlapping_entries_of_one_volume_are_an_error(sources: dict[str, Path]
 
 
 def test_training_data_checks_name_the_source(caplog: pytest.LogCaptureFixture):
-    with caplog.at_level(logging.WARNING, logger="unetflow.training_data"):
+    with caplog.at_level(logging.WARNING, logger="unetflow.train.sources"):
         check_training_data({"crop": ClassCounts(0, 500, 10), "stack": ClassCounts(9000, 3000)}, tile=36)
     assert "split source 'crop': its training slices hold only cell interior" in caplog.text
     assert (
@@ -284,7 +287,7 @@ def test_a_crop_smaller_than_a_tile_trains_with_its_padding_unweighted(tmp_path:
         val_log=folder / "val.csv",
         progress=False,
     )["finished"]
-    from unetflow.augment import TileSampler
+    from unetflow.train.augment import TileSampler
 
     loaded = load_source(source, "train", loss_weights="none")
     sampler = TileSampler(
@@ -322,7 +325,7 @@ def test_fine_tuning_starts_from_the_model_with_a_fresh_optimizer(sources: dict[
     assert len(recorded["sha256"]) == 64 and recorded["run_id"] == first["model"]["run_id"]
     assert "optimizer_state_dict" not in load_checkpoint(start)  # the best checkpoint: no optimizer to take
     # the step-1 loss of the fine-tuning run is that of the initial net on the same first batch
-    from unetflow.train import setup
+    from unetflow.train.loop import setup
 
     run = setup(
         sources=resolve_sources(
@@ -358,7 +361,7 @@ def test_the_class_balance_of_several_volumes_by_hand(sources: dict[str, Path], 
 
     import yaml
 
-    from unetflow.cli import main
+    from unetflow.cli.main import main
 
     volumes = {
         name: {"raw": {"path": f"{name}.tif"}, "labels": {"path": f"{name}-labels.tif"}}

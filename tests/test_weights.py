@@ -10,9 +10,9 @@ import pytest
 import tifffile
 from scipy import ndimage as ndi
 
-from unetflow import weights
-from unetflow.loss import decision_threshold
-from unetflow.weights import (
+from unetflow.model.loss import decision_threshold
+from unetflow.train import weights
+from unetflow.train.weights import (
     border_weight_map,
     border_weight_map_reference,
     class_balance_weights,

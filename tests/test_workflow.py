@@ -15,7 +15,7 @@ import tifffile
 import yaml
 from helpers import copy_workflow
 
-from unetflow.synthesize import synthesize_volume
+from unetflow.data.synthesize import synthesize_volume
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -142,7 +142,7 @@ def test_tiny_run_writes_metrics_report_and_predictions(tiny_run: Path) -> None:
     assert metrics["slices_evaluated"] == 1
     html = (tiny_run / "results" / "report" / "index.html").read_text()
     assert "data:image/png;base64," in html and "0.0382" in html
-    from unetflow import omezarr
+    from unetflow.data import omezarr
 
     unlabelled = omezarr.open_image(tiny_run / "results" / "predict" / "main" / "unlabelled.zarr")[:]
     assert unlabelled.shape == (2, 70, 50) and np.all((unlabelled >= 0) & (unlabelled <= 1))
@@ -152,8 +152,8 @@ def test_tiny_run_writes_metrics_report_and_predictions(tiny_run: Path) -> None:
 
 def test_tiny_run_segments_at_the_threshold_of_the_models_loss(tiny_run: Path) -> None:
     """predict.threshold auto: w_fg / (w_bg + w_fg) from the checkpoint, used by predict and evaluate."""
-    from unetflow import omezarr
-    from unetflow.checkpoint import load_checkpoint
+    from unetflow.data import omezarr
+    from unetflow.model.checkpoint import load_checkpoint
 
     results = tiny_run / "results"
     background, foreground = omezarr.read_attrs(results / "weights" / "synthetic.zarr")["class_weights"]
@@ -171,8 +171,8 @@ def test_tiny_run_exports_the_model_as_a_bioimageio_package(tiny_run: Path) -> N
     pytest.importorskip("bioimageio.spec")
     import torch
 
-    from unetflow.checkpoint import load_checkpoint, load_model
     from unetflow.layout import RESULTS
+    from unetflow.model.checkpoint import load_checkpoint, load_model
 
     package = tiny_run / RESULTS.bioimageio_package("main")
     reference = load_model(tiny_run / RESULTS.model("main")).state_dict()
@@ -214,7 +214,7 @@ def test_cli_report_rebuilds_the_page_of_a_run(tiny_run: Path, tmp_path: Path) -
     results = tmp_path / "results"
     shutil.copytree(tiny_run / "results", results)
     (results / "report" / "index.html").unlink()
-    from unetflow.cli import main
+    from unetflow.cli.main import main
 
     assert main(["report", "--results", str(results), "--config", str(tiny_run / "tiny.yaml")]) == 0
     html = (results / "report" / "index.html").read_text()
@@ -249,7 +249,7 @@ def predict_only_run(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def test_predict_only_trains_nothing_and_reads_in_place(predict_only_run: Path) -> None:
-    from unetflow import omezarr
+    from unetflow.data import omezarr
     from unetflow.predict import read_plan
 
     results = predict_only_run / "results"
@@ -268,7 +268,7 @@ def test_predict_only_trains_nothing_and_reads_in_place(predict_only_run: Path) 
 
 
 def test_predict_only_reports_the_model_the_volumes_and_labelled_metrics(predict_only_run: Path) -> None:
-    from unetflow.download import sha256_of
+    from unetflow.data.download import sha256_of
 
     results = predict_only_run / "results"
     metrics = json.loads((results / "metrics.json").read_text())
@@ -284,7 +284,7 @@ def test_tiny_run_trains_on_both_sources_and_leaves_unannotated_pixels_out(tiny_
     trained on; its unannotated pixels weigh 0 and the class balance counts neither class there."""
     import torch
 
-    from unetflow import omezarr
+    from unetflow.data import omezarr
     from unetflow.layout import RESULTS
 
     balance = json.loads((tiny_run / RESULTS.class_balance()).read_text())

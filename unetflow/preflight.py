@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from unetflow import zarrmeta
-from unetflow.config import Config, ModelConfig, SourceConfig, VolumeConfig, check_entries
+from unetflow.config.model import Config, ModelConfig, SourceConfig, VolumeConfig
+from unetflow.config.split import check_entries
+from unetflow.data import zarrmeta
 from unetflow.errors import InputError
 from unetflow.layout import prediction_summary
 from unetflow.readers.registry import detect_format, format_from_suffix, reader_for
@@ -114,8 +115,8 @@ def check_data(config: Config) -> None:
 
 def check_model(path: str, sha256: str | None) -> None:
     """A pretrained model file: present, of the configured checksum, a unetflow checkpoint of a known net."""
-    from unetflow.checkpoint import load_model
-    from unetflow.download import verify_file
+    from unetflow.data.download import verify_file
+    from unetflow.model.checkpoint import load_model
 
     if not Path(path).is_file():
         raise InputError(f"config pretrained.path: {path} does not exist; give the trained model's file")
@@ -125,9 +126,9 @@ def check_model(path: str, sha256: str | None) -> None:
 
 def check_init(path: str, sha256: str | None, section: ModelConfig) -> None:
     """A model to fine-tune: present, of the configured checksum, a unetflow net the config's `model:`
-    section does not contradict (unetflow.checkpoint.init_architecture)."""
-    from unetflow.checkpoint import init_architecture, load_checkpoint
-    from unetflow.download import verify_file
+    section does not contradict (unetflow.model.checkpoint.init_architecture)."""
+    from unetflow.data.download import verify_file
+    from unetflow.model.checkpoint import init_architecture, load_checkpoint
 
     if not Path(path).exists():
         raise InputError(f"config train.init_from.path: {path} does not exist; give the trained model's file")

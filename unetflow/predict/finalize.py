@@ -21,7 +21,7 @@ import dask
 import numpy as np
 from scipy import ndimage
 
-from unetflow import omezarr
+from unetflow.data import omezarr
 from unetflow.errors import InputError
 from unetflow.geometry import ShardGrid
 from unetflow.logs import progress_bar

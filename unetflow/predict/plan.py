@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from unetflow import zarrmeta
+from unetflow.data import zarrmeta
 from unetflow.errors import InputError
 from unetflow.geometry import (
     SHARD_TARGET_BYTES,

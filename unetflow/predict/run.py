@@ -31,13 +31,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from unetflow import omezarr
 from unetflow.atomic import DISK_FULL, atomic_path, remove
-from unetflow.config import PredictConfig
+from unetflow.config.model import PredictConfig
+from unetflow.data import omezarr
 from unetflow.device import resolve_device
 from unetflow.errors import InputError
 from unetflow.logs import progress_bar
-from unetflow.model import UNet
+from unetflow.model.loss import EVEN_ODDS
+from unetflow.model.unet import UNet
 from unetflow.predict import progress, sources
 from unetflow.predict.plan import PLAN_KEY, PredictionPlan, make_plan, read_plan
 from unetflow.predict.store import write_pieces
@@ -61,7 +62,7 @@ def init_prediction(
     model: UNet,
     options: PredictConfig | None = None,
     groups: int = 1,
-    threshold: float = 0.5,
+    threshold: float = EVEN_ODDS,
     stride: int | None = None,
     block: int | None = None,
     provenance: dict[str, Any] | None = None,
@@ -253,7 +254,7 @@ def predict_volume(
     target: str,
     *,
     options: PredictConfig | None = None,
-    threshold: float = 0.5,
+    threshold: float = EVEN_ODDS,
     group: int | None = None,
     groups: int = 1,
     client: Any = None,
@@ -458,7 +459,7 @@ def _write_group_summary(
 
 def prediction_threshold(target: str | Path) -> float:
     """The threshold the segmentation of a prediction was made with (0.5 when none is recorded)."""
-    return float(omezarr.read_attrs(target).get("threshold", 0.5))
+    return float(omezarr.read_attrs(target).get("threshold", EVEN_ODDS))
 
 
 def check_complete(target: str | Path) -> dict[str, int]:

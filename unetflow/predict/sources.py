@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from unetflow import omezarr
+from unetflow.data import omezarr
 from unetflow.errors import InputError
 from unetflow.predict.plan import PredictionPlan
 from unetflow.readers import Volume, open_input

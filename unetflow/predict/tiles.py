@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from unetflow import alignment
+from unetflow.data import alignment
 from unetflow.device import resolve_device
 from unetflow.errors import InputError
 from unetflow.geometry import TilePlan, largest_tile_for_memory, plan_tiles, reflect_indices
-from unetflow.model import UNet
+from unetflow.model.unet import UNet
 
 log = logging.getLogger(__name__)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from unetflow.atomic import atomic_path
+from unetflow.config.model import Config
 from unetflow.report import sections
 from unetflow.report.datasets import datasets_section
 from unetflow.report.figures import model_colour
@@ -28,8 +28,7 @@ def build_report(
     predictions: Sequence[str | os.PathLike[str]],
     data: str | os.PathLike[str],
     weights: str | os.PathLike[str],
-    split: Mapping[str, Any] | Sequence[Mapping[str, Any]],
-    config: Mapping[str, Any],
+    config: Config,
     benchmarks: str | os.PathLike[str],
     project: str | os.PathLike[str] | None = None,
     datasets: Sequence[tuple[str, str, str, str, str]] = (),
@@ -51,7 +50,7 @@ def build_report(
         "predictions": predictions,
     }
     inputs = check_inputs(
-        models=list(models), per_model=per_model, data=Path(data), weights=Path(weights), split=split
+        models=list(models), per_model=per_model, data=Path(data), weights=Path(weights), split=config.split
     )
     runs = [load_run(model, inputs, i, colour=model_colour(i)) for i, model in enumerate(inputs.models)]
     main = next(run for run in runs if run.name == inputs.main)

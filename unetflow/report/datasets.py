@@ -14,10 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from unetflow import omezarr
 from unetflow.atomic import atomic_path
+from unetflow.config.model import Config
+from unetflow.data import omezarr
 from unetflow.errors import InputError
-from unetflow.metrics_registry import METRICS, Metric, metric_info
+from unetflow.evaluate.registry import METRICS, Metric, metric_info
+from unetflow.model.loss import EVEN_ODDS
 from unetflow.predict.plan import read_plan
 from unetflow.predict.progress import group_entries
 from unetflow.predict.sources import open_source
@@ -118,7 +120,7 @@ def datasets_section(predictions: Sequence[tuple[str, str, str, str, str]], *, f
                 gigabytes=float(summary.get("bytes", 0)) / 1e9,
                 seconds=float(summary.get("predict_seconds", 0.0)),
                 voxels_per_second=float(summary.get("voxels_per_second", 0.0)),
-                threshold=float(attrs.get("threshold", 0.5)),
+                threshold=float(attrs.get("threshold", EVEN_ODDS)),
                 image=image,
             )
         )
@@ -206,7 +208,7 @@ def build_prediction_report(
     model: str,
     predictions: Sequence[tuple[str, str, str, str]],
     metrics: str | os.PathLike[str] | None,
-    config: Mapping[str, Any],
+    config: Config,
     benchmarks: str | os.PathLike[str],
     project: str | os.PathLike[str] | None = None,
 ) -> None:

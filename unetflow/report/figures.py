@@ -16,10 +16,10 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, NullFormatter
 from scipy import ndimage as ndi
 
-from unetflow import omezarr
+from unetflow.data import omezarr
 from unetflow.errors import InputError
-from unetflow.loss import ABLATION_MODE, LOSS_MODES
-from unetflow.metrics_registry import Metric
+from unetflow.evaluate.registry import Metric
+from unetflow.model.loss import ABLATION_MODE, LOSS_MODES
 from unetflow.report.formatting import format_value, number
 from unetflow.report.inputs import Inputs, Run, read_truth
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from unetflow import omezarr
-from unetflow.config import check_slices, primary_entry, source_names, split_entries
+from unetflow.config.split import Split, check_slices, primary_entry, source_names, split_entries
+from unetflow.data import omezarr
+from unetflow.data.labels import split_ignore
 from unetflow.errors import InputError
-from unetflow.labels import split_ignore
 from unetflow.layout import MAIN_MODEL
 from unetflow.report.formatting import number
 
@@ -78,7 +78,7 @@ def check_inputs(
     per_model: Mapping[str, Sequence[str | os.PathLike[str]]],
     data: Path,
     weights: Path,
-    split: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    split: Split | None,
 ) -> Inputs:
     """Lengths, existence and the split, checked up front: every error names the argument or file.
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from unetflow.config.model import Config
 from unetflow.report.formatting import number
 
 PACKAGES = ("unetflow", "torch", "numpy", "scipy", "zarr", "dask", "ome-zarr", "matplotlib", "snakemake")
@@ -48,7 +49,7 @@ class Provenance:
         return sum(rule["jobs"] for rule in self.rules)
 
 
-def collect_provenance(*, project: Path, benchmarks: Path, config: Mapping[str, Any]) -> Provenance:
+def collect_provenance(*, project: Path, benchmarks: Path, config: Config) -> Provenance:
     """Everything the provenance section shows, read now: `project` is the checkout of the run's workflow."""
     commit = git_commit(project)
     if commit == "unknown":
@@ -61,7 +62,7 @@ def collect_provenance(*, project: Path, benchmarks: Path, config: Mapping[str, 
         hardware=hardware(),
         benchmarks=benchmarks,
         rules=benchmark_times(benchmarks),
-        config=config_yaml(config),
+        config=config_yaml(config.dump()),
     )
 
 

@@ -14,9 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from unetflow import omezarr
+from unetflow.config.model import Config
+from unetflow.data import omezarr
+from unetflow.evaluate.registry import METRICS, Metric, metric_info
 from unetflow.layout import ABLATION_MODEL, MAIN_MODEL
-from unetflow.metrics_registry import METRICS, Metric, metric_info
+from unetflow.model.loss import EVEN_ODDS
 from unetflow.report import figures
 from unetflow.report.figures import FALSE_NEGATIVE, FALSE_POSITIVE, MAX_PANEL, Image, embed, rgb
 from unetflow.report.formatting import number
@@ -75,18 +77,19 @@ def paper_values(keys: Sequence[str]) -> dict[str, float]:
     return values
 
 
-def threshold_of(run: Run, config: Mapping[str, Any]) -> float:
-    """The segmentation threshold a run was evaluated at (its metrics record it; else the config's number)."""
+def threshold_of(run: Run, config: Config) -> float:
+    """The segmentation threshold a run was evaluated at (its metrics record it; else the config's number,
+    even odds where the config leaves it to the model's loss and the run records none)."""
     recorded = run.summary.get("threshold")
     if recorded is not None:
         return float(recorded)
-    option = config.get("predict", {}).get("threshold", 0.5)
-    return 0.5 if option == "auto" else float(option)
+    option = config.predict.threshold
+    return EVEN_ODDS if option == "auto" else float(option)
 
 
-def _threshold_set(config: Mapping[str, Any]) -> bool:
+def _threshold_set(config: Config) -> bool:
     """Whether the config sets the threshold (else it is w_fg / (w_bg + w_fg) of the class weights)."""
-    return config.get("predict", {}).get("threshold", "auto") != "auto"
+    return config.predict.threshold != "auto"
 
 
 def _metric_keys(runs: Sequence[Run]) -> list[str]:
@@ -149,16 +152,12 @@ class DataContent:
     """Whether the volume's labels leave pixels unannotated (sparse labels)."""
 
 
-def data_section(inputs: Inputs, config: Mapping[str, Any]) -> Section:
+def data_section(inputs: Inputs, config: Config) -> Section:
     """The volume, its voxel size, the split and the loss weights' parameters."""
     attrs = omezarr.read_attrs(inputs.data)
     weight_attrs = omezarr.read_attrs(inputs.weights)
-    volumes = config.get("volumes")
-    others = (
-        [str(v) for v in volumes if v != inputs.volume]
-        if isinstance(volumes, Mapping) and len(volumes) > 1
-        else None
-    )
+    volumes = config.volumes
+    others = [str(v) for v in volumes if v != inputs.volume] if len(volumes) > 1 else None
     content = DataContent(
         volume=inputs.volume,
         data=inputs.data,
@@ -236,7 +235,7 @@ class ResultsContent:
         return [row.metric for row in self.rows if row.metric is not None]
 
 
-def results_section(runs: Sequence[Run], inputs: Inputs, config: Mapping[str, Any]) -> Section:
+def results_section(runs: Sequence[Run], inputs: Inputs, config: Config) -> Section:
     """Every metric of every model per volume and overall, beside the paper's Table 1."""
     keys = _metric_keys(runs)
     volumes: list[str] = []
@@ -280,8 +279,8 @@ def results_section(runs: Sequence[Run], inputs: Inputs, config: Mapping[str, An
         counts=[_slice_count(run, column) for run in runs for column in names],
         volume=inputs.volume,
         test=inputs.test,
-        tta=bool(config.get("predict", {}).get("tta")),
-        label_offset=config.get("train", {}).get("label_offset") == "auto",
+        tta=config.predict.tta,
+        label_offset=config.train.label_offset == "auto",
         threshold=threshold_of(runs[0], config),
         threshold_set=_threshold_set(config),
     )
@@ -336,7 +335,7 @@ def _ranked_test_slices(run: Run, inputs: Inputs) -> list[tuple[int, float]]:
     return sorted(pairs, key=lambda p: (-p[1], p[0]))
 
 
-def predictions_section(runs: Sequence[Run], inputs: Inputs, config: Mapping[str, Any]) -> Section:
+def predictions_section(runs: Sequence[Run], inputs: Inputs, config: Config) -> Section:
     """Raw, truth, prediction and errors of the main model's best and worst test slice."""
     main = _main_run(runs, inputs)
     ranked = _ranked_test_slices(main, inputs)
@@ -430,11 +429,11 @@ class WeightsContent:
     crop: Crop | None
 
 
-def weights_section(inputs: Inputs, config: Mapping[str, Any]) -> Section:
+def weights_section(inputs: Inputs, config: Config) -> Section:
     """The paper's Fig. 3 for the first training slice."""
     z = inputs.train[0] if inputs.train else 0
     attrs = omezarr.read_attrs(inputs.weights)
-    connectivity = int(config.get("weights", {}).get("connectivity", 1))
+    connectivity = config.weights.connectivity
     fig = figures.weight_figure(inputs, z, connectivity)
     content = WeightsContent(
         slice=z,
@@ -495,12 +494,12 @@ def _training_row(run: Run) -> TrainingRow:
     )
 
 
-def training_section(runs: Sequence[Run], config: Mapping[str, Any] | None = None) -> Section:
+def training_section(runs: Sequence[Run], config: Config) -> Section:
     """Loss and validation curves of every model, their summary, and the model they started from."""
     fig = figures.training_figure(runs)
     image = embed(fig, fig_id="fig-training", alt="Training loss and validation IoU")
-    init = ((config or {}).get("train") or {}).get("init_from") or {}
-    started = init.get("path") or init.get("url")
+    init = config.train.init_from
+    started = None if init is None else init.path or init.url
     content = TrainingContent(image=image, rows=[_training_row(run) for run in runs], init_from=started)
     return _section("training", "Training", content)
 

@@ -1,7 +1,7 @@
 # Helper functions of the rules: the checked config and file names. The logic lives in the unetflow package.
-from unetflow.config import load_config, merge_config
+from unetflow.config.load import load_config, merge_config
 from unetflow.layout import ABLATION_MODEL, MAIN_MODEL, PRETRAINED_MODEL, RESULTS
-from unetflow.loss import ABLATION_MODE
+from unetflow.model.loss import ABLATION_MODE
 from unetflow.preflight import check_data, invalidate_incomplete_groups, read_in_place, shape_of
 from unetflow.predict.plan import groups_for, planned_groups
 
@@ -16,7 +16,7 @@ wildcard_constraints:
 
 
 def load_settings():
-    """The typed config (unetflow.config): config.yaml merged with --configfile/--config, checked.
+    """The typed config (unetflow.config.model): config.yaml merged with --configfile/--config, checked.
 
     The same merge as the CLI's: a user's `volumes:` replace config.yaml's (and with them its split).
     Every key is checked before any job runs; an error names the key and the fix.
@@ -48,11 +48,11 @@ def trained_models():
     return [] if SETTINGS.pretrained is not None else models()
 
 
-def loss_weights(wildcards):
-    """Loss weighting of a model: the configured one, or class balance only for the ablation."""
+def train_section(wildcards):
+    """The train section of a model: the configured one, with class balance only for the ablation."""
     if wildcards.model == ABLATION_MODEL:
-        return ABLATION_MODE
-    return SETTINGS.train.loss_weights
+        return SETTINGS.train.model_copy(update={"loss_weights": ABLATION_MODE})
+    return SETTINGS.train
 
 
 def model_file(wildcards):
@@ -145,7 +145,7 @@ def source_options_of(volume):
 def stated_voxel_size(wildcards):
     """The config's voxel size of a volume read in place, where it states one (else its metadata's)."""
     entry = SETTINGS.volumes[wildcards.volume]
-    if not read_in_place(entry) or entry.voxel_size == [1.0, 1.0, 1.0]:
+    if not read_in_place(entry):
         return None
     return entry.voxel_size
 

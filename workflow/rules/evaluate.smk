@@ -15,9 +15,9 @@ rule evaluate:
         RESULTS.benchmark("evaluate", "{model}")
     params:
         volumes=labelled_volumes(),
-        split=config["split"],
-        options=config["evaluate"],
-        threshold=config["predict"]["threshold"],
+        split=SETTINGS.split,
+        options=SETTINGS.evaluate,
+        threshold=SETTINGS.predict.threshold,
     threads: 2
     resources:
         mem_mb=4000,

@@ -13,10 +13,9 @@ rule export:
     benchmark:
         RESULTS.benchmark("export", "{model}")
     params:
-        split=config["split"],
-        volume=config["volumes"][split_volume()],
-        options=config["export"],
-        volumes=config["volumes"],
+        split=SETTINGS.split,
+        volumes=SETTINGS.volumes,
+        options=SETTINGS.export,
     threads: 1
     resources:
         mem_mb=8000,

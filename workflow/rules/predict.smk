@@ -21,7 +21,7 @@ rule predict_init:
     benchmark:
         RESULTS.benchmark("predict_init", "{model}/{volume}")
     params:
-        options=config["predict"],
+        options=SETTINGS.predict,
         groups=lambda wildcards: groups(wildcards.model, wildcards.volume),
         source=source_options,
         voxel_size=stated_voxel_size,
@@ -47,7 +47,7 @@ rule predict:
     benchmark:
         RESULTS.benchmark("predict", "{model}/{volume}.{group}")
     params:
-        options=config["predict"],
+        options=SETTINGS.predict,
         dask_logs=RESULTS.dask_logs("{model}", "{volume}", "{group}"),
         source=source_options,
     threads: predict_threads()
@@ -71,7 +71,7 @@ rule predict_finalize:
     benchmark:
         RESULTS.benchmark("predict_finalize", "{model}/{volume}")
     params:
-        options=config["predict"],
+        options=SETTINGS.predict,
     threads: 2
     resources:
         mem_mb=4000,

@@ -29,8 +29,7 @@ rule report:
         RESULTS.benchmark("report", "index")
     params:
         models=models(),
-        split=config["split"],
-        config=config,
+        config=SETTINGS,
         benchmarks=RESULTS.benchmarks(),
         project=workflow.basedir,
         datasets=dataset_rows(),

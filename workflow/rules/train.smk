@@ -21,11 +21,10 @@ rule train:
         RESULTS.benchmark("train", "{model}")
     params:
         workdir=RESULTS.checkpoints("{model}"),
-        model=config["model"],
-        train=config["train"],
-        split=config["split"],
+        model=SETTINGS.model,
+        train=train_section,
+        split=SETTINGS.split,
         volumes=training_volumes(),
-        loss_weights=loss_weights,
     threads: 2
     resources:
         mem_mb=8000,

@@ -13,7 +13,7 @@ rule class_balance:
         RESULTS.benchmark("class_balance", "split")
     params:
         volumes=training_volumes(),
-        split=config["split"],
+        split=SETTINGS.split,
     threads: 1
     resources:
         mem_mb=2000,
@@ -35,7 +35,7 @@ rule weights:
     benchmark:
         RESULTS.benchmark("weights", "{volume}")
     params:
-        options=config["weights"],
+        options=SETTINGS.weights,
     threads: 2
     resources:
         mem_mb=4000,

@@ -2,7 +2,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from unetflow.steps import run_class_balance
+from unetflow.steps.data import run_class_balance
 
 run_class_balance(
     data=dict(zip(snakemake.params.volumes, snakemake.input, strict=True)),

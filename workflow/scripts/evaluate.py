@@ -2,7 +2,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from unetflow.steps import run_evaluate
+from unetflow.steps.evaluate import run_evaluate
 
 run_evaluate(
     data=list(snakemake.input.data),

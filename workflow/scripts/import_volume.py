@@ -2,7 +2,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from unetflow.steps import run_import
+from unetflow.steps.data import run_import
 
 run_import(
     raw=snakemake.input.raw,

@@ -2,7 +2,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from unetflow.steps import run_predict
+from unetflow.steps.predict import run_predict
 
 run_predict(
     data=snakemake.input.data,

@@ -2,7 +2,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from unetflow.steps import run_predict_finalize
+from unetflow.steps.predict import run_predict_finalize
 
 run_predict_finalize(
     target=snakemake.input.target, summary=snakemake.output[0], options=snakemake.params.options

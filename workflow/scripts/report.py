@@ -2,7 +2,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from unetflow.steps import run_report
+from unetflow.steps.report import run_report
 
 run_report(
     output=snakemake.output[0],
@@ -14,7 +14,6 @@ run_report(
     predictions=list(snakemake.input.split_predictions),
     data=snakemake.input.data,
     weights=snakemake.input.weights,
-    split=snakemake.params.split,
     config=snakemake.params.config,
     benchmarks=snakemake.params.benchmarks,
     project=snakemake.params.project,

@@ -2,7 +2,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from unetflow.steps import run_prediction_report
+from unetflow.steps.report import run_prediction_report
 
 run_prediction_report(
     output=snakemake.output[0],

@@ -2,6 +2,6 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from unetflow.steps import run_synthesize
+from unetflow.steps.data import run_synthesize
 
 run_synthesize(raw=snakemake.output.raw, labels=snakemake.output.labels, options=snakemake.params.options)

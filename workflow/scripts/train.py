@@ -2,7 +2,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from unetflow.steps import run_train
+from unetflow.steps.train import run_train
 
 volumes = snakemake.params.volumes
 run_train(
@@ -13,7 +13,7 @@ run_train(
     val_log=snakemake.output.val_log,
     workdir=snakemake.params.workdir,
     model=snakemake.params.model,
-    train={**snakemake.params.train, "loss_weights": snakemake.params.loss_weights},
+    train=snakemake.params.train,
     split=snakemake.params.split,
     init_from=snakemake.input.init[0] if snakemake.input.init else None,
     threads=snakemake.threads,

@@ -2,7 +2,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from unetflow.steps import run_weights
+from unetflow.steps.data import run_weights
 
 run_weights(
     data=snakemake.input.data,

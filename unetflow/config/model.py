@@ -1,0 +1,467 @@
+"""The one configuration model: a frozen pydantic model per section, with every default stated once.
+
+`workflow/schemas/config.schema.yaml` is generated from this model (`unetflow schema`, checked by a test),
+and `config.yaml` lists exactly these defaults. An unknown key, a value of the wrong type or out of range,
+and the cross-key mistakes a schema cannot express (a split naming a missing volume, overlapping train and
+test slices, a string that would break a job script) are one `InputError` that names the key and the fix.
+
+Light on purpose (pydantic only): the workflow imports it while parsing the Snakefile, once per job.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import PurePosixPath
+from typing import Annotated, ClassVar, Literal
+from urllib.parse import unquote, urlparse
+
+from pydantic import Field, model_validator
+
+from unetflow.config.base import Device, Precision, ScriptSafe, Section, VolumeName
+from unetflow.config.patterns import SHA256_PATTERN, WALLTIME_PATTERN
+from unetflow.config.split import SplitConfig, check_split, primary_entry, split_entries, split_keys
+from unetflow.errors import InputError
+from unetflow.readers.registry import format_names
+
+FORMAT_NAMES = format_names(aliases=True)
+"""Input formats a source may name (aliases included): the reader registry's (unetflow.readers)."""
+MAX_SYNTHETIC_VOXELS = 2**29
+"""The embedded generator builds a volume in memory (about 5 bytes a voxel): at most 512 Mi voxels."""
+
+VoxelSize = Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=3, max_length=3)]
+UNSTATED_VOXEL_SIZE = (1.0, 1.0, 1.0)
+"""The voxel size of an imported volume whose config states none and whose file carries none."""
+LossMode = Literal["border", "class", "none"]
+"""The loss weighting modes (`train.loss_weights`; what each weighs with: unetflow.model.loss)."""
+
+
+class OriginConfig(Section):
+    """Where a file comes from: a download or a local path."""
+
+    url: str | None = None
+    """http(s):// or file:// address, downloaded and checked against sha256."""
+    path: str | None = None
+    """A local file or folder, used in place (checked against sha256 when given)."""
+    sha256: Annotated[str, Field(pattern=SHA256_PATTERN)] | None = None
+    """Expected SHA-256 of the file; a mismatch stops the run."""
+    filename: Annotated[str, Field(pattern=r"^[^/\\]+$")] | None = None
+    """url sources only: the local file name of the download (default: the URL's last part)."""
+
+    @property
+    def local_name(self) -> str:
+        """The file name of a url source's download: `filename`, else the URL's last part."""
+        if self.filename:
+            return self.filename
+        return PurePosixPath(unquote(urlparse(self.url or "").path).rstrip("/")).name
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> OriginConfig:
+        if (self.url is None) == (self.path is None):
+            raise ValueError("give exactly one of url and path")
+        if self.url is not None and not self.url.startswith(("http://", "https://", "file://")):
+            raise ValueError(f"url {self.url!r} must start with http://, https:// or file://")
+        if self.filename in (".", ".."):
+            raise ValueError(f"filename {self.filename!r} names a folder; give the file's name")
+        if self.path is not None and self.filename is not None:
+            raise ValueError("filename applies to url sources only (a path is used in place); drop it")
+        if self.url is not None and self.local_name in ("", ".", ".."):
+            raise ValueError(f"url {self.url!r} ends in no file name; set filename")
+        return self
+
+
+class SourceConfig(OriginConfig):
+    """Where one image volume comes from: a download or a local file or folder."""
+
+    format: Literal[FORMAT_NAMES] | None = None  # type: ignore[valid-type]
+    """File format (a name of unetflow's readers); inferred from the path when null."""
+    member: str | None = None
+    """HDF5 dataset, or path of an array or image inside a Zarr or N5 store."""
+    level: Annotated[int, Field(ge=0)] | str | None = None
+    """Resolution level of an OME-Zarr / N5 multiscale image (index or path; null: full resolution)."""
+
+
+class ModelSourceConfig(OriginConfig):
+    """A trained model: a unetflow checkpoint (.pt), downloaded or used in place."""
+
+
+class LabelSourceConfig(SourceConfig):
+    """Where a volume's labels come from (instance ids, or binary with cell interior non-zero)."""
+
+    invert: bool = False
+    """Binary labels whose foreground is the membrane: invert so that 0 = membrane."""
+    ignore: Annotated[int, Field(ge=1)] | None = None
+    """Label value of unannotated pixels (sparse labels): no loss, no class, no border, no metric there."""
+
+
+class SyntheticConfig(Section):
+    """The embedded EM-like generator: touching cells, dark membranes, organelles, blur and noise."""
+
+    KEY: ClassVar[str] = "volumes.<name>.synthetic"
+
+    shape: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=3, max_length=3)] = [16, 256, 256]
+    """Slices, height and width."""
+    seed: int = 0
+    """Random seed; the same seed gives the same data."""
+    cell_diameter: Annotated[float, Field(gt=0)] = 40.0
+    """Mean cell diameter in pixels."""
+    membrane_contrast: Annotated[float, Field(ge=0)] = 1.0
+    """Darkness of the membranes against the cytoplasm (1: the default look; 0.5: half as dark, 0: none)."""
+
+    @model_validator(mode="after")
+    def _fits_memory(self) -> SyntheticConfig:
+        voxels = math.prod(self.shape)
+        if voxels > MAX_SYNTHETIC_VOXELS:
+            raise ValueError(
+                f"shape {self.shape} is {voxels:,} voxels; the generator builds the volume in memory and "
+                f"takes at most {MAX_SYNTHETIC_VOXELS:,}: make it smaller"
+            )
+        if min(self.shape[1:]) < 16:
+            raise ValueError(f"shape {self.shape}: height and width must be at least 16 pixels")
+        return self
+
+
+class VolumeConfig(Section):
+    """One volume: the embedded generator, or raw (and optional labels) sources."""
+
+    KEY: ClassVar[str] = "volumes.<name>"
+
+    synthetic: SyntheticConfig | None = None
+    """The embedded EM-like generator (no download)."""
+    raw: SourceConfig | None = None
+    """The image volume."""
+    labels: LabelSourceConfig | None = None
+    """Its labels (instance ids or binary interior); volumes without labels are only predicted."""
+    voxel_size: VoxelSize | None = None
+    """Voxel size (z, y, x) written to the OME-Zarr metadata (null: not stated, the volume's own metadata
+    where it is read in place, else 1 x 1 x 1)."""
+    unit: Annotated[str, Field(pattern=r"^[a-z]+$")] = "nanometer"
+    """Unit of voxel_size (an OME-NGFF space unit)."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> VolumeConfig:
+        if (self.synthetic is None) == (self.raw is None):
+            raise ValueError("give exactly one of synthetic and raw")
+        if self.synthetic is not None and self.labels is not None:
+            raise ValueError("a synthetic volume makes its own labels; drop labels")
+        if self.raw is not None and self.labels is not None and self.raw.url and self.labels.url:
+            same_file = self.raw.local_name == self.labels.local_name
+            if same_file and self.raw.url != self.labels.url:
+                raise ValueError(
+                    f"raw and labels download different URLs to the same file {self.raw.local_name}; "
+                    "give one of them its own filename"
+                )
+            if same_file and self.raw.sha256 != self.labels.sha256:
+                raise ValueError(
+                    "raw and labels are the same URL (one download) with different sha256; give both the "
+                    "file's sha256"
+                )
+        return self
+
+    def downloads(self) -> dict[str, SourceConfig]:
+        """The url sources of this volume by local file name (raw and labels of one URL share one)."""
+        found: dict[str, SourceConfig] = {}
+        for source in (self.raw, self.labels):
+            if source is not None and source.url is not None:
+                found.setdefault(source.local_name, source)
+        return found
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the volume has ground truth (synthetic volumes always do)."""
+        return self.synthetic is not None or self.labels is not None
+
+
+class WeightsConfig(Section):
+    """The paper's border weight map w(x) = w_c(x) + w0 exp(-(d1 + d2)^2 / (2 sigma^2))."""
+
+    KEY: ClassVar[str] = "weights"
+
+    w0: Annotated[float, Field(ge=0)] = 10.0
+    """Weight of the border term (paper: 10)."""
+    sigma: Annotated[float, Field(gt=0)] = 5.0
+    """Width of the border term in pixels (paper: ~5)."""
+    connectivity: Literal[1, 2] = 1
+    """Cells of binary labels: 1 = 4-neighbour, 2 = 8-neighbour components."""
+
+
+class ModelConfig(Section):
+    """The valid-convolution U-Net (paper: depth 4, base_channels 64)."""
+
+    KEY: ClassVar[str] = "model"
+
+    depth: Annotated[int, Field(ge=1, le=6)] = 4
+    """Number of 2x2 poolings (paper: 4)."""
+    base_channels: Annotated[int, Field(ge=1, le=1024)] = 8
+    """Channels of the first level, doubling per level (paper: 64; 8 trains in minutes on a CPU)."""
+    dropout: Annotated[float, Field(ge=0, le=1)] = 0.5
+    """Drop-out at the end of the contracting path."""
+    norm: Literal["none", "batch"] = "none"
+    """Normalisation after each convolution: none (the paper) or batch (faster convergence per CPU minute)."""
+
+
+Pair = Annotated[list[float], Field(min_length=2, max_length=2)]
+
+
+class AugmentConfig(Section):
+    """Data augmentation (paper Sec. 3.1): shift, rotation, gray values, elastic deformation."""
+
+    KEY: ClassVar[str] = "train.augment"
+
+    enabled: bool = True
+    """Switch all augmentation off."""
+    rotate: bool = True
+    """Rotation by any angle."""
+    flip: bool = True
+    """Flips and transposition."""
+    elastic_std: Annotated[float, Field(ge=0)] = 10.0
+    """Std in pixels of the coarse-grid displacements (paper: 10; 0 switches it off)."""
+    elastic_grid: Annotated[int, Field(ge=2)] = 3
+    """Coarse grid of displacement vectors (paper: 3x3)."""
+    contrast: Pair = [0.8, 1.2]
+    """Range of the gray-value contrast factor ([1, 1] switches it off)."""
+    brightness: Pair = [-0.1, 0.1]
+    """Range of the brightness offset, in units of the normalised image ([0, 0] switches it off)."""
+    gamma: Pair = [0.8, 1.25]
+    """Range of the gamma factor ([1, 1] switches it off)."""
+    interpolation: Literal["bilinear", "bicubic"] = "bilinear"
+    """Resampling of the raw tile (labels always nearest): bilinear, or the paper's bicubic."""
+
+    @model_validator(mode="after")
+    def _ranges(self) -> AugmentConfig:
+        for name in ("contrast", "brightness", "gamma"):
+            low, high = getattr(self, name)
+            if low > high:
+                raise ValueError(f"{name} {[low, high]}: low must not exceed high; swap the two values")
+            if name != "brightness" and low <= 0:
+                raise ValueError(f"{name} {[low, high]}: factors must be > 0 (use [1, 1] to switch it off)")
+        return self
+
+
+class TrainConfig(Section):
+    """Training (paper: SGD, momentum 0.99, batch of one large tile, elastic deformation).
+
+    The defaults are the embedded run's: in the few CPU minutes it has, SGD with momentum 0.99 plateaued at
+    validation IoU 0.87 and Adam reached 0.92 (1000 steps each); configs/isbi2012.yaml keeps the paper's SGD.
+    """
+
+    KEY: ClassVar[str] = "train"
+
+    steps: Annotated[int, Field(ge=1)] = 1000
+    """Optimizer steps."""
+    tile: Annotated[int, Field(ge=1)] = 196
+    """Output tile size asked for; rounded up to a valid size of the net (paper: 388)."""
+    batch_size: Annotated[int, Field(ge=1)] = 1
+    """Tiles per step (paper: 1)."""
+    optimizer: Literal["sgd", "adam"] = "adam"
+    """sgd (paper, with momentum) or adam."""
+    lr: Annotated[float, Field(gt=0)] = 0.001
+    """Learning rate."""
+    momentum: Annotated[float, Field(ge=0, le=1)] = 0.99
+    """SGD momentum (paper: 0.99; unused by adam)."""
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    """L2 weight decay."""
+    schedule: Literal["constant", "cosine", "step"] = "cosine"
+    """Learning-rate schedule: constant, cosine or step decay."""
+    warmup_steps: Annotated[int, Field(ge=0)] = 0
+    """Linear learning-rate warm-up steps."""
+    seed: int = 0
+    """Seeds the weights, drop-out and the tile sampler."""
+    checkpoint_every: Annotated[int, Field(ge=1)] = 100
+    """Steps between resumable checkpoints."""
+    val_every: Annotated[int, Field(ge=1)] = 250
+    """Steps between validations."""
+    device: Device = "auto"
+    """auto (GPU when present), cpu, cuda or cuda:N."""
+    precision: Precision = "float32"
+    """float32, or bfloat16 / float16 mixed precision on CUDA."""
+    channels_last: bool = True
+    """channels_last memory format on CUDA."""
+    loss_weights: LossMode = "border"
+    """border (paper's w(x)), class (w_c only) or none (plain cross-entropy)."""
+    label_offset: Literal["none", "auto"] = "none"
+    """auto: measure the labels' sub-pixel offset from the raw image's boundaries on the training slices
+    and move the raw onto the labels in training and prediction (ISBI 2012: 0.6 px); none: as the paper."""
+    augment: AugmentConfig = AugmentConfig()
+    """Data augmentation (paper Sec. 3.1)."""
+    init_from: ModelSourceConfig | None = None
+    """Fine-tune from this trained model (checkpoint or bioimage.io package): its net, a fresh optimizer."""
+
+
+class ClusterConfig(Section):
+    """The dask.distributed cluster of predict.scheduler distributed."""
+
+    KEY: ClassVar[str] = "predict.cluster"
+
+    kind: Literal["local", "slurm", "address"] = "local"
+    """local (worker processes in the predict job), slurm (one SLURM job per worker) or address."""
+    address: ScriptSafe = ""
+    """Scheduler address for kind address (tcp://host:8786)."""
+    workers: Annotated[int, Field(ge=1)] = 2
+    """Worker processes (local) or SLURM worker jobs."""
+    threads: Annotated[int, Field(ge=1)] = 1
+    """Torch CPU threads (SLURM cores) per worker."""
+    memory: Annotated[str, Field(pattern=r"^\d+(\.\d+)?(B|kB|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")] = "4GB"
+    """Memory per worker (SLURM job memory), e.g. 4GB."""
+    gpus: Annotated[int, Field(ge=0)] = 0
+    """GPUs per SLURM worker job (--gres=gpu:N)."""
+    queue: ScriptSafe = ""
+    """SLURM partition of the worker jobs (empty = the default partition)."""
+    account: ScriptSafe = ""
+    """SLURM account of the worker jobs (empty = your default account)."""
+    walltime: Annotated[str, Field(pattern=WALLTIME_PATTERN)] = "02:00:00"
+    """Time limit of each SLURM worker job ([days-]hours:minutes:seconds)."""
+    job_extra: list[Annotated[ScriptSafe, Field(min_length=1)]] = []
+    """Extra #SBATCH options, one per item, e.g. --constraint=a100."""
+    timeout: Annotated[float, Field(gt=0)] = 600.0
+    """Seconds to wait for a first worker."""
+
+    @model_validator(mode="after")
+    def _address(self) -> ClusterConfig:
+        if self.kind == "address" and not self.address:
+            raise ValueError("kind address needs address (tcp://host:8786)")
+        return self
+
+
+class PredictConfig(Section):
+    """Overlap-tile prediction of every volume."""
+
+    KEY: ClassVar[str] = "predict"
+
+    memory_gb: Annotated[float, Field(gt=0)] = 2.0
+    """Activation memory budget of a job; picks the largest valid tile that fits."""
+    batch_size: Annotated[int, Field(ge=1)] = 1
+    """Tiles per net call."""
+    tta: bool = False
+    """Average the 8 flips/rotations."""
+    dtype: Literal["float32", "float16"] = "float32"
+    """Probability dtype."""
+    precision: Precision = "float32"
+    """float32, or bfloat16 / float16 mixed precision on CUDA."""
+    block_groups: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
+    """Independent jobs splitting each volume's shards (one GPU job each on SLURM); auto: one per group_gb."""
+    group_gb: Annotated[float, Field(gt=0)] = 64.0
+    """With block_groups auto: GB of output (probability + segmentation) per job."""
+    shard_gb: Annotated[float, Field(gt=0)] = 1.0
+    """GiB of probability per output shard (NGFF 0.5): larger means fewer files, two in memory per job."""
+    workers: Annotated[int, Field(ge=1)] = 2
+    """Blocks in flight per job (GPU: one's I/O overlaps another's net; CPU: they share the threads)."""
+    scheduler: Literal["threads", "distributed"] = "threads"
+    """threads (dask's thread pool inside each predict job) or distributed (a dask cluster: cluster)."""
+    cluster: ClusterConfig = ClusterConfig()
+    """The dask.distributed cluster of scheduler distributed."""
+    threshold: Annotated[float, Field(ge=0, le=1)] | Literal["auto"] = "auto"
+    """Segmentation threshold; auto: w_fg/(w_bg+w_fg), undoing the loss's class weights (0.5 without)."""
+    device: Device = "auto"
+    """auto, cpu, cuda or cuda:N."""
+    instances: bool = False
+    """Also write labels/instances: connected components of the segmentation per slice (uint32)."""
+    ngff: Literal["0.5", "0.4"] = "0.5"
+    """Output: OME-NGFF 0.5 on Zarr v3 with shards, or 0.4 on Zarr v2 (a file per chunk) for older readers."""
+    pyramid: Annotated[int, Field(ge=1, le=12)] = 4
+    """Resolution levels of the output (level 0 and N-1 more, each 2x coarser in y and x) for viewers."""
+    skip_empty: bool = True
+    """Leave regions whose input chunks were never written (no data) at the fill value, unpredicted."""
+
+
+class EvaluateConfig(Section):
+    """Metrics on the test slices."""
+
+    KEY: ClassVar[str] = "evaluate"
+
+    connectivity: Literal[1, 2] = 1
+    """Cells of binary maps for the Rand and information measures (1 = 4-, 2 = 8-neighbour)."""
+    warping: bool = True
+    """Compute the warping error (Jain et al. 2010)."""
+
+
+class ExportConfig(Section):
+    """What a trained model's bioimage.io package says of itself (rule export; `unetflow export` options)."""
+
+    KEY: ClassVar[str] = "export"
+    name: str | None = None
+    """The model's name in the package (null: from its depth and width)."""
+    description: str | None = None
+    """A sentence on what the model does (null: what the net is and outputs)."""
+    license: Annotated[str, Field(pattern=r"^[A-Za-z0-9.+-]+$")] = "MIT"
+    """SPDX licence of the package (MIT: unetflow's, whose model source the package contains)."""
+    authors: list[Annotated[str, Field(min_length=1)]] = []
+    """The model's authors (empty: the login name of whoever runs the export)."""
+    training_data_license: Annotated[str, Field(pattern=r"^[A-Za-z0-9.+-]+$")] | None = None
+    """SPDX licence of the training data (null: not stated in the package)."""
+    test: bool = True
+    """Run bioimageio.core's test_model on each package before it is written."""
+
+
+DEFAULT_VOLUMES = {"synthetic": VolumeConfig(synthetic=SyntheticConfig(), voxel_size=[50.0, 4.0, 4.0])}
+DEFAULT_SPLIT = SplitConfig(volume="synthetic", train="0-9", val="10-11", test="12-15")
+
+
+class Config(Section):
+    """The whole configuration (config.yaml). Unknown keys are errors."""
+
+    volumes: Annotated[dict[VolumeName, VolumeConfig], Field(min_length=1)] = DEFAULT_VOLUMES
+    """Volumes by name (letters, digits, _ and -): the embedded generator or raw (+ labels) sources."""
+    split: SplitConfig | Annotated[list[SplitConfig], Field(min_length=1)] | None = DEFAULT_SPLIT
+    """Which slices of which labelled volumes (or regions) train, validate and test: one entry or a list."""
+    weights: WeightsConfig = WeightsConfig()
+    """The paper's border weight map."""
+    model: ModelConfig = ModelConfig()
+    """The valid-convolution U-Net."""
+    train: TrainConfig = TrainConfig()
+    """Training to the paper's recipe."""
+    predict: PredictConfig = PredictConfig()
+    """Overlap-tile prediction of every volume."""
+    evaluate: EvaluateConfig = EvaluateConfig()
+    """Metrics on the test slices."""
+    export: ExportConfig = ExportConfig()
+    """The bioimage.io package written for every trained model."""
+    ablation: bool = False
+    """Also train and evaluate a model with class-balancing weights only (what the border term buys)."""
+    pretrained: ModelSourceConfig | None = None
+    """A trained model to predict every volume with: nothing is trained, labels and split are optional."""
+
+    @model_validator(mode="after")
+    def _split_fits(self) -> Config:
+        if self.split is None:
+            if self.pretrained is None:
+                raise InputError(
+                    "split: training needs a split naming a labelled volume and its slices; give one, or set "
+                    "pretrained to predict with a trained model"
+                )
+        else:
+            check_split(self.split, self.volumes)
+        if self.pretrained is not None and self.ablation:
+            raise InputError("ablation trains a second model; it does not apply with pretrained: drop one")
+        if self.pretrained is not None and self.train.init_from is not None:
+            raise InputError(
+                "train.init_from fine-tunes a model, pretrained trains none (it only predicts): drop one"
+            )
+        return self
+
+    def split_entries(self) -> list[SplitConfig]:
+        """The split's entries (one for the single-mapping form, none without a split)."""
+        return split_entries(self.split)
+
+    def split_keys(self) -> list[str]:
+        """The config key of each entry, for messages: `split`, or `split[i]` in the list form."""
+        return split_keys(self.split)
+
+    def split_volumes(self) -> list[str]:
+        """Every volume the split names, in order, once each."""
+        return list(dict.fromkeys(entry.volume for entry in self.split_entries()))
+
+    def training_volumes(self) -> list[str]:
+        """The volumes that training reads (train or validation slices), in order, once each: each needs
+        its import and its weight map."""
+        return list(
+            dict.fromkeys(
+                entry.volume
+                for entry in self.split_entries()
+                if entry.train not in ("", []) or entry.val not in ("", [])
+            )
+        )
+
+    def report_volume(self) -> str | None:
+        """The volume of the primary entry (the report's figures, the exported model's test image)."""
+        entry = primary_entry(self.split_entries())
+        return None if entry is None else entry.volume

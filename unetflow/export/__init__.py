@@ -1,0 +1,1 @@
+"""Results in other tools' formats: trained models as bioimage.io packages (`bioimageio`)."""

@@ -1,0 +1,507 @@
+"""bioimage.io model packages (spec 0.5) of unetflow checkpoints, written and tested.
+
+`export_model` writes a checkpoint as a package that runs without unetflow wherever the model spec 0.5 is
+read (bioimageio.core, and through it napari; the zoo's other consumers): TorchScript weights, the state
+dict with the UNet's source file and its keyword arguments, the valid input sizes (min + n * 2**depth) and
+an output that shrinks by the net's fixed valid-convolution margin, the normalisation as preprocessing,
+softmax as postprocessing, a test input with its expected output, a cover, the paper as citation, the
+training data and the measured metrics.
+unetflow.model.package reads such a package back as a checkpoint.
+
+bioimageio.spec and bioimageio.core (the `bioimageio` extra) are imported only when used.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import shutil
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+import torch
+
+from unetflow.atomic import atomic_path
+from unetflow.config.model import VolumeConfig
+from unetflow.data.alignment import moves, recorded_offset
+from unetflow.errors import InputError
+from unetflow.geometry import UNetGeometry
+from unetflow.model import unet as model_module
+from unetflow.model.loss import EVEN_ODDS
+from unetflow.model.package import INSTALL_HINT, bioimageio_spec
+from unetflow.model.unet import UNet, UNetConfig
+
+log = logging.getLogger(__name__)
+
+INPUT_ID = "raw"
+OUTPUT_ID = "probability"
+CLASS_NAMES = ("background", "foreground")
+FOREGROUND_CHANNEL = 1
+"""Output channel of the foreground (cell interior) probability, as in unetflow's own prediction."""
+NORMALIZATION_POLICY = "zscore-volume"
+"""unetflow's normalisation: each volume z-scored with its own mean and standard deviation."""
+DEFAULT_LICENSE = "MIT"
+"""unetflow's own licence, which the architecture source in every package carries."""
+PAPER_TEXT = (
+    "Ronneberger O., Fischer P., Brox T. (2015) U-Net: Convolutional Networks for Biomedical Image "
+    "Segmentation. MICCAI 2015, LNCS 9351, pp. 234-241"
+)
+PAPER_DOI = "10.1007/978-3-319-24574-4_28"
+ARCHITECTURE_FILE = "unetflow_model.py"
+DEFAULT_TEST_OUTPUT = 128
+"""Output size of the test input when the checkpoint records no training tile."""
+
+
+def context_tile(
+    image: np.ndarray, geometry: UNetGeometry, output: int
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """A net input for `output` x `output` px of a 2-D image, read as overlap-tile prediction reads a block.
+
+    The block's offset (y, x) is a multiple of 2**depth near the image's centre and the input is its context
+    of `geometry.margin` px on every side, mirrored past the image's border, so the net's output for this
+    input is unetflow's prediction of image[y : y + output, x : x + output].
+    """
+    from unetflow.predict import read_context
+
+    if image.ndim != 2:
+        raise InputError(f"the test image must be a 2-D (y, x) slice, got shape {image.shape}")
+    margin, align = geometry.margin, geometry.alignment
+    y, x = (max(0, (size - output) // 2) // align * align for size in image.shape)
+    tile = read_context(image[None], 0, (y - margin, y + output + margin), (x - margin, x + output + margin))
+    return tile.astype(np.float32), (y, x)
+
+
+def class_probabilities(model: UNet, tile: np.ndarray) -> np.ndarray:
+    """Softmax of the net over a (y, x) input z-scored with its own statistics: (1, classes, y', x')."""
+    from unetflow.data import omezarr
+
+    normalized = omezarr.normalize(tile, float(tile.mean()), float(tile.std()))
+    with torch.inference_mode():
+        logits = model.eval()(torch.from_numpy(normalized)[None, None])
+    return torch.softmax(logits, dim=1).numpy()
+
+
+def read_test_image(
+    image: str | Path | np.ndarray, index: int = 0
+) -> tuple[np.ndarray, tuple[float, str] | None]:
+    """Slice `index` of a volume (OME-Zarr, any format unetflow imports, or an array) and its pixel size.
+
+    The pixel size (size, unit) comes from the attributes unetflow's import writes; None where unknown.
+    """
+    from unetflow.data import omezarr
+    from unetflow.data.formats import infer_format, open_volume
+    from unetflow.predict import as_stack
+
+    pixel = None
+    if isinstance(image, np.ndarray):
+        volume, name = as_stack(image), "the test image array"
+    elif infer_format(image) == "zarr":
+        volume, name = as_stack(omezarr.open_image(image)), str(image)
+        attrs = omezarr.read_attrs(image)
+        if "voxel_size" in attrs:
+            pixel = (float(attrs["voxel_size"][-1]), str(attrs.get("unit", "nanometer")))
+    else:
+        volume, name = as_stack(open_volume(image)), str(image)
+    if not 0 <= index < volume.shape[0]:
+        raise InputError(
+            f"test image slice {index} is out of range: {name} has {volume.shape[0]} slices; "
+            f"give a slice between 0 and {volume.shape[0] - 1}"
+        )
+    return np.asarray(volume[index]), pixel
+
+
+def read_metrics(path: str | Path) -> dict[str, Any]:
+    """The overall metrics of `unetflow evaluate`'s JSON (and how many slices they average)."""
+    target = Path(path)
+    try:
+        payload = json.loads(target.read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(f"metrics {target} cannot be read ({error}); run the evaluate step first") from error
+    if not isinstance(payload, dict) or not isinstance(payload.get("overall"), dict):
+        raise InputError(
+            f"{target} holds no 'overall' metrics: give the JSON that `unetflow evaluate` writes"
+        )
+    return {
+        "overall": {key: float(value) for key, value in payload["overall"].items()},
+        "slices_evaluated": int(payload.get("slices_evaluated", 0)),
+        "threshold": float(payload.get("threshold", EVEN_ODDS)),
+    }
+
+
+def _cover(path: Path, raw: np.ndarray, probability: np.ndarray) -> None:
+    """A 2:1 PNG: the raw region of the test output | its foreground probability."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 3), dpi=100)
+    left, right = figure.subplots(1, 2)
+    left.imshow(raw, cmap="gray")
+    right.imshow(probability, cmap="magma", vmin=0.0, vmax=1.0)
+    for axes, title in ((left, "raw"), (right, "foreground probability")):
+        axes.set_title(title, fontsize=10)
+        axes.set_axis_off()
+    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.9, wspace=0.04)
+    figure.savefig(path)
+
+
+def _normalization_text(normalization: dict[str, Any] | None) -> str:
+    """What the package's preprocessing does, and the training volume's statistics where recorded."""
+    text = "Each input image is z-scored with its own mean and standard deviation"
+    if normalization and "mean" in normalization and "std" in normalization:
+        text += f" (the training volume's: mean {normalization['mean']:.4g}, std {normalization['std']:.4g})"
+    return text + "."
+
+
+def _check_normalization(state: dict[str, Any], checkpoint: Path) -> dict[str, Any] | None:
+    """The checkpoint's normalisation record; a policy a package cannot state is an InputError."""
+    normalization = state.get("normalization")
+    if normalization is None:
+        return None
+    policy = normalization.get("policy", NORMALIZATION_POLICY)
+    if policy != NORMALIZATION_POLICY:
+        raise InputError(
+            f"{checkpoint}: normalization policy {policy!r} has no bioimage.io preprocessing here (only "
+            f"{NORMALIZATION_POLICY!r}, z-score per image); train with that policy to export"
+        )
+    return dict(normalization)
+
+
+def _readme(
+    *,
+    name: str,
+    description: str,
+    geometry: UNetGeometry,
+    threshold: float,
+    metrics: dict[str, Any] | None,
+    label_offset: tuple[float, float] = (0.0, 0.0),
+) -> str:
+    """The package's documentation, with the '## Validation' section the spec asks for."""
+    margin, sizes = geometry.margin, (geometry.valid_input(1), geometry.alignment)
+    lines = [
+        f"# {name}",
+        "",
+        description,
+        "",
+        "## Input and output",
+        "",
+        f"- input `{INPUT_ID}`: (batch, channel = 1, y, x) float32; y and x are {sizes[0]} + n * {sizes[1]} "
+        "pixels (the sizes every 2x2 max-pooling of the valid-convolution U-Net sees as even).",
+        f"- output `{OUTPUT_ID}`: (batch, channel, y - {2 * margin}, x - {2 * margin}): the net uses "
+        "valid convolutions, so output pixel (i, j) is the prediction of input pixel "
+        f"(i + {margin}, j + {margin}). Channel {FOREGROUND_CHANNEL} ({CLASS_NAMES[FOREGROUND_CHANNEL]}) is "
+        "the probability of the foreground class (the cell interior of EM membrane segmentation), channel 0 "
+        f"that of the background. unetflow segments the foreground at probability {threshold:.4g} (the "
+        "point that undoes the class weights of the training loss).",
+        f"- To predict a whole image, pad it by {margin} pixels on each side (mirroring) and tile it with "
+        f"tiles whose offsets are multiples of {sizes[1]}: that reproduces one pass over the whole image.",
+        *(
+            [
+                "- unetflow moves the input image by (dy, dx) = "
+                f"({label_offset[0]:+.2f}, {label_offset[1]:+.2f}) px (linear interpolation) before the net: "
+                "the offset of its training labels from the raw image's boundaries (train.label_offset: "
+                "auto). Do the same to meet labels drawn like those."
+            ]
+            if moves(label_offset)
+            else []
+        ),
+        "",
+        "## Validation",
+        "",
+    ]
+    if metrics is None:
+        lines.append("No metrics were given at export.")
+    else:
+        lines += [
+            f"Measured by unetflow on {metrics['slices_evaluated']} held-out slice(s), foreground "
+            f"thresholded at {metrics['threshold']:.4g}:",
+            "",
+            "| metric | value |",
+            "| --- | --- |",
+            *(f"| {key} | {value:.4g} |" for key, value in metrics["overall"].items()),
+        ]
+    lines += ["", "## Citation", "", f"{PAPER_TEXT}. doi:{PAPER_DOI}", ""]
+    return "\n".join(lines)
+
+
+def export_model(
+    checkpoint: str | Path,
+    output: str | Path,
+    *,
+    image: str | Path | np.ndarray | None = None,
+    image_slice: int = 0,
+    test_size: int | None = None,
+    metrics: str | Path | None = None,
+    name: str | None = None,
+    description: str | None = None,
+    license: str = DEFAULT_LICENSE,
+    authors: Sequence[str] | None = None,
+    training_data: str | None = None,
+    training_data_license: str | None = None,
+    test: bool = True,
+) -> Path:
+    """Write the checkpoint as a bioimage.io model package (.zip), validated by bioimageio.spec.
+
+    The test input is the context of a `test_size` px output block (default: the training tile) of slice
+    `image_slice` of `image` (an OME-Zarr or any volume unetflow imports; default: a synthetic EM-like slice),
+    and its expected output the net's softmax. `authors` default to the login name running the export;
+    `test` runs bioimageio.core's `test_model` on the package before it is renamed into place.
+    """
+    from unetflow.model.checkpoint import load_checkpoint
+
+    spec = bioimageio_spec()
+    from bioimageio.spec.model import v0_5
+
+    licences = {
+        "package": _licence_id(v0_5, license, what="the package's licence"),
+        "data": None
+        if training_data_license is None
+        else _licence_id(v0_5, training_data_license, what="the training data's licence"),
+    }
+    source = Path(checkpoint)
+    state = load_checkpoint(source)
+    config = UNetConfig(**state["model_config"])
+    geometry = config.geometry
+    model = UNet(config)
+    model.load_state_dict(state["model_state_dict"])
+    model.eval()
+    normalization = _check_normalization(state, source)
+    scores = read_metrics(metrics) if metrics is not None else None
+
+    out_size = geometry.valid_output(
+        int(test_size or (state.get("tile") or {}).get("output") or DEFAULT_TEST_OUTPUT)
+    )
+    pixel = None
+    if image is None:
+        from unetflow.data.synthesize import synthesize_volume
+
+        side = geometry.input_for_output(out_size)
+        slice_image = synthesize_volume(shape=(1, side, side), seed=0)[0][0]
+    else:
+        slice_image, pixel = read_test_image(image, image_slice)
+    tile, _ = context_tile(slice_image, geometry, out_size)
+    expected = class_probabilities(model, tile)
+
+    name = name or f"unetflow U-Net depth {config.depth} width {config.base_channels}"
+    description = description or (
+        f"The valid-convolution U-Net of Ronneberger et al. (2015), depth {config.depth}, "
+        f"{config.base_channels} base channels, trained with unetflow for two-class segmentation of EM "
+        f"images. Output channel {FOREGROUND_CHANNEL} is the foreground (cell interior) probability; the "
+        f"output is {geometry.margin} px smaller than the input on each side. "
+        + _normalization_text(normalization)
+    )
+    readme = _readme(
+        name=name,
+        description=description,
+        geometry=geometry,
+        threshold=float(state.get("threshold", EVEN_ODDS)),
+        metrics=scores,
+        label_offset=recorded_offset(state),
+    )
+    data_text = training_data or (
+        "The volume this checkpoint was trained on; not described further at export (give a description). "
+        + _normalization_text(normalization)
+    )
+
+    with tempfile.TemporaryDirectory(prefix="unetflow-export-") as folder, warnings.catch_warnings():
+        # bioimageio.spec leaves the files it hashes open until they are collected: noise in the log
+        warnings.simplefilter("ignore", ResourceWarning)
+        files = Path(folder)
+        _write_files(files, model, tile, expected, readme)
+        torch_version = v0_5.Version(torch.__version__.split("+")[0])
+        try:
+            descr = v0_5.ModelDescr(
+                name=name,
+                description=description,
+                authors=[v0_5.Author(name=author) for author in (authors or [getpass.getuser()])],
+                cite=[v0_5.CiteEntry(text=PAPER_TEXT, doi=v0_5.Doi(PAPER_DOI))],
+                license=licences["package"],
+                covers=[v0_5.FileDescr(source=files / "cover.png")],
+                documentation=v0_5.FileDescr(source=files / "README.md"),
+                tags=["unet", "segmentation", "electron-microscopy", "2d", "pytorch", "unetflow"],
+                inputs=[_input_descr(v0_5, files, geometry, pixel)],
+                outputs=[_output_descr(v0_5, files, geometry, pixel, classes=config.num_classes)],
+                weights=v0_5.WeightsDescr(
+                    pytorch_state_dict=v0_5.PytorchStateDictWeightsDescr(
+                        source=files / "weights.pt",
+                        architecture=v0_5.ArchitectureFromFileDescr(
+                            source=files / ARCHITECTURE_FILE,
+                            callable=v0_5.Identifier("UNet"),
+                            kwargs=config.to_dict(),
+                        ),
+                        pytorch_version=torch_version,
+                    ),
+                    torchscript=v0_5.TorchscriptWeightsDescr(
+                        source=files / "weights_torchscript.pt",
+                        pytorch_version=torch_version,
+                        parent="pytorch_state_dict",
+                    ),
+                ),
+                training_data=v0_5.DatasetDescr(
+                    name="unetflow training volume",
+                    description=data_text,
+                    tags=["electron-microscopy", "segmentation"],
+                    license=licences["data"],
+                ),
+                config=v0_5.Config(
+                    bioimageio=v0_5.BioimageioConfig(
+                        architecture_type="U-Net",
+                        architecture_description=(
+                            f"Valid-convolution U-Net, depth {config.depth}, {config.base_channels} base "
+                            f"channels, margin {geometry.margin} px, input sizes {geometry.valid_input(1)} + "
+                            f"n * {geometry.alignment}"
+                        ),
+                        task="semantic segmentation",
+                        model_parameter_count=sum(p.numel() for p in model.parameters()),
+                    ),
+                    unetflow=_provenance(state, normalization, scores),
+                ),
+            )
+        except ValueError as error:
+            raise InputError(
+                f"{source} cannot be described for bioimage.io ({error}); check the name (letters, digits, "
+                "spaces and _+-(), 5 to 128 characters), the authors (no slashes) and the description"
+            ) from error
+        package = spec.save_bioimageio_package(descr, output_path=files / "package.zip")
+        if test:
+            check_package(package)
+        with atomic_path(output) as tmp:
+            shutil.move(package, tmp)
+    log.info("wrote bioimage.io package %s (from %s)", output, source)
+    return Path(output)
+
+
+def _write_files(files: Path, model: UNet, tile: np.ndarray, expected: np.ndarray, readme: str) -> None:
+    """The package's files: both weights, the architecture source, test and sample tensors, cover, README."""
+    torch.save(model.state_dict(), files / "weights.pt")
+    with warnings.catch_warnings():
+        # TorchScript is what bioimage.io consumers run (torch.export has no weights format there)
+        warnings.filterwarnings("ignore", message=".*torch.jit.* is deprecated", category=DeprecationWarning)
+        traced = torch.jit.trace(model, torch.from_numpy(tile)[None, None])
+        torch.jit.save(traced, str(files / "weights_torchscript.pt"))
+    (files / ARCHITECTURE_FILE).write_text(Path(model_module.__file__).read_text())
+    np.save(files / "test_input.npy", tile[None, None])
+    np.save(files / "test_output.npy", expected)
+    tifffile.imwrite(files / "sample_input.tif", tile)
+    tifffile.imwrite(files / "sample_output.tif", expected[0])
+    margin = model.config.geometry.margin
+    _cover(files / "cover.png", tile[margin:-margin, margin:-margin], expected[0, FOREGROUND_CHANNEL])
+    (files / "README.md").write_text(readme)
+
+
+def _input_descr(v0_5: Any, files: Path, geometry: UNetGeometry, pixel: tuple[float, str] | None) -> Any:
+    """The input: (batch, channel, y, x), y and x of min + n * 2**depth px, z-scored per image."""
+    unit = {"unit": pixel[1], "scale": pixel[0]} if pixel else {}
+    size = v0_5.ParameterizedSize(min=geometry.valid_input(1), step=geometry.alignment)
+    return v0_5.InputTensorDescr(
+        id=v0_5.TensorId(INPUT_ID),
+        description="a grey-value image",
+        axes=[
+            v0_5.BatchAxis(),
+            v0_5.ChannelAxis(channel_names=[v0_5.Identifier(INPUT_ID)]),
+            *(v0_5.SpaceInputAxis(id=v0_5.AxisId(axis), size=size, **unit) for axis in "yx"),
+        ],
+        test_tensor=v0_5.FileDescr(source=files / "test_input.npy"),
+        sample_tensor=v0_5.FileDescr(source=files / "sample_input.tif"),
+        preprocessing=[
+            v0_5.ZeroMeanUnitVarianceDescr(
+                kwargs=v0_5.ZeroMeanUnitVarianceKwargs(
+                    axes=[v0_5.AxisId(axis) for axis in ("channel", "y", "x")]
+                )
+            )
+        ],
+    )
+
+
+def _output_descr(
+    v0_5: Any, files: Path, geometry: UNetGeometry, pixel: tuple[float, str] | None, *, classes: int
+) -> Any:
+    """The output: softmax over the classes, y and x the input's minus twice the valid-convolution margin."""
+    unit = {"unit": pixel[1], "scale": pixel[0]} if pixel else {}
+    names = list(CLASS_NAMES) if classes == 2 else [f"class{i}" for i in range(classes)]
+    return v0_5.OutputTensorDescr(
+        id=v0_5.TensorId(OUTPUT_ID),
+        description=f"class probabilities; channel {FOREGROUND_CHANNEL} = foreground",
+        axes=[
+            v0_5.BatchAxis(),
+            v0_5.ChannelAxis(channel_names=[v0_5.Identifier(name) for name in names]),
+            *(
+                v0_5.SpaceOutputAxis(
+                    id=v0_5.AxisId(axis),
+                    size=v0_5.SizeReference(
+                        tensor_id=v0_5.TensorId(INPUT_ID),
+                        axis_id=v0_5.AxisId(axis),
+                        offset=-2 * geometry.margin,
+                    ),
+                    **unit,
+                )
+                for axis in "yx"
+            ),
+        ],
+        test_tensor=v0_5.FileDescr(source=files / "test_output.npy"),
+        sample_tensor=v0_5.FileDescr(source=files / "sample_output.tif"),
+        postprocessing=[v0_5.SoftmaxDescr(kwargs=v0_5.SoftmaxKwargs(axis=v0_5.AxisId("channel")))],
+    )
+
+
+def _provenance(
+    state: dict[str, Any], normalization: dict[str, Any] | None, scores: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What unetflow needs to take the package back as a checkpoint, and where it came from."""
+    record: dict[str, Any] = {
+        "model_config": dict(state["model_config"]),
+        "threshold": float(state.get("threshold", EVEN_ODDS)),
+        "normalization": normalization or {"policy": NORMALIZATION_POLICY},
+        "foreground_channel": FOREGROUND_CHANNEL,
+    }
+    for key in ("tile", "step", "train_config", "label_offset"):
+        if key in state:
+            record[key] = state[key]
+    if scores is not None:
+        record["metrics"] = scores
+    return record
+
+
+def check_package(path: str | Path, *, weight_format: str | None = None) -> Any:
+    """Run bioimageio.core's test_model on a package (every weights format unless one is named).
+
+    Returns the validation summary; a package that fails is a RuntimeError that prints it.
+    """
+    try:
+        import bioimageio.core
+    except ImportError as error:
+        raise InputError(f"testing a bioimage.io package needs bioimageio.core: {INSTALL_HINT}") from error
+    summary = bioimageio.core.test_model(Path(path), weight_format=weight_format, devices=["cpu"])
+    if summary.status != "passed":
+        raise RuntimeError(
+            f"bioimage.io package {path} failed bioimageio.core's test_model:\n{summary.format()}"
+        )
+    return summary
+
+
+def describe_training_data(volume: str, entry: VolumeConfig, train_slices: str | Sequence[int]) -> str:
+    """A line on a workflow run's training data: the split volume, its source and the training slices."""
+    if entry.synthetic is not None:
+        options = entry.synthetic
+        source = f"unetflow's synthetic EM-like generator (shape {options.shape}, seed {options.seed})"
+    else:
+        raw = entry.raw
+        source = "?" if raw is None else str(raw.url or Path(str(raw.path)).name)
+    voxel = entry.voxel_size
+    pixel = f", voxel size {voxel} {entry.unit}" if voxel else ""
+    return f"Slices {train_slices} of volume '{volume}': {source}{pixel}."
+
+
+def _licence_id(v0_5: Any, value: str, *, what: str) -> Any:
+    """An SPDX licence id of bioimage.io's list; anything else is an InputError that says where to look."""
+    try:
+        return v0_5.LicenseId(value)
+    except ValueError as error:
+        raise InputError(
+            f"{what} {value!r} is not an SPDX licence identifier; give one such as MIT, CC-BY-4.0 or CC0-1.0 "
+            "(https://spdx.org/licenses/)"
+        ) from error

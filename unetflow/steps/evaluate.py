@@ -1,0 +1,143 @@
+"""The evaluate step: every registered metric of each prediction on the test slices of its volume."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from unetflow.atomic import atomic_path, protect_inputs
+from unetflow.config.model import EvaluateConfig
+from unetflow.config.split import Split, SplitConfig, check_entries, source_names, split_entries
+from unetflow.data import omezarr
+from unetflow.data.labels import split_ignore
+from unetflow.errors import InputError
+from unetflow.evaluate.metrics import evaluate
+from unetflow.evaluate.registry import HEADLINE_KEYS
+from unetflow.logs import progress_bar, setup_logging
+from unetflow.model.loss import EVEN_ODDS
+from unetflow.steps.common import write_json
+
+log = logging.getLogger(__name__)
+
+
+def evaluation_units(
+    volume: str, entries: Sequence[SplitConfig], shape: Sequence[int]
+) -> list[tuple[str, list[int], tuple[int, int] | None, tuple[int, int] | None]]:
+    """What is evaluated of a labelled volume: (source name, slices, rows, columns) of each split entry of
+    it with test slices; the whole volume where the split names it not at all; nothing where it names the
+    volume for training or validation only."""
+    named = [
+        (entry, name)
+        for entry, name in zip(entries, source_names(entries), strict=True)
+        if entry.volume == volume
+    ]
+    if not named:
+        return [(volume, list(range(int(shape[0]))), None, None)]
+    keys = [f"split entry {name!r}" for _, name in named]
+    chosen = check_entries([entry for entry, _ in named], keys, {volume: shape})
+    units = []
+    for (entry, name), slices in zip(named, chosen, strict=True):
+        if slices is None or not slices["test"]:
+            continue
+        _, rows, columns = entry.box(shape)
+        units.append(
+            (
+                name,
+                slices["test"],
+                None if rows == (0, int(shape[1])) else rows,
+                None if columns == (0, int(shape[2])) else columns,
+            )
+        )
+    return units
+
+
+def run_evaluate(
+    *,
+    data: Sequence[str],
+    predictions: Sequence[str],
+    volumes: Sequence[str],
+    split: Split | None,
+    metrics: str,
+    slices: str,
+    threshold: float | str = "auto",
+    options: EvaluateConfig,
+) -> dict[str, Any]:
+    """Metrics per slice, per volume, per split source and overall; JSON summary plus a per-slice CSV.
+
+    Each volume is evaluated on the test slices (and regions) of its split entries, or whole where the
+    split does not name it (`evaluation_units`); unannotated pixels count in no metric. `threshold` "auto"
+    takes the one each prediction's segmentation was made with (its attributes).
+    """
+    from unetflow.predict import check_complete, planned_groups, prediction_threshold
+
+    setup_logging()
+    entries = split_entries(split)
+    rows: list[dict[str, Any]] = []
+    per_volume: dict[str, dict[str, float]] = {}
+    per_source: dict[str, dict[str, float]] = {}
+    thresholds: dict[str, float] = {}
+    with protect_inputs([*data, *predictions], outputs=[metrics, slices]):
+        for volume, data_path, prediction in zip(volumes, data, predictions, strict=True):
+            truth = omezarr.open_labels(data_path)
+            if truth is None:
+                raise InputError(
+                    f"{data_path} has no labels to evaluate {prediction} against; import its labels"
+                )
+            units = evaluation_units(volume, entries, truth.shape)
+            if not units:
+                continue  # the split trains or validates on this volume only
+            if planned_groups(prediction) is not None:  # a unetflow prediction: every shard on disk
+                check_complete(prediction)
+            cut = prediction_threshold(prediction) if threshold == "auto" else float(threshold)
+            thresholds[volume] = cut
+            probability = omezarr.open_image(prediction)
+            ignore = omezarr.label_ignore(data_path)
+            volume_rows = []
+            for name, chosen, rows_span, columns_span in units:
+                window = tuple(slice(*span) if span else slice(None) for span in (rows_span, columns_span))
+                source_rows = []
+                for index in progress_bar(chosen, desc=f"evaluate {name}", unit="slice"):
+                    labels, unannotated = split_ignore(np.asarray(truth[(index, *window)]), ignore)
+                    scores = evaluate(
+                        np.asarray(probability[(index, *window)], dtype=np.float32),
+                        labels,
+                        threshold=cut,
+                        connectivity=options.connectivity,
+                        include_warping=options.warping,
+                        ignore=unannotated,
+                    )
+                    source_rows.append({"volume": volume, "slice": index, **scores})
+                per_source[name] = {**_mean_scores(source_rows), "slices": len(source_rows)}
+                volume_rows.extend(source_rows)
+            rows.extend(volume_rows)
+            per_volume[volume] = _mean_scores(volume_rows)
+        if not rows:
+            raise InputError("nothing to evaluate: give the split test slices (split.test)")
+        overall = _mean_scores(rows)
+        payload = {**{key: overall[key] for key in HEADLINE_KEYS}, "overall": overall, "volumes": per_volume}
+        if set(per_source) != set(per_volume):
+            payload["sources"] = per_source
+        payload["slices_evaluated"] = len(rows)
+        payload["thresholds"] = thresholds
+        payload["threshold"] = next(iter(thresholds.values()), EVEN_ODDS)
+        write_json(metrics, payload)
+        columns = list(rows[0])
+        with atomic_path(slices) as tmp:
+            lines = [",".join(columns)] + [",".join(str(row[c]) for c in columns) for row in rows]
+            tmp.write_text("\n".join(lines) + "\n")
+    log.info("overall: %s", {key: round(overall[key], 4) for key in HEADLINE_KEYS})
+    return payload
+
+
+def _mean_scores(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Mean of every numeric metric over slices (slices where a measure is NaN left out)."""
+    keys = [key for key in rows[0] if key not in ("volume", "slice")] if rows else []
+    means = {}
+    for key in keys:
+        values = [row[key] for row in rows if not math.isnan(row[key])]
+        means[key] = float(np.mean(values)) if values else math.nan
+    return means

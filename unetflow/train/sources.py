@@ -1,0 +1,256 @@
+"""Training data: the split's sources resolved against their imported volumes, read into memory, checked.
+
+A source is one entry of the split, a labelled volume or a region of it (an annotated crop), with its
+training and validation slices. Each is read with its own normalisation (the volume's mean and std, the
+policy the checkpoint records), its labels split into cell interior and unannotated pixels, and the loss
+weights of every pixel from `unetflow.model.loss`. Before any step a source whose training slices hold only
+one class, or fewer annotated pixels than one training tile, is named in a warning, and training data with no
+annotated pixel, or only one class over all sources, is an error: a net cannot learn a boundary from it
+(it would train silently with class weights (1, 1)).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unetflow.config.split import SplitConfig, check_entries, source_names
+from unetflow.data import omezarr
+from unetflow.data.labels import foreground
+from unetflow.errors import InputError
+from unetflow.model import loss
+from unetflow.train.weights import class_counts
+
+log = logging.getLogger(__name__)
+
+Span = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class TrainingSource:
+    """One source of training data: an imported volume (and its weight maps), slices and region."""
+
+    name: str
+    data: Path
+    weights: Path | None
+    train: list[int]
+    val: list[int]
+    rows: Span | None = None
+    columns: Span | None = None
+
+    def identity(self) -> list[Any]:
+        """What makes this source's data (for the run's fingerprint; the name is only a label)."""
+        mean, std = omezarr.normalization(self.data)
+        return [self.train, self.val, self.rows, self.columns, mean, std]
+
+
+@dataclass
+class TrainingData:
+    """The slices of one role of a source, in memory: normalised raw, binary labels (0/1), the loss
+    weights (0 where unannotated) and the mask of unannotated pixels (None: every pixel is annotated)."""
+
+    raw: np.ndarray
+    labels: np.ndarray
+    weights: np.ndarray
+    unannotated: np.ndarray | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class ClassCounts:
+    """Annotated pixels of each class in a source's training slices, and the unannotated ones."""
+
+    background: int
+    foreground: int
+    unannotated: int = 0
+
+    @property
+    def annotated(self) -> int:
+        """Pixels with a label."""
+        return self.background + self.foreground
+
+    def __add__(self, other: ClassCounts) -> ClassCounts:
+        return ClassCounts(
+            self.background + other.background,
+            self.foreground + other.foreground,
+            self.unannotated + other.unannotated,
+        )
+
+
+def resolve_sources(
+    split: SplitConfig | Sequence[SplitConfig],
+    data: Mapping[str, str | Path],
+    weights: Mapping[str, str | Path | None] | None = None,
+    *,
+    keys: Sequence[str] | None = None,
+) -> list[TrainingSource]:
+    """The entries of `split` that train or validate, as sources of the imported volumes `data` (by volume
+    name; `weights` their weight maps). Slices and regions are checked against the volumes' shapes."""
+    entries = [split] if isinstance(split, SplitConfig) else list(split)
+    keys = (
+        list(keys)
+        if keys is not None
+        else ["split"]
+        if len(entries) == 1
+        else [f"split[{i}]" for i in range(len(entries))]
+    )
+    missing = sorted({entry.volume for entry in entries if _reads(entry) and entry.volume not in data})
+    if missing:
+        raise InputError(f"split names volume(s) {missing} that training was given no imported data of")
+    shapes = {name: tuple(omezarr.open_image(path).shape) for name, path in data.items()}
+    chosen = check_entries(entries, keys, shapes)
+    sources = []
+    for entry, name, slices in zip(entries, source_names(entries), chosen, strict=True):
+        if slices is None or not (slices["train"] or slices["val"]):
+            continue
+        _, rows, columns = entry.box(shapes[entry.volume])
+        full = shapes[entry.volume][1:]
+        sources.append(
+            TrainingSource(
+                name=name,
+                data=Path(data[entry.volume]),
+                weights=None
+                if weights is None or weights.get(entry.volume) is None
+                else Path(str(weights[entry.volume])),
+                train=slices["train"],
+                val=slices["val"],
+                rows=None if rows == (0, full[0]) else rows,
+                columns=None if columns == (0, full[1]) else columns,
+            )
+        )
+    if not any(source.train for source in sources):
+        raise InputError('split names no training slices; give some, e.g. train: "0-9"')
+    return sources
+
+
+def _reads(entry: SplitConfig) -> bool:
+    return entry.train not in ("", []) or entry.val not in ("", [])
+
+
+def load_slices(
+    data: str | Path,
+    weights: str | Path | None,
+    slices: list[int],
+    *,
+    loss_weights: str = "border",
+    rows: Span | None = None,
+    columns: Span | None = None,
+    name: str = "",
+) -> TrainingData:
+    """Read the chosen slices (rows, columns) of an imported dataset and its weight maps into memory."""
+    raw_array = omezarr.open_image(data)
+    labels_array = omezarr.open_labels(data)
+    if labels_array is None:
+        raise InputError(
+            f"{data} has no labels: training needs a volume with labels (config volumes.*.labels)"
+        )
+    if not slices:
+        raise InputError(f"no slices selected for training/validation from {data}: check config split")
+    window = (slice(*rows) if rows else slice(None), slice(*columns) if columns else slice(None))
+    mean, std = omezarr.normalization(data)
+    raw = omezarr.normalize(np.stack([raw_array[(i, *window)] for i in slices]), mean, std)
+    labels, unannotated = foreground(
+        np.stack([labels_array[(i, *window)] for i in slices]), omezarr.label_ignore(data)
+    )
+    if loss.uses_class_weights(loss_weights) and weights is None:
+        raise InputError(f"train.loss_weights {loss_weights} needs the weight maps: give the weights Zarr")
+    weight_map = None
+    if loss.uses_weight_map(loss_weights) and weights is not None:
+        weight_array = omezarr.open_image(weights)
+        weight_map = np.stack([weight_array[(i, *window)] for i in slices])
+    pixel_weights = loss.pixel_weights(
+        loss_weights,
+        labels,
+        unannotated=unannotated,
+        weight_map=weight_map,
+        class_weights=loss.class_weights_of(weights) if loss.uses_class_weights(loss_weights) else None,
+    )
+    return TrainingData(raw=raw, labels=labels, weights=pixel_weights, unannotated=unannotated, name=name)
+
+
+def load_source(source: TrainingSource, role: str, *, loss_weights: str) -> TrainingData | None:
+    """The `role` ("train" or "val") slices of a source in memory (None where it has none)."""
+    slices = getattr(source, role)
+    if not slices:
+        return None
+    return load_slices(
+        source.data,
+        source.weights,
+        slices,
+        loss_weights=loss_weights,
+        rows=source.rows,
+        columns=source.columns,
+        name=source.name,
+    )
+
+
+def count_classes(
+    data: str | Path,
+    slices: Sequence[int],
+    *,
+    rows: Span | None = None,
+    columns: Span | None = None,
+) -> ClassCounts:
+    """The class counts of the chosen slices (and rows and columns) of an imported dataset, slice by slice."""
+    labels_array = omezarr.open_labels(data)
+    if labels_array is None:
+        raise InputError(
+            f"{data} has no labels: training needs a volume with labels (config volumes.*.labels)"
+        )
+    ignore = omezarr.label_ignore(data)
+    window = (slice(*rows) if rows else slice(None), slice(*columns) if columns else slice(None))
+    total = ClassCounts(0, 0)
+    for index in slices:
+        interior, unannotated = foreground(np.asarray(labels_array[(index, *window)]), ignore)
+        background, cells = class_counts(interior, unannotated)
+        total = total + ClassCounts(background, cells, 0 if unannotated is None else int(unannotated.sum()))
+    return total
+
+
+def check_training_data(counts: Mapping[str, ClassCounts], *, tile: int | None = None) -> None:
+    """Warn of sources whose training slices hold one class only or fewer annotated pixels than one output
+    tile (`tile` x `tile`); an error where a source has no annotated pixel or all of them one class."""
+    for name, count in counts.items():
+        if count.annotated == 0:
+            raise InputError(
+                f"split source {name!r}: its training slices hold no annotated pixel (all are the ignore "
+                "value); check volumes.*.labels.ignore or choose other slices"
+            )
+        if count.background == 0 or count.foreground == 0:
+            only = "cell interior" if count.background == 0 else "membrane / background"
+            log.warning(
+                "split source %r: its training slices hold only %s (%d pixels); it teaches no boundary",
+                name,
+                only,
+                count.annotated,
+            )
+        if tile is not None and count.annotated < tile * tile:
+            log.warning(
+                "split source %r: %d annotated pixels in its training slices, fewer than one %d x %d "
+                "training tile; it is drawn in proportion to its area and its padding does not train",
+                name,
+                count.annotated,
+                tile,
+                tile,
+            )
+    pooled = sum(counts.values(), ClassCounts(0, 0))
+    if pooled.background == 0 or pooled.foreground == 0:
+        only = "cell interior" if pooled.background == 0 else "membrane / background"
+        raise InputError(
+            f"the training slices of every split source ({', '.join(counts)}) hold only {only}: the net "
+            "cannot learn a boundary (class weights would be (1, 1)); check the labels (labels.invert? "
+            "labels.ignore?) and the split's train slices"
+        )
+
+
+def pooled_class_weights(counts: Mapping[str, ClassCounts]) -> tuple[float, float]:
+    """The class weights (background, foreground) that balance the annotated pixels of every source."""
+    from unetflow.train.weights import class_balance_from_counts
+
+    pooled = sum(counts.values(), ClassCounts(0, 0))
+    return class_balance_from_counts((pooled.background, pooled.foreground))
