@@ -363,6 +363,36 @@ class PredictConfig(Section):
     """Leave regions whose input chunks were never written (no data) at the fill value, unpredicted."""
 
 
+Shape3 = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=3, max_length=3)]
+
+
+class SegmentConfig(Section):
+    """Instance segmentation of every predicted volume: fragments, region graph, one agglomeration."""
+
+    KEY: ClassVar[str] = "segment"
+
+    enabled: bool = True
+    """Segment every prediction into objects (results/segment/<model>/<volume>.zarr, uint64 ids)."""
+    block_shape: Shape3 = [32, 512, 512]
+    """Blocks (z, y, x) of the blockwise steps: a unit of work and of resume, and a chunk of the output."""
+    halo: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=3, max_length=3)] = [24, 24, 24]
+    """Voxels each block reads beyond its faces for its fragments (z unused in mode 2d); at least the seeds'
+    reach of 22 voxels keeps the result independent of the blocks."""
+    mode: Literal["auto", "2d", "3d"] = "auto"
+    """Fragments per slice (2d, anisotropic serial sections) or in 3-D (isotropic); auto: by voxel size."""
+    method: Literal["mean", "multicut", "mutex"] = "mean"
+    """Agglomeration of the region graph: mean-boundary (GASP average), multicut (GAEC + Kernighan-Lin) or
+    mutex watershed."""
+    threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    """Mean boundary probability of a contact at which two regions stay apart (every method's bias)."""
+    seed_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    """Boundary probability from which a voxel is boundary for the fragments' seeds (distance maxima)."""
+    block_groups: Annotated[int, Field(ge=1)] = 1
+    """Independent jobs that split the blockwise steps of each volume (one SLURM job each)."""
+    pyramid: Annotated[int, Field(ge=1, le=12)] = 4
+    """Resolution levels of the label image (each 2x coarser in y and x) for napari and neuroglancer."""
+
+
 class EvaluateConfig(Section):
     """Metrics on the test slices."""
 
@@ -411,6 +441,8 @@ class Config(Section):
     """Training to the paper's recipe."""
     predict: PredictConfig = PredictConfig()
     """Overlap-tile prediction of every volume."""
+    segment: SegmentConfig = SegmentConfig()
+    """Instance segmentation of every prediction (objects with one id through the volume)."""
     evaluate: EvaluateConfig = EvaluateConfig()
     """Metrics on the test slices."""
     export: ExportConfig = ExportConfig()

@@ -29,7 +29,7 @@ MODES = ("2d", "3d")
 
 @dataclass(frozen=True)
 class FragmentOptions:
-    """How fragments are seeded: where the boundary starts, how far distances reach, how seeds are smoothed."""
+    """How fragments are seeded: where the boundary starts, how far distances reach, their smoothing."""
 
     mode: str = "2d"
     seed_threshold: float = 0.5
@@ -128,7 +128,9 @@ def fragments(
     return out, len(np.unique(out[out > 0]))
 
 
-def _first_voxels(labels: np.ndarray, origin: tuple[int, int, int], shape: tuple[int, int, int]) -> np.ndarray:
+def _first_voxels(
+    labels: np.ndarray, origin: tuple[int, int, int], shape: tuple[int, int, int]
+) -> np.ndarray:
     """For each label 1..n of `labels` (a box starting at `origin` of a volume of `shape`), 1 + the
     volume-wide raster index of its first voxel; index 0 maps to 0 (uint64)."""
     flat = labels.ravel()
@@ -138,8 +140,6 @@ def _first_voxels(labels: np.ndarray, origin: tuple[int, int, int], shape: tuple
         return ids
     values, first = np.unique(flat[where], return_index=True)
     z, y, x = np.unravel_index(where[first], labels.shape)
-    index = np.ravel_multi_index(
-        (z + origin[0], y + origin[1], x + origin[2]), shape
-    ).astype(np.uint64)
+    index = np.ravel_multi_index((z + origin[0], y + origin[1], x + origin[2]), shape).astype(np.uint64)
     ids[values] = index + np.uint64(1)
     return ids

@@ -58,8 +58,10 @@ def block_edges(labels: np.ndarray, boundary: np.ndarray, own: tuple[int, int, i
     for axis in range(3):
         if own[axis] == 0 or labels.shape[axis] < 2:
             continue
-        first = [slice(0, min(own[axis], labels.shape[axis] - 1)) if a == axis else slice(0, own[a])
-                 for a in range(3)]
+        first = [
+            slice(0, min(own[axis], labels.shape[axis] - 1)) if a == axis else slice(0, own[a])
+            for a in range(3)
+        ]
         second = [slice(s.start + 1, s.stop + 1) if a == axis else s for a, s in enumerate(first)]
         a, b = compact[tuple(first)], compact[tuple(second)]
         differ = a != b

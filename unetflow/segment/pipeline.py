@@ -98,7 +98,9 @@ def build_pyramid(target: str | Path, levels: int) -> int:
         (plan.shape[0], max(1, -(-plan.shape[1] // 2**level)), max(1, -(-plan.shape[2] // 2**level)))
         for level in range(levels)
     ]
-    grids = [(shape, tuple(min(c, n) for c, n in zip(chunk, shape, strict=True)), None) for shape in shapes[1:]]
+    grids = [
+        (shape, tuple(min(c, n) for c, n in zip(chunk, shape, strict=True)), None) for shape in shapes[1:]
+    ]
     omezarr.add_levels(target, grids, compression_level=OUTPUT_COMPRESSION)
     base = omezarr.open_image(target)
     for level in range(1, levels):

@@ -109,7 +109,7 @@ class SegmentPlan:
 
 
 def choose_mode(mode: str, voxel_size: tuple[float, float, float]) -> str:
-    """"2d" or "3d": as given, or for "auto" from the voxel size (z more than twice coarser: 2d)."""
+    """ "2d" or "3d": as given, or for "auto" from the voxel size (z more than twice coarser: 2d)."""
     if mode != "auto":
         return mode
     z, y, x = voxel_size

@@ -105,13 +105,22 @@ def init_segmentation(
     work = store.work_folder(target)
     work.mkdir(parents=True, exist_ok=True)
     zarr.create_array(
-        str(work / "fragments.zarr"), shape=plan.shape, chunks=chunk, dtype="uint64", fill_value=0,
+        str(work / "fragments.zarr"),
+        shape=plan.shape,
+        chunks=chunk,
+        dtype="uint64",
+        fill_value=0,
         compressors=zarr.codecs.ZstdCodec(level=OUTPUT_COMPRESSION),
     )
     log.info(
         "segmentation plan: %d blocks of %s (halo %s), %d group(s), mode %s, %s agglomeration at %.3f",
-        plan.blocks, "x".join(map(str, plan.block)), "x".join(map(str, plan.halo)), plan.groups,
-        plan.mode, plan.method, plan.threshold,
+        plan.blocks,
+        "x".join(map(str, plan.block)),
+        "x".join(map(str, plan.halo)),
+        plan.groups,
+        plan.mode,
+        plan.method,
+        plan.threshold,
     )
     return plan
 
@@ -154,7 +163,9 @@ def run_fragments(target: str | Path, group: int, *, show_progress: bool = False
     pending, _ = _pending(context.target, FRAGMENTS, plan, group)
     started, voxels = time.perf_counter(), 0
     with store.journal(store.journal_path(target, FRAGMENTS, group)) as record:
-        for number in progress_bar(pending, desc=f"fragments {group}", unit="block", disable=not show_progress):
+        for number in progress_bar(
+            pending, desc=f"fragments {group}", unit="block", disable=not show_progress
+        ):
             if not context.has_data(number):
                 record(number, 0)
                 continue
@@ -162,7 +173,12 @@ def run_fragments(target: str | Path, group: int, *, show_progress: bool = False
             mask = sources.data_mask(context.volume, context.stored, outer)
             origin = tuple(piece.start for piece in outer)
             labels, count = fragments(
-                context.boundary(outer), inner, options, origin=origin, shape=plan.shape, mask=mask  # type: ignore[arg-type]
+                context.boundary(outer),
+                inner,
+                options,
+                origin=origin,
+                shape=plan.shape,
+                mask=mask,  # type: ignore[arg-type]
             )
             if count:
                 context.fragments[plan.box(number)] = labels
@@ -279,7 +295,9 @@ def run_solve(target: str | Path) -> dict[str, Any]:
     }
     with atomic_path(work / "solve.json") as tmp:
         tmp.write_text(json.dumps(summary) + "\n")
-    log.info("agglomerated %d fragments, %d edges into %d objects", len(keys), summary["edges"], summary["objects"])
+    log.info(
+        "agglomerated %d fragments, %d edges into %d objects", len(keys), summary["edges"], summary["objects"]
+    )
     return summary
 
 

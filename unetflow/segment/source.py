@@ -103,7 +103,8 @@ def blocks_with_data(volume: Volume, stored: set[tuple[int, int, int]] | None, p
     found: set[int] = set()
     for index in stored:
         region = tuple(
-            slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(index, volume.chunks, plan.shape, strict=True)
+            slice(i * c, min((i + 1) * c, n))
+            for i, c, n in zip(index, volume.chunks, plan.shape, strict=True)
         )
         found.update(plan.blocks_in(region))
     return found
@@ -113,7 +114,11 @@ def check_sample(volume: Volume, stored: set[tuple[int, int, int]] | None, *, bo
     """Check the value range on an even sample of stored chunks before anything is written."""
     chunks = volume.chunks or (1, volume.shape[1], volume.shape[2])
     grid = [range(-(-n // c)) for n, c in zip(volume.shape, chunks, strict=True)]
-    listed = sorted(stored) if stored is not None else [(z, y, x) for z in grid[0] for y in grid[1] for x in grid[2]]
+    listed = (
+        sorted(stored)
+        if stored is not None
+        else [(z, y, x) for z in grid[0] for y in grid[1] for x in grid[2]]
+    )
     if not listed:
         raise InputError(f"segment: {volume.source} holds no data: none of its chunks was ever written")
     step = max(1, len(listed) // SAMPLE_CHUNKS)

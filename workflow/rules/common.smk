@@ -4,6 +4,7 @@ from unetflow.layout import ABLATION_MODEL, MAIN_MODEL, PRETRAINED_MODEL, RESULT
 from unetflow.model.loss import ABLATION_MODE
 from unetflow.preflight import check_data, invalidate_incomplete_groups, read_in_place, shape_of
 from unetflow.predict.plan import groups_for, planned_groups
+from unetflow.segment.plan import planned_segment_groups
 
 ENV = "../../envs/unetflow.yaml"
 
@@ -212,6 +213,57 @@ def predicted_groups(wildcards):
     ]
 
 
+def segment_groups(model, volume):
+    """Block groups of a volume's segmentation: as planned when it exists, else from the config and size."""
+    planned = planned_segment_groups(RESULTS.segmentation(model, volume))
+    if planned is not None:
+        return planned
+    shape = known_shape(volume) or (1, 1, 1)
+    blocks = 1
+    for size, block in zip(shape, SETTINGS.segment.block_shape):
+        blocks *= -(-size // block)
+    return max(1, min(SETTINGS.segment.block_groups, blocks))
+
+
+def segment_flags(wildcards, step):
+    """Completion flags of one step of every block group of a segmentation (solve: one)."""
+    count = 1 if step == "solve" else segment_groups(wildcards.model, wildcards.volume)
+    return [
+        RESULTS.segment_flag(wildcards.model, wildcards.volume, step, group)
+        for group in range(count)
+    ]
+
+
+SEGMENT_BEFORE = {"fragments": None, "graph": "fragments", "solve": "graph", "relabel": "solve"}
+
+
+def segment_step_inputs(wildcards):
+    """What one segmentation step waits for: every group of the step before it."""
+    before = SEGMENT_BEFORE[wildcards.step]
+    return [] if before is None else segment_flags(wildcards, before)
+
+
+def segment_memory_mb(wildcards):
+    """Memory of a segmentation step: a block's arrays for the blockwise steps, the graph for solve."""
+    return 16000 if wildcards.step == "solve" else 4000
+
+
+def segmentations():
+    """Every segmentation's summary (none with segment.enabled false)."""
+    if not SETTINGS.segment.enabled:
+        return []
+    return [
+        RESULTS.segmentation_summary(model, volume) for model in models() for volume in volumes()
+    ]
+
+
+def labelled_segmentations(model):
+    """The segmentation summaries of a model's labelled volumes (none with segment.enabled false)."""
+    if not SETTINGS.segment.enabled:
+        return []
+    return [RESULTS.segmentation_summary(model, volume) for volume in labelled_volumes()]
+
+
 def labelled_volumes():
     """Volumes with ground truth, evaluated on their test slices (every slice where no split names them)."""
     return [name for name, entry in SETTINGS.volumes.items() if entry.labelled]
@@ -239,6 +291,7 @@ def final_outputs():
     ]
     if labelled_volumes():
         outputs.append(RESULTS.metrics_summary())
+    outputs += segmentations()
     outputs.append(RESULTS.report())
     outputs += [RESULTS.bioimageio_package(model) for model in trained_models()]
     return outputs

@@ -13,4 +13,5 @@ run_evaluate(
     slices=snakemake.output.slices,
     threshold=snakemake.params.threshold,
     options=snakemake.params.options,
+    segmentations=[path.removesuffix(".json") + ".zarr" for path in snakemake.input.segmentations],
 )

@@ -1,0 +1,9 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from unetflow.steps.segment import run_segment_finalize
+
+run_segment_finalize(
+    target=snakemake.input.target, summary=snakemake.output[0], options=snakemake.params.options
+)
