@@ -28,14 +28,17 @@ def stack_scores(
     *,
     instances: bool,
     ignore: np.ndarray | None = None,
+    per_slice: np.ndarray | None = None,
 ) -> dict[str, float]:
     """3-D VOI and adapted Rand error (where the truth holds instance ids through the volume: `instances`)
-    and the per-slice Rand error, V_rand and V_info (means over slices) of a (z, y, x) label stack."""
+    and the per-slice Rand error, V_rand and V_info (means over slices) of a (z, y, x) label stack
+    (of `per_slice` where the slices are scored on other labels, e.g. the baseline's 2-D components)."""
     scores: dict[str, float] = {}
     if instances:
         table = Contingency()
         table.add(truth, objects)
         scores.update(table.scores())
+    objects = objects if per_slice is None else per_slice
     rows: list[dict[str, float]] = []
     for z in range(truth.shape[0]):
         mask = None if ignore is None else ignore[z]
@@ -78,11 +81,15 @@ def compare(
     instances: bool,
     ignore: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
-    """The segmentation's scores and the connected-components baseline's, side by side."""
-    baseline = connected_components(probability, threshold, three_d=instances)
+    """The segmentation's scores and the connected-components baseline's, side by side: the baseline is
+    3-D (6-connected) for the 3-D scores and per slice (4-connected, today's instances) for the slices'."""
+    flat = connected_components(probability, threshold, three_d=False)
+    baseline = connected_components(probability, threshold, three_d=True) if instances else flat
     return {
         "segmentation": stack_scores(truth, objects, instances=instances, ignore=ignore),
-        "connected_components": stack_scores(truth, baseline, instances=instances, ignore=ignore),
+        "connected_components": stack_scores(
+            truth, baseline, instances=instances, ignore=ignore, per_slice=flat
+        ),
     }
 
 
