@@ -46,7 +46,9 @@ def _write(folder: Path, boundary: np.ndarray, chunks: tuple[int, int, int]) -> 
     return path
 
 
-def _segment(source: Path, target: Path, block: tuple[int, int, int], **options: object) -> tuple[np.ndarray, dict]:
+def _segment(
+    source: Path, target: Path, block: tuple[int, int, int], **options: object
+) -> tuple[np.ndarray, dict]:
     shutil.rmtree(target, ignore_errors=True)
     shutil.rmtree(target.with_suffix(".work"), ignore_errors=True)
     result = segment_volume(ProbabilitySource(str(source)), target, block=block, boundary=True, **options)
@@ -56,41 +58,58 @@ def _segment(source: Path, target: Path, block: tuple[int, int, int], **options:
 def methods(folder: Path) -> None:
     """Each agglomeration at three thresholds against the truth, one block, both kinds of volume."""
     for kind, spec in VOLUMES.items():
-        boundary, truth = voronoi_volume(spec["shape"], cells=spec["cells"], voxel_size=spec["voxel_size"],
-                                         noise=0.15, seed=7)
+        boundary, truth = voronoi_volume(
+            spec["shape"], cells=spec["cells"], voxel_size=spec["voxel_size"], noise=0.15, seed=7
+        )
         source = _write(folder, boundary, (16, 64, 64))
         for method in ("mean", "multicut", "mutex"):
             for threshold in (0.3, 0.5, 0.7):
                 labels, result = _segment(
-                    source, folder / "out.zarr", spec["shape"], halo=(24, 24, 24), mode=kind,
-                    method=method, threshold=threshold, voxel_size=spec["voxel_size"],
+                    source,
+                    folder / "out.zarr",
+                    spec["shape"],
+                    halo=(24, 24, 24),
+                    mode=kind,
+                    method=method,
+                    threshold=threshold,
+                    voxel_size=spec["voxel_size"],
                 )
                 s = instance_scores(truth, labels)
-                print(f"methods {kind} {method:8s} t={threshold}: objects {result['objects']} (truth "
-                      f"{len(np.unique(truth))}), VOI split {s['voi_split']:.3f} merge {s['voi_merge']:.3f}, "
-                      f"adapted Rand {s['adapted_rand_error']:.4f}, solve {result['steps']['solve']['seconds']:.3f} s",
-                      flush=True)
+                print(
+                    f"methods {kind} {method:8s} t={threshold}: objects {result['objects']} (truth "
+                    f"{len(np.unique(truth))}), VOI split {s['voi_split']:.3f} merge {s['voi_merge']:.3f}, "
+                    f"adapted Rand {s['adapted_rand_error']:.4f}, "
+                    f"solve {result['steps']['solve']['seconds']:.3f} s",
+                    flush=True,
+                )
 
 
 def blocks(folder: Path) -> None:
     """One block against 2x2x2 and odd blocks: VOI and adapted Rand between the partitions."""
     for kind, spec in VOLUMES.items():
-        boundary, truth = voronoi_volume(spec["shape"], cells=spec["cells"], voxel_size=spec["voxel_size"],
-                                         noise=0.15, seed=8)
+        boundary, truth = voronoi_volume(
+            spec["shape"], cells=spec["cells"], voxel_size=spec["voxel_size"], noise=0.15, seed=8
+        )
         source = _write(folder, boundary, (16, 64, 64))
         shape = spec["shape"]
         options = {"halo": (24, 24, 24), "mode": kind, "voxel_size": spec["voxel_size"]}
         whole, result = _segment(source, folder / "one.zarr", shape, **options)
-        print(f"blocks {kind}: one block {result['objects']} objects (truth {len(np.unique(truth))}), "
-              f"{instance_scores(truth, whole)}", flush=True)
+        print(
+            f"blocks {kind}: one block {result['objects']} objects (truth {len(np.unique(truth))}), "
+            f"{instance_scores(truth, whole)}",
+            flush=True,
+        )
         halves = tuple(n // 2 for n in shape)
         odd = (shape[0] // 2 + 3 if kind == "3d" else 7, 77, 91)
         for block in (halves, odd):
             labels, result = _segment(source, folder / "blocks.zarr", block, groups=3, **options)
             s = instance_scores(whole, labels)
-            print(f"blocks {kind} {block}: {result['blocks']} blocks, {result['objects']} objects; against one "
-                  f"block: VOI split {s['voi_split']:.5f} merge {s['voi_merge']:.5f}, adapted Rand "
-                  f"{s['adapted_rand_error']:.6f}", flush=True)
+            print(
+                f"blocks {kind} {block}: {result['blocks']} blocks, {result['objects']} objects; against one "
+                f"block: VOI split {s['voi_split']:.5f} merge {s['voi_merge']:.5f}, adapted Rand "
+                f"{s['adapted_rand_error']:.6f}",
+                flush=True,
+            )
 
 
 def throughput(folder: Path) -> None:
@@ -113,9 +132,13 @@ def throughput(folder: Path) -> None:
         total = voxels / (time.perf_counter() - started)
         rounds.append((baseline, total, result["steps"]))
     baseline, total, steps = rounds[-1]
-    print(f"throughput: skimage watershed (markers: components of boundary < 0.5) {baseline / 1e6:.2f} Mvoxel/s; "
-          f"segment end to end (8 blocks of 32x96x96, halo 24, with the pyramid) {total / 1e6:.2f} Mvoxel/s = "
-          f"{total / baseline:.2f}x", flush=True)
+    print(
+        "throughput: skimage watershed (markers: components of boundary < 0.5) "
+        f"{baseline / 1e6:.2f} Mvoxel/s; "
+        f"segment end to end (8 blocks of 32x96x96, halo 24, with the pyramid) {total / 1e6:.2f} Mvoxel/s = "
+        f"{total / baseline:.2f}x",
+        flush=True,
+    )
     for name, step in steps.items():
         rate = step.get("voxels_per_second")
         extra = f"{rate / 1e6:.2f} Mvoxel/s" if rate else f"{step['seconds']:.3f} s"
@@ -132,17 +155,24 @@ def memory(folder: Path) -> None:
             "from unetflow.segment.pipeline import segment_volume;"
             "from unetflow.segment.source import ProbabilitySource;"
             "b, _ = voronoi_volume((32, 128, 128), cells=60, noise=0.1, seed=1);"
-            f"f = {factor}; a = zarr.create_array('{folder}/m.zarr', shape=(32 * f, 128, 128), chunks=(32, 128, 128),"
+            f"f = {factor}; a = zarr.create_array('{folder}/m.zarr', shape=(32 * f, 128, 128),"
+            " chunks=(32, 128, 128),"
             " dtype='float32', overwrite=True);"
             "[a.__setitem__(slice(32 * i, 32 * i + 32), b) for i in range(f)];"
-            f"segment_volume(ProbabilitySource('{folder}/m.zarr'), '{folder}/m{factor}.zarr', block=(32, 128, 128),"
+            f"segment_volume(ProbabilitySource('{folder}/m.zarr'), '{folder}/m{factor}.zarr',"
+            " block=(32, 128, 128),"
             " halo=(24, 24, 24), mode='3d', boundary=True);"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
         )
-        output = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+        output = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+        )
         peaks.append(int(output.stdout.strip().splitlines()[-1]) / 1024)
-    print(f"memory: peak RSS {peaks[0]:.0f} MiB for 32x128x128, {peaks[1]:.0f} MiB for 8x the voxels "
-          f"({peaks[1] / peaks[0]:.2f}x)", flush=True)
+    print(
+        f"memory: peak RSS {peaks[0]:.0f} MiB for 32x128x128, {peaks[1]:.0f} MiB for 8x the voxels "
+        f"({peaks[1] / peaks[0]:.2f}x)",
+        flush=True,
+    )
 
 
 def graph(edges: int) -> None:
@@ -168,9 +198,13 @@ def graph(edges: int) -> None:
     labels = agglomerate(g, mean, count, method="mean", threshold=0.5)
     total = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"graph: {g.number_of_edges:,} edges, {n:,} nodes: merge {merged:.1f} s, merge + mean agglomeration "
-          f"{total:.1f} s, {len(np.unique(labels)):,} objects; peak RSS {peak:.0f} MiB (inputs {before:.0f} MiB), "
-          f"{(peak - before) * 2**20 / g.number_of_edges:.0f} bytes per edge above the inputs", flush=True)
+    print(
+        f"graph: {g.number_of_edges:,} edges, {n:,} nodes: merge {merged:.1f} s, merge + mean agglomeration "
+        f"{total:.1f} s, {len(np.unique(labels)):,} objects; "
+        f"peak RSS {peak:.0f} MiB (inputs {before:.0f} MiB), "
+        f"{(peak - before) * 2**20 / g.number_of_edges:.0f} bytes per edge above the inputs",
+        flush=True,
+    )
 
 
 def main() -> None:
