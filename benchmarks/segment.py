@@ -112,6 +112,9 @@ def blocks(folder: Path) -> None:
             )
 
 
+THROUGHPUT_BLOCK = [(32, 96, 96)]
+
+
 def throughput(folder: Path) -> None:
     """Voxels per second of each sub-step (one core) against skimage's watershed of the same volume."""
     from scipy import ndimage
@@ -128,14 +131,15 @@ def throughput(folder: Path) -> None:
         watershed(boundary, markers)
         baseline = voxels / (time.perf_counter() - started)
         started = time.perf_counter()
-        _, result = _segment(source, folder / "out.zarr", (32, 96, 96), halo=(24, 24, 24), mode="3d")
+        _, result = _segment(source, folder / "out.zarr", THROUGHPUT_BLOCK[0], halo=(24, 24, 24), mode="3d")
         total = voxels / (time.perf_counter() - started)
         rounds.append((baseline, total, result["steps"]))
     baseline, total, steps = rounds[-1]
     print(
         "throughput: skimage watershed (markers: components of boundary < 0.5) "
         f"{baseline / 1e6:.2f} Mvoxel/s; "
-        f"segment end to end (8 blocks of 32x96x96, halo 24, with the pyramid) {total / 1e6:.2f} Mvoxel/s = "
+        f"segment end to end (blocks of {THROUGHPUT_BLOCK[0]}, halo 24, with the pyramid) "
+        f"{total / 1e6:.2f} Mvoxel/s = "
         f"{total / baseline:.2f}x",
         flush=True,
     )
@@ -211,7 +215,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", default=["methods", "blocks", "throughput", "memory", "graph"])
     parser.add_argument("--edges", nargs="*", type=int, default=[10**6])
+    parser.add_argument("--block", nargs=3, type=int, default=THROUGHPUT_BLOCK[0], help="throughput's blocks")
     args = parser.parse_args()
+    THROUGHPUT_BLOCK[0] = tuple(args.block)
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         for part in args.only:
