@@ -16,8 +16,8 @@ from tests.segment_volumes import voronoi_volume
 from unetflow.cli.main import main
 from unetflow.data import omezarr
 from unetflow.errors import InputError
+from unetflow.evaluate.baseline import compare
 from unetflow.evaluate.instances import Contingency, instance_scores
-from unetflow.evaluate.objects import compare
 from unetflow.segment import run, store
 from unetflow.segment.pipeline import segment_volume
 from unetflow.segment.source import ProbabilitySource

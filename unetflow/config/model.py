@@ -91,6 +91,13 @@ class LabelSourceConfig(SourceConfig):
     """Binary labels whose foreground is the membrane: invert so that 0 = membrane."""
     ignore: Annotated[int, Field(ge=1)] | None = None
     """Label value of unannotated pixels (sparse labels): no loss, no class, no border, no metric there."""
+    separate: Annotated[int, Field(ge=0, le=64)] | None = None
+    """Instance ids whose cells touch: background forced this many pixels wide where two ids meet (the
+    paper's Fig. 3; unetflow.data.instances), at import; 0: none. null: none, and the import warns where
+    cells touch and refuses dense ids (connectomics ground truth without membrane pixels)."""
+    separate_in: Literal["slice", "volume"] = "slice"
+    """Where `separate` finds touching cells: in each 2-D slice (serial sections, time-lapse frames) or in
+    3-D (isotropic volumes; also across slices)."""
 
 
 class SyntheticConfig(Section):

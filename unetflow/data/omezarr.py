@@ -45,6 +45,9 @@ LABELS_GROUP = "labels"
 """Sub-group holding the label images (OME-NGFF)."""
 DEFAULT_LABELS = "cells"
 """Name of the label image the importer writes."""
+INSTANCE_IDS = "ids"
+"""Name of the instance ids as given, which the importer keeps beside `cells` where it separated touching
+cells (unetflow.data.instances): the truth of object metrics."""
 ATTRS_KEY = "unetflow"
 """Group attribute holding unetflow's metadata (voxel size, unit, normalization, label kinds)."""
 AXES = ("z", "y", "x")
@@ -625,6 +628,13 @@ def open_labels(
     if not label_dir.exists():
         return None
     return open_image(label_dir, mode=mode)
+
+
+def open_instances(path: str | os.PathLike[str]) -> zarr.Array | None:
+    """The instance ids of an imported volume as given (`labels/ids` where touching cells were separated,
+    else `labels/cells`); None without labels."""
+    found = open_labels(path, INSTANCE_IDS)
+    return found if found is not None else open_labels(path)
 
 
 def label_ignore(path: str | os.PathLike[str], name: str = DEFAULT_LABELS) -> int | None:

@@ -133,7 +133,7 @@ def run_evaluate(
         if set(per_source) != set(per_volume):
             payload["sources"] = per_source
         if objects:
-            from unetflow.evaluate.objects import mean_over
+            from unetflow.evaluate.baseline import mean_over
 
             payload["segment"] = {**mean_over(objects), "volumes": per_volume_objects}
         payload["slices_evaluated"] = len(rows)
@@ -158,7 +158,7 @@ def _objects(
 ) -> dict[str, Any]:
     """A volume's segmentation against its truth on the evaluated slices, beside the connected components
     of its thresholded probability; 3-D scores where the truth holds instance ids."""
-    from unetflow.evaluate.objects import compare, mean_over, worst
+    from unetflow.evaluate.baseline import compare, mean_over, worst
 
     instances = omezarr.read_attrs(data_path).get("labels", {}).get(omezarr.DEFAULT_LABELS) == "instance"
     ignore = omezarr.label_ignore(data_path)
