@@ -1,7 +1,7 @@
 """Objects scored against the truth beside a baseline: a whole-volume instance segmentation beside the
 connected components of the thresholded mask (the baseline it must beat), in 3-D where the truth has
-objects through the volume (VOI split and merge, adapted Rand error: unetflow.evaluate.instances) and per slice as ISBI 2012 scores
-them (Rand error, V_rand, V_info: unetflow.evaluate.metrics).
+objects through the volume (VOI split and merge, adapted Rand error: unetflow.evaluate.instances) and
+per slice as ISBI 2012 scores them (Rand error, V_rand, V_info: unetflow.evaluate.metrics).
 
 Shaped to fold into the object-metric family of the metric registry (SEG, detection F1, matched IoU over
 label images): each score is a function of a stack of (truth, objects) slices.
