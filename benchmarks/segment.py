@@ -68,7 +68,7 @@ def methods(folder: Path) -> None:
                     source,
                     folder / "out.zarr",
                     spec["shape"],
-                    halo=(24, 24, 24),
+                    halo=HALO[0],
                     mode=kind,
                     method=method,
                     threshold=threshold,
@@ -92,7 +92,7 @@ def blocks(folder: Path) -> None:
         )
         source = _write(folder, boundary, (16, 64, 64))
         shape = spec["shape"]
-        options = {"halo": (24, 24, 24), "mode": kind, "voxel_size": spec["voxel_size"]}
+        options = {"halo": HALO[0], "mode": kind, "voxel_size": spec["voxel_size"]}
         whole, result = _segment(source, folder / "one.zarr", shape, **options)
         print(
             f"blocks {kind}: one block {result['objects']} objects (truth {len(np.unique(truth))}), "
@@ -113,6 +113,7 @@ def blocks(folder: Path) -> None:
 
 
 THROUGHPUT_BLOCK = [(32, 96, 96)]
+HALO = [(32, 32, 32)]
 
 
 def throughput(folder: Path) -> None:
@@ -131,14 +132,14 @@ def throughput(folder: Path) -> None:
         watershed(boundary, markers)
         baseline = voxels / (time.perf_counter() - started)
         started = time.perf_counter()
-        _, result = _segment(source, folder / "out.zarr", THROUGHPUT_BLOCK[0], halo=(24, 24, 24), mode="3d")
+        _, result = _segment(source, folder / "out.zarr", THROUGHPUT_BLOCK[0], halo=HALO[0], mode="3d")
         total = voxels / (time.perf_counter() - started)
         rounds.append((baseline, total, result["steps"]))
     baseline, total, steps = rounds[-1]
     print(
         "throughput: skimage watershed (markers: components of boundary < 0.5) "
         f"{baseline / 1e6:.2f} Mvoxel/s; "
-        f"segment end to end (blocks of {THROUGHPUT_BLOCK[0]}, halo 24, with the pyramid) "
+        f"segment end to end (blocks of {THROUGHPUT_BLOCK[0]}, halo {HALO[0]}, with the pyramid) "
         f"{total / 1e6:.2f} Mvoxel/s = "
         f"{total / baseline:.2f}x",
         flush=True,
@@ -165,7 +166,7 @@ def memory(folder: Path) -> None:
             "[a.__setitem__(slice(32 * i, 32 * i + 32), b) for i in range(f)];"
             f"segment_volume(ProbabilitySource('{folder}/m.zarr'), '{folder}/m{factor}.zarr',"
             " block=(32, 128, 128),"
-            " halo=(24, 24, 24), mode='3d', boundary=True);"
+            f" halo={HALO[0]}, mode='3d', boundary=True);"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
         )
         output = subprocess.run(
@@ -216,8 +217,10 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=["methods", "blocks", "throughput", "memory", "graph"])
     parser.add_argument("--edges", nargs="*", type=int, default=[10**6])
     parser.add_argument("--block", nargs=3, type=int, default=THROUGHPUT_BLOCK[0], help="throughput's blocks")
+    parser.add_argument("--halo", nargs=3, type=int, default=HALO[0], help="the blocks' halo")
     args = parser.parse_args()
     THROUGHPUT_BLOCK[0] = tuple(args.block)
+    HALO[0] = tuple(args.halo)
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         for part in args.only:
