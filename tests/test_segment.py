@@ -17,7 +17,7 @@ from unetflow.cli.main import main
 from unetflow.data import omezarr
 from unetflow.errors import InputError
 from unetflow.evaluate.baseline import compare
-from unetflow.evaluate.instances import Contingency, instance_scores
+from unetflow.evaluate.instances import instance_scores, worst
 from unetflow.segment import run, store
 from unetflow.segment.pipeline import segment_volume
 from unetflow.segment.source import ProbabilitySource
@@ -212,9 +212,8 @@ def test_scores_match_the_cremi_definitions() -> None:
     assert instance_scores(truth, merged)["voi_merge"] == pytest.approx(1.0)
     # CREMI's adapted_rand counts each voxel's pair with itself: precision 24/24, recall 24/32, F = 6/7
     assert instance_scores(truth, split)["adapted_rand_error"] == pytest.approx(1 / 7)
-    table = Contingency()
-    table.add(truth, merged)
-    assert table.worst()["merges"][0]["pieces"] == 2
+    assert worst(truth, merged)["merges"][0] == {"id": 1, "pieces": 2, "voxels": 8}
+    assert worst(truth, split)["splits"][0] == {"id": 1, "pieces": 2, "voxels": 4}
 
 
 def test_the_segmentation_beats_connected_components_where_cells_touch() -> None:

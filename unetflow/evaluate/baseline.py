@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from unetflow.evaluate.instances import Contingency
+from unetflow.evaluate import instances
+from unetflow.evaluate.instances import instance_scores as instances_scores
 from unetflow.evaluate.metrics import evaluate
 
 SLICE_KEYS = ("rand_error", "v_rand", "v_info")
@@ -35,9 +36,7 @@ def stack_scores(
     (of `per_slice` where the slices are scored on other labels, e.g. the baseline's 2-D components)."""
     scores: dict[str, float] = {}
     if instances:
-        table = Contingency()
-        table.add(truth, objects)
-        scores.update(table.scores())
+        scores.update(instances_scores(truth, objects))
     objects = objects if per_slice is None else per_slice
     rows: list[dict[str, float]] = []
     for z in range(truth.shape[0]):
@@ -94,10 +93,8 @@ def compare(
 
 
 def worst(truth: np.ndarray, objects: np.ndarray, *, limit: int = 3) -> dict[str, list[dict[str, int]]]:
-    """The largest splits and merges of a segmentation (unetflow.evaluate.instances.Contingency.worst)."""
-    table = Contingency()
-    table.add(truth, objects)
-    return table.worst(limit=limit)
+    """The largest splits and merges of a segmentation (unetflow.evaluate.instances.worst)."""
+    return instances.worst(truth, objects, limit=limit)
 
 
 def mean_over(rows: Sequence[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
