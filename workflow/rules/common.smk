@@ -257,6 +257,13 @@ def segmentations():
     ]
 
 
+def split_segmentation():
+    """The main model's segmentation of the split volume (the report's objects section), or None."""
+    if not SETTINGS.segment.enabled or split_volume() is None:
+        return None
+    return RESULTS.segmentation(models()[0], split_volume())
+
+
 def labelled_segmentations(model):
     """The segmentation summaries of a model's labelled volumes (none with segment.enabled false)."""
     if not SETTINGS.segment.enabled:

@@ -18,4 +18,5 @@ run_report(
     benchmarks=snakemake.params.benchmarks,
     project=snakemake.params.project,
     datasets=snakemake.params.datasets,
+    segmentation=snakemake.params.segmentation,
 )
