@@ -180,6 +180,9 @@ def memory(folder: Path) -> None:
     )
 
 
+GRAPH_METHOD = ["mean"]
+
+
 def graph(edges: int) -> None:
     """The global step on a synthetic region graph of `edges` edges (a 3-D grid of fragments)."""
     from unetflow.segment.agglomerate import agglomerate
@@ -200,11 +203,12 @@ def graph(edges: int) -> None:
     started = time.perf_counter()
     g, count, mean = merge(parts, n + 1)
     merged = time.perf_counter() - started
-    labels = agglomerate(g, mean, count, method="mean", threshold=0.5)
+    labels = agglomerate(g, mean, count, method=GRAPH_METHOD[0], threshold=0.5)
     total = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
-        f"graph: {g.number_of_edges:,} edges, {n:,} nodes: merge {merged:.1f} s, merge + mean agglomeration "
+        f"graph: {g.number_of_edges:,} edges, {n:,} nodes: merge {merged:.1f} s, "
+        f"merge + {GRAPH_METHOD[0]} agglomeration "
         f"{total:.1f} s, {len(np.unique(labels)):,} objects; "
         f"peak RSS {peak:.0f} MiB (inputs {before:.0f} MiB), "
         f"{(peak - before) * 2**20 / g.number_of_edges:.0f} bytes per edge above the inputs",
@@ -218,7 +222,9 @@ def main() -> None:
     parser.add_argument("--edges", nargs="*", type=int, default=[10**6])
     parser.add_argument("--block", nargs=3, type=int, default=THROUGHPUT_BLOCK[0], help="throughput's blocks")
     parser.add_argument("--halo", nargs=3, type=int, default=HALO[0], help="the blocks' halo")
+    parser.add_argument("--method", default="mean", help="the agglomeration of --only graph")
     args = parser.parse_args()
+    GRAPH_METHOD[0] = args.method
     THROUGHPUT_BLOCK[0] = tuple(args.block)
     HALO[0] = tuple(args.halo)
     with tempfile.TemporaryDirectory() as name:

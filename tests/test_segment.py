@@ -230,3 +230,40 @@ def test_the_segmentation_beats_connected_components_where_cells_touch() -> None
 def test_the_work_folder_lies_beside_the_output(tmp_path: Path) -> None:
     assert store.work_folder(tmp_path / "a.zarr") == tmp_path / "a.work"
     shutil.rmtree(tmp_path)
+
+
+def test_dense_ids_train_and_score_their_segmentation(volume: tuple[Path, np.ndarray], tmp_path: Path) -> None:
+    """Dense connectomics ids (no membrane voxel, as CREMI's) import with the membrane derived in 3-D
+    where the id changes, so the classes are balanced enough to train; the segmentation is scored against
+    the ids as given, beside 3-D connected components of the thresholded mask."""
+    from unetflow.config.model import EvaluateConfig
+    from unetflow.data.importer import import_volume
+    from unetflow.steps.evaluate import run_evaluate
+
+    boundary = np.asarray(zarr.open_array(str(volume[0]))[:])
+    data = tmp_path / "dense.zarr"
+    raw = (255 * (1 - boundary)).astype(np.uint8)
+    import_volume(raw, data, labels=volume[1], labels_separate=2, labels_separate_in="volume")
+    cells = np.asarray(omezarr.open_labels(data)[:])
+    assert 0.1 < float(np.mean(cells == 0)) < 0.5  # the derived membrane: classes a net can learn from
+    np.testing.assert_array_equal(np.asarray(omezarr.open_instances(data)[:]), volume[1])
+    prediction = tmp_path / "prediction.zarr"
+    omezarr.write_image(prediction, 1 - boundary, voxel_size=(1.0, 1.0, 1.0), attrs={"threshold": 0.5})
+    segmentation = tmp_path / "segmentation.zarr"
+    segment_volume(
+        ProbabilitySource(str(prediction)), segmentation, block=(48, 96, 96), **{**OPTIONS, "boundary": False}
+    )
+    payload = run_evaluate(
+        data=[str(data)],
+        predictions=[str(prediction)],
+        volumes=["dense"],
+        split=None,
+        metrics=str(tmp_path / "metrics.json"),
+        slices=str(tmp_path / "slices.csv"),
+        options=EvaluateConfig(warping=False),
+        segmentations=[str(segmentation)],
+    )
+    ours, baseline = payload["segment"]["segmentation"], payload["segment"]["connected_components"]
+    assert ours["adapted_rand_error"] < 0.05 and ours["voi"] < 0.5
+    assert baseline["voi_merge"] > ours["voi_merge"]
+    assert payload["segment"]["volumes"]["dense"]["worst"]["dense"]["merges"] is not None

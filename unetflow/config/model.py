@@ -388,9 +388,9 @@ class SegmentConfig(Section):
     of a whole-volume pass (24 left a VOI of 0.14 bits between 60 odd blocks and one, 32 left 0.007)."""
     mode: Literal["auto", "2d", "3d"] = "auto"
     """Fragments per slice (2d, anisotropic serial sections) or in 3-D (isotropic); auto: by voxel size."""
-    method: Literal["mean", "multicut", "mutex"] = "mean"
-    """Agglomeration of the region graph: mean-boundary (GASP average), multicut (GAEC + Kernighan-Lin) or
-    mutex watershed."""
+    method: Literal["mean", "multicut", "mutex"] = "mutex"
+    """Agglomeration of the region graph: mutex watershed, mean-boundary (GASP average) or multicut (GAEC +
+    Kernighan-Lin); measured in benchmarks/segment.py (README)."""
     threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
     """Mean boundary probability of a contact at which two regions stay apart (every method's bias)."""
     seed_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5

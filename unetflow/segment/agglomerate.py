@@ -3,17 +3,21 @@
 Three methods, all on the same edges (mean boundary probability p over each contact, contact size n),
 each with one parameter, `threshold`, the mean boundary probability at which two regions stay apart:
 
-- "mean" (the default): mean-boundary agglomeration (GASP with average linkage, Bailoni et al. 2022; the
+- "mean": mean-boundary agglomeration (GASP with average linkage, Bailoni et al. 2022; the
   "mean affinity" of waterz and of MALA): the pair of regions whose contact has the lowest mean boundary
   merges first, their contacts with a third region add up, and merging stops when every remaining contact
   has a mean of `threshold` or more. Signed weights `threshold - p`, sizes n.
 - "multicut": the multicut of costs n * log((1 - p) / p) shifted so that p = `threshold` costs nothing,
   solved greedily (GAEC) and refined with Kernighan-Lin (Beier et al. 2015).
-- "mutex": the mutex watershed on the graph (Wolf et al. 2019; GASP with its mutex linkage): edges by
-  |threshold - p|, attractive ones merge unless a stronger repulsive one already separates the regions.
+- "mutex" (the default): the mutex watershed on the graph (Wolf et al. 2019; GASP with its mutex
+  linkage): edges by |threshold - p|, attractive ones merge unless a stronger repulsive one already
+  separates the regions.
 
-benchmarks/segment.py measures the three against the truth on volumes with several hundred objects; the
-README says which won and by how much. All three are bioimage-cpp's C++ solvers.
+benchmarks/segment.py measures the three against the truth on Voronoi volumes of 400 cells: in 3-D they
+agree; on serial sections (fragments per slice joined through z) at threshold 0.5 the mutex watershed and
+the multicut make a quarter fewer errors than mean-boundary agglomeration (adapted Rand 0.20 and 0.22
+against 0.27), and the mutex watershed solves a graph of 10^6 edges about 3x faster than the multicut: it is
+the default. All three are bioimage-cpp's C++ solvers.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ def agglomerate(
     mean: np.ndarray,
     count: np.ndarray,
     *,
-    method: str = "mean",
+    method: str = "mutex",
     threshold: float = 0.5,
 ) -> np.ndarray:
     """Node labels (uint64, consecutive from 0 in the library's order) of `graph`'s nodes."""

@@ -59,7 +59,7 @@ def init_segmentation(
     groups: int = 1,
     mode: str = "auto",
     boundary: bool = False,
-    method: str = "mean",
+    method: str = "mutex",
     threshold: float = 0.5,
     seed_threshold: float = 0.5,
     voxel_size: tuple[float, float, float] | None = None,

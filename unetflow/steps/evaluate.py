@@ -123,7 +123,7 @@ def run_evaluate(
             rows.extend(volume_rows)
             per_volume[volume] = _mean_scores(volume_rows)
             if segmentations:
-                found = _objects(data_path, prediction, segmentations[number], units, truth, cut)
+                found = _objects(data_path, prediction, segmentations[number], units, cut)
                 objects.append(found["scores"])
                 per_volume_objects[volume] = found
         if not rows:
@@ -153,14 +153,15 @@ def _objects(
     prediction: str,
     segmentation: str,
     units: Sequence[tuple[str, list[int], tuple[int, int] | None, tuple[int, int] | None]],
-    truth: Any,
     threshold: float,
 ) -> dict[str, Any]:
     """A volume's segmentation against its truth on the evaluated slices, beside the connected components
-    of its thresholded probability; 3-D scores where the truth holds instance ids."""
+    of its thresholded probability; 3-D scores where the truth holds instance ids (the ids as given, e.g.
+    dense connectomics ids, not the separated labels the net trains on)."""
     from unetflow.evaluate.baseline import compare, mean_over, worst
 
     instances = omezarr.read_attrs(data_path).get("labels", {}).get(omezarr.DEFAULT_LABELS) == "instance"
+    truth = omezarr.open_instances(data_path)
     ignore = omezarr.label_ignore(data_path)
     probability = omezarr.open_image(prediction)
     labels = omezarr.open_image(segmentation)
