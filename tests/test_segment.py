@@ -232,7 +232,9 @@ def test_the_work_folder_lies_beside_the_output(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path)
 
 
-def test_dense_ids_train_and_score_their_segmentation(volume: tuple[Path, np.ndarray], tmp_path: Path) -> None:
+def test_dense_ids_train_and_score_their_segmentation(
+    volume: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
     """Dense connectomics ids (no membrane voxel, as CREMI's) import with the membrane derived in 3-D
     where the id changes, so the classes are balanced enough to train; the segmentation is scored against
     the ids as given, beside 3-D connected components of the thresholded mask."""
