@@ -269,3 +269,22 @@ def test_dense_ids_train_and_score_their_segmentation(
     assert ours["adapted_rand_error"] < 0.05 and ours["voi"] < 0.5
     assert baseline["voi_merge"] > ours["voi_merge"]
     assert payload["segment"]["volumes"]["dense"]["worst"]["dense"]["merges"] is not None
+
+
+def test_the_isbi_submission_cuts_objects_by_one_pixel_lines(tmp_path: Path) -> None:
+    from unetflow.segment.submission import boundary_map, write_submission
+
+    labels = np.zeros((2, 6, 6), np.uint64)
+    labels[:, :, :3], labels[:, :, 3:] = 5, 9
+    labels[1, 0, 0] = 0
+    found = boundary_map(labels)
+    assert found.dtype == np.float32
+    assert (found[:, :, 2] == 0).all() and (found[:, :, 3] == 1).all() and found[1, 0, 0] == 0
+    assert found.sum() == 2 * 30 - 1
+    image = tmp_path / "seg.zarr"
+    omezarr.create_image(image, shape=labels.shape, dtype="uint64", chunks=(1, 6, 6), voxel_size=(1, 1, 1))
+    omezarr.open_image(image, mode="r+")[:] = labels
+    assert write_submission(image, tmp_path / "sub.tif") == (2, 6, 6)
+    written = tifffile.imread(tmp_path / "sub.tif")
+    assert written.dtype == np.float32 and written.shape == (2, 6, 6)
+    np.testing.assert_array_equal(written, found)

@@ -109,6 +109,10 @@ class Layout:
         """What finalising a segmentation found (objects, fragments, edges, time per step)."""
         return self._in("segment", model, f"{volume}.json")
 
+    def isbi_submission(self, model: str, volume: str) -> str:
+        """The ISBI 2012 challenge submission file of a volume's segmentation (32-bit float TIFF)."""
+        return self._in("segment", model, f"{volume}.isbi2012.tif")
+
     def segment_flag(self, model: str, volume: str, step: str, group: str | int = 0) -> str:
         """Flag of one finished step (fragments, graph, solve, relabel) of one group of a segmentation."""
         return self._in("segment", model, f"{volume}.steps", f"{step}-{group}.done")

@@ -399,6 +399,9 @@ class SegmentConfig(Section):
     """Independent jobs that split the blockwise steps of each volume (one SLURM job each)."""
     pyramid: Annotated[int, Field(ge=1, le=12)] = 4
     """Resolution levels of the label image (each 2x coarser in y and x) for napari and neuroglancer."""
+    isbi_submission: VolumeName | None = None
+    """A volume (the ISBI 2012 test slices) whose segmentation is also written as the challenge's
+    submission file: results/segment/<model>/<volume>.isbi2012.tif (null: none)."""
 
 
 class EvaluateConfig(Section):
@@ -470,6 +473,12 @@ class Config(Section):
                 )
         else:
             check_split(self.split, self.volumes)
+        submission = self.segment.isbi_submission
+        if submission is not None and submission not in self.volumes:
+            raise InputError(
+                f"segment.isbi_submission names volume {submission!r}, which volumes does not list; name one "
+                f"of {', '.join(self.volumes)} or drop it"
+            )
         if self.pretrained is not None and self.ablation:
             raise InputError("ablation trains a second model; it does not apply with pretrained: drop one")
         if self.pretrained is not None and self.train.init_from is not None:

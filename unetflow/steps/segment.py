@@ -113,3 +113,13 @@ def run_segment(
         "segmented %s: %s", target, {k: result[k] for k in ("objects", "fragments", "edges") if k in result}
     )
     return result
+
+
+def run_isbi_submission(*, segmentation: str, output: str) -> None:
+    """Write a segmentation as the ISBI 2012 challenge's submission file (unetflow.segment.submission)."""
+    from unetflow.segment.submission import write_submission
+
+    setup_logging()
+    with protect_inputs([segmentation], outputs=[output]):
+        shape = write_submission(segmentation, output)
+    log.info("wrote the ISBI 2012 submission %s (%s)", output, " x ".join(map(str, shape)))

@@ -291,6 +291,14 @@ def dataset_rows():
     ]
 
 
+def isbi_submissions():
+    """The ISBI 2012 submission file of segment.isbi_submission's volume, for every model (or none)."""
+    volume = SETTINGS.segment.isbi_submission
+    if not SETTINGS.segment.enabled or volume is None:
+        return []
+    return [RESULTS.isbi_submission(model, volume) for model in models()]
+
+
 def final_outputs():
     """The targets of the whole run: every prediction, the metrics where there are labels, the report."""
     outputs = [
@@ -298,7 +306,7 @@ def final_outputs():
     ]
     if labelled_volumes():
         outputs.append(RESULTS.metrics_summary())
-    outputs += segmentations()
+    outputs += segmentations() + isbi_submissions()
     outputs.append(RESULTS.report())
     outputs += [RESULTS.bioimageio_package(model) for model in trained_models()]
     return outputs

@@ -70,3 +70,23 @@ rule segment_finalize:
         ENV
     script:
         "../scripts/segment_finalize.py"
+
+
+rule segment_submission:
+    input:
+        summary=RESULTS.segmentation_summary("{model}", "{volume}"),
+        segmentation=RESULTS.segmentation("{model}", "{volume}"),
+    output:
+        RESULTS.isbi_submission("{model}", "{volume}"),
+    log:
+        RESULTS.log("segment_submission", "{model}/{volume}"),
+    benchmark:
+        RESULTS.benchmark("segment_submission", "{model}/{volume}")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        ENV
+    script:
+        "../scripts/segment_submission.py"
