@@ -216,9 +216,65 @@ def graph(edges: int) -> None:
     )
 
 
+def _sparse(folder: Path) -> Path:
+    """A 1000 x 32768 x 32768 uint8 foreground probability (1.07 TB as stored, Zarr v3, chunks 16 x 512 x
+    512) with 5 chunks of data: serial sections of Voronoi cells."""
+    boundary, _ = voronoi_volume((16, 512, 512), cells=150, voxel_size=(12.5, 1.0, 1.0), noise=0.1, seed=5)
+    values = np.round(255 * (1 - boundary)).astype(np.uint8)
+    path = folder / "sparse.zarr"
+    array = zarr.create_array(
+        str(path),
+        shape=(1000, 32768, 32768),
+        chunks=(16, 512, 512),
+        dtype="uint8",
+        fill_value=0,
+        overwrite=True,
+    )
+    for z, y, x in (
+        (0, 0, 0),
+        (32, 4096, 4096),
+        (496, 16384, 16384),
+        (960, 30720, 1024),
+        (992, 32256, 32256),
+    ):
+        array[z : z + 16, y : y + 512, x : x + 512] = values
+    return path
+
+
+def scale(folder: Path) -> None:
+    """The sparse 1 TB volume with the default blocks, and the bookkeeping of 10^6 blocks."""
+    source = _sparse(folder)
+    for block in ((32, 512, 512), (16, 256, 256)):
+        target = folder / f"sparse-{block[1]}.zarr"
+        started = time.perf_counter()
+        result = segment_volume(
+            ProbabilitySource(str(source)),
+            target,
+            block=block,
+            halo=(32, 32, 32),
+            mode="auto",
+            voxel_size=(50.0, 4.0, 4.0),
+            groups=4,
+        )
+        seconds = time.perf_counter() - started
+        files = sum(1 for p in target.rglob("*") if p.is_file())
+        work = sum(1 for p in target.with_suffix(".work").rglob("*") if p.is_file())
+        steps = ", ".join(f"{k} {v['seconds']:.1f} s" for k, v in result["steps"].items())
+        print(
+            f"scale: 1000 x 32768 x 32768 uint8, 5 chunks of data, blocks {block}: "
+            f"{result['blocks']:,} blocks, "
+            f"{result['blocks_with_data']} with data, {result['objects']} objects, whole run {seconds:.1f} s "
+            f"({steps}; the rest: planning, sample check, pyramid); {files} files in the label image, "
+            f"{work} work files",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", nargs="*", default=["methods", "blocks", "throughput", "memory", "graph"])
+    parser.add_argument(
+        "--only", nargs="*", default=["methods", "blocks", "throughput", "memory", "graph", "scale"]
+    )
     parser.add_argument("--edges", nargs="*", type=int, default=[10**6])
     parser.add_argument("--block", nargs=3, type=int, default=THROUGHPUT_BLOCK[0], help="throughput's blocks")
     parser.add_argument("--halo", nargs=3, type=int, default=HALO[0], help="the blocks' halo")

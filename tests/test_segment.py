@@ -288,3 +288,15 @@ def test_the_isbi_submission_cuts_objects_by_one_pixel_lines(tmp_path: Path) -> 
     written = tifffile.imread(tmp_path / "sub.tif")
     assert written.dtype == np.float32 and written.shape == (2, 6, 6)
     np.testing.assert_array_equal(written, found)
+
+
+def test_a_graph_too_big_for_one_pass_is_solved_in_two_levels(
+    volume: tuple[Path, np.ndarray], whole: np.ndarray, tmp_path: Path
+) -> None:
+    target = tmp_path / "out.zarr"
+    labels = _segment(volume[0], target, (24, 48, 48), max_edges=100)
+    solve = json.loads((store.work_folder(target) / "solve.json").read_text())
+    assert solve["levels"] == 2 and solve["largest_job_edges"] < solve["edges"]
+    scores = instance_scores(whole, labels)
+    assert scores["voi"] < 0.05 and scores["adapted_rand_error"] < 0.01
+    assert instance_scores(volume[1], labels)["adapted_rand_error"] < 0.05

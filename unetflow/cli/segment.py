@@ -39,6 +39,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--threshold", type=float, help="mean boundary at which two regions stay apart")
     p.add_argument("--seed-threshold", type=float, help="boundary probability from which seeds are cut")
     p.add_argument("--block-groups", type=int, help="independent groups of blocks (for --group)")
+    p.add_argument("--max-edges", type=int, help="largest graph agglomerated in one pass (else two levels)")
     p.add_argument("--group", type=int, help="only this block group's fragments and graph")
     p.add_argument(
         "--voxel-size", nargs=3, type=float, metavar=("Z", "Y", "X"), help="override the volume's own"
@@ -58,6 +59,7 @@ OPTIONS = {
     "threshold": "threshold",
     "seed_threshold": "seed_threshold",
     "block_groups": "block_groups",
+    "max_edges": "max_edges",
 }
 
 

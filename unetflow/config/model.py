@@ -399,6 +399,9 @@ class SegmentConfig(Section):
     """Independent jobs that split the blockwise steps of each volume (one SLURM job each)."""
     pyramid: Annotated[int, Field(ge=1, le=12)] = 4
     """Resolution levels of the label image (each 2x coarser in y and x) for napari and neuroglancer."""
+    max_edges: Annotated[int, Field(ge=1)] = 10_000_000
+    """The largest region graph agglomerated in one pass (about 350 bytes per edge at the peak: 3.4 GB at
+    10^7); a larger one is agglomerated per block group first, then the graph of what those merged."""
     isbi_submission: VolumeName | None = None
     """A volume (the ISBI 2012 test slices) whose segmentation is also written as the challenge's
     submission file: results/segment/<model>/<volume>.isbi2012.tif (null: none)."""

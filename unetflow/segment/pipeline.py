@@ -86,10 +86,12 @@ def check_complete(target: str | Path) -> None:
         )
 
 
-def build_pyramid(target: str | Path, levels: int) -> int:
+def build_pyramid(target: str | Path, levels: int, with_data: set[int] | None = None) -> int:
     """Levels 1..`levels`-1 of the label image, each 2x coarser in y and x (the top-left voxel of each
-    2x2, so labels keep their ids), written block by block; returns how many levels there are."""
+    2x2, so labels keep their ids), written block by block over the level-0 blocks `with_data` (default:
+    every block); returns how many levels there are."""
     plan = read_plan(target)
+    with_data = set(range(plan.blocks)) if with_data is None else with_data
     levels = max(1, min(levels, 1 + int(math.log2(max(plan.shape[1], plan.shape[2])))))
     if levels == 1:
         return 1
@@ -106,26 +108,45 @@ def build_pyramid(target: str | Path, levels: int) -> int:
     for level in range(1, levels):
         below = base if level == 1 else omezarr.zarr.open_array(str(Path(target) / str(level - 1)))
         above = omezarr.zarr.open_array(str(Path(target) / str(level)), mode="r+")
-        step = plan.block
-        for z in range(0, shapes[level][0], step[0]):
-            for y in range(0, shapes[level][1], step[1]):
-                for x in range(0, shapes[level][2], step[2]):
-                    region = (
-                        slice(z, min(z + step[0], shapes[level][0])),
-                        slice(2 * y, min(2 * (y + step[1]), shapes[level - 1][1])),
-                        slice(2 * x, min(2 * (x + step[2]), shapes[level - 1][2])),
-                    )
-                    values = np.asarray(below[region])[:, ::2, ::2]
-                    if values.any():
-                        above[region[0], y : y + values.shape[1], x : x + values.shape[2]] = values
+        for z, y, x in _level_blocks(plan, with_data, level, shapes[level]):
+            region = (
+                slice(z, min(z + plan.block[0], shapes[level][0])),
+                slice(2 * y, min(2 * (y + plan.block[1]), shapes[level - 1][1])),
+                slice(2 * x, min(2 * (x + plan.block[2]), shapes[level - 1][2])),
+            )
+            values = np.asarray(below[region])[:, ::2, ::2]
+            if values.any():
+                above[region[0], y : y + values.shape[1], x : x + values.shape[2]] = values
     return levels
+
+
+def _level_blocks(
+    plan: Any, with_data: set[int], level: int, shape: tuple[int, int, int]
+) -> list[tuple[int, int, int]]:
+    """Start voxels of the blocks of pyramid level `level` (blocks of the plan's shape) that lie over a
+    level-0 block with data: the pyramid of a sparse volume touches only where it has objects."""
+    starts = set()
+    for number in with_data:
+        z, y, x = (piece.start for piece in plan.box(number))
+        factor = 2**level
+        starts.add(
+            (
+                z // plan.block[0] * plan.block[0],
+                y // factor // plan.block[1] * plan.block[1],
+                x // factor // plan.block[2] * plan.block[2],
+            )
+        )
+    return sorted(s for s in starts if all(v < n for v, n in zip(s, shape, strict=True)))
 
 
 def finalize_segmentation(target: str | Path, *, pyramid: int = PYRAMID_LEVELS) -> dict[str, Any]:
     """Check every block is written, build the pyramid, and summarise (objects, blocks, time per step)."""
     check_complete(target)
     plan = read_plan(target)
-    levels = build_pyramid(target, pyramid)
+    counts: dict[int, int] = {}
+    for group in range(plan.groups):
+        counts.update(store.read_journal(store.journal_path(target, FRAGMENTS, group)))
+    levels = build_pyramid(target, pyramid, {n for n, count in counts.items() if count})
     work = store.work_folder(target)
     solve = json.loads((work / "solve.json").read_text())
     steps = {}
@@ -135,12 +156,7 @@ def finalize_segmentation(target: str | Path, *, pyramid: int = PYRAMID_LEVELS) 
         voxels = sum(r["voxels"] for r in runs)
         steps[step] = {"seconds": seconds, "voxels_per_second": voxels / seconds if seconds else 0.0}
     steps["solve"] = {"seconds": solve["seconds"]}
-    touched = sum(
-        1
-        for g in range(plan.groups)
-        for value in store.read_journal(store.journal_path(target, FRAGMENTS, g)).values()
-        if value
-    )
+    touched = sum(1 for count in counts.values() if count)
     return {
         "target": str(target),
         "shape": list(plan.shape),

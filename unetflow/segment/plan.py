@@ -36,6 +36,7 @@ class SegmentPlan:
     threshold: float
     seed_threshold: float
     voxel_size: tuple[float, float, float]
+    max_edges: int = 10_000_000
 
     @property
     def counts(self) -> tuple[int, int, int]:
@@ -129,6 +130,7 @@ def make_plan(
     seed_threshold: float,
     voxel_size: tuple[float, float, float],
     source: str,
+    max_edges: int = 10_000_000,
 ) -> SegmentPlan:
     """The plan of a volume of `shape`; a block smaller than its halo is an InputError naming both."""
     chosen = choose_mode(mode, voxel_size)
@@ -155,6 +157,7 @@ def make_plan(
         threshold=float(threshold),
         seed_threshold=float(seed_threshold),
         voxel_size=tuple(float(v) for v in voxel_size),  # type: ignore[arg-type]
+        max_edges=int(max_edges),
     )
 
 

@@ -20,7 +20,7 @@ import logging
 import math
 import resource
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +31,10 @@ from unetflow.atomic import atomic_path, remove
 from unetflow.data import omezarr
 from unetflow.errors import InputError
 from unetflow.logs import progress_bar
+from unetflow.segment import hierarchy, store
 from unetflow.segment import source as sources
-from unetflow.segment import store
-from unetflow.segment.agglomerate import agglomerate
 from unetflow.segment.fragments import FragmentOptions, fragments
-from unetflow.segment.graph import Edges, block_edges, merge
+from unetflow.segment.graph import Edges, block_edges
 from unetflow.segment.plan import PLAN_KEY, SegmentPlan, make_plan, read_plan
 
 log = logging.getLogger(__name__)
@@ -63,6 +62,7 @@ def init_segmentation(
     threshold: float = 0.5,
     seed_threshold: float = 0.5,
     voxel_size: tuple[float, float, float] | None = None,
+    max_edges: int = 10_000_000,
 ) -> SegmentPlan:
     """Check the input, fix the plan and create the empty label image and the work folder.
 
@@ -84,6 +84,7 @@ def init_segmentation(
         seed_threshold=seed_threshold,
         voxel_size=spacing,  # type: ignore[arg-type]
         source=source.path,
+        max_edges=max_edges,
     )
     sources.check_sample(volume, sources.stored_chunks(volume), boundary=boundary)
     target = Path(target)
@@ -162,13 +163,13 @@ def run_fragments(target: str | Path, group: int, *, show_progress: bool = False
     plan, options = context.plan, context.options()
     pending, _ = _pending(context.target, FRAGMENTS, plan, group)
     started, voxels = time.perf_counter(), 0
-    with store.journal(store.journal_path(target, FRAGMENTS, group)) as record:
+    path = store.journal_path(target, FRAGMENTS, group)
+    store.record_many(path, [n for n in pending if not context.has_data(n)], 0)
+    pending = [n for n in pending if context.has_data(n)]
+    with store.journal(path) as record:
         for number in progress_bar(
             pending, desc=f"fragments {group}", unit="block", disable=not show_progress
         ):
-            if not context.has_data(number):
-                record(number, 0)
-                continue
             outer, inner = plan.haloed(number)
             mask = sources.data_mask(context.volume, context.stored, outer)
             origin = tuple(piece.start for piece in outer)
@@ -259,8 +260,9 @@ def _concatenate(parts: Iterable[Edges]) -> Edges:
 
 
 def run_solve(target: str | Path) -> dict[str, Any]:
-    """Merge every group's edges into the region graph, agglomerate it once and write the assignment of
-    every fragment to its object (objects numbered 1.. by their smallest fragment id)."""
+    """Merge every group's edges into the region graph, agglomerate it (in one pass up to the plan's
+    `max_edges` edges, else in two levels: unetflow.segment.hierarchy) and write the assignment of every
+    fragment to its object (objects numbered 1.. by their smallest fragment id)."""
     plan = read_plan(target)
     work = store.work_folder(target)
     check_fragments(target, plan)
@@ -271,16 +273,27 @@ def run_solve(target: str | Path) -> dict[str, Any]:
             "step of those groups (the same command finishes them)"
         )
     started = time.perf_counter()
-    loaded = [store.load_arrays(work / GRAPH / f"{g}.npz") for g in range(plan.groups)]
-    keys = np.unique(np.concatenate([part["nodes"] for part in loaded]))
-    parts = []
-    for part in loaded:
-        uv = np.searchsorted(keys, part["uv"]).astype(np.uint64) + np.uint64(1)
-        parts.append(Edges(uv, part["count"], part["total"]))
-    del loaded
-    graph, count, mean = merge(parts, len(keys) + 1)
-    del parts
-    labels = agglomerate(graph, mean, count, method=plan.method, threshold=plan.threshold)
+    paths = [work / GRAPH / f"{g}.npz" for g in range(plan.groups)]
+    keys = np.unique(np.concatenate([store.load_arrays(path)["nodes"] for path in paths]))
+    edges = 0
+    for path in paths:
+        edges += len(store.load_arrays(path)["count"])
+
+    def parts() -> Iterator[Edges]:
+        for path in paths:
+            part = store.load_arrays(path)
+            uv = np.searchsorted(keys, part["uv"]).astype(np.uint64) + np.uint64(1)
+            yield Edges(uv, part["count"], part["total"])
+
+    labels, levels = hierarchy.solve(
+        parts,
+        len(keys) + 1,
+        hierarchy.node_groups(keys, plan),
+        edges=edges,
+        max_edges=plan.max_edges,
+        method=plan.method,
+        threshold=plan.threshold,
+    )
     assignment = number_objects(labels)
     np.save(_temporary(work / "keys.npy"), keys)
     np.save(_temporary(work / "assignment.npy"), assignment)
@@ -288,7 +301,8 @@ def run_solve(target: str | Path) -> dict[str, Any]:
         _temporary(work / name).replace(work / name)
     summary = {
         "fragments": len(keys),
-        "edges": int(graph.number_of_edges),
+        "edges": edges,
+        **levels,
         "objects": int(assignment.max()),
         "seconds": time.perf_counter() - started,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -332,7 +346,10 @@ def run_relabel(target: str | Path, group: int, *, show_progress: bool = False) 
     counts = check_fragments(target, plan)
     pending, _ = _pending(context.target, RELABEL, plan, group)
     started, voxels = time.perf_counter(), 0
-    with store.journal(store.journal_path(target, RELABEL, group)) as record:
+    path = store.journal_path(target, RELABEL, group)
+    store.record_many(path, [n for n in pending if not counts[n]], 1)
+    pending = [n for n in pending if counts[n]]
+    with store.journal(path) as record:
         for number in progress_bar(pending, desc=f"relabel {group}", unit="block", disable=not show_progress):
             if counts[number]:
                 box = plan.box(number)

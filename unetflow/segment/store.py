@@ -22,6 +22,20 @@ from unetflow.atomic import atomic_path
 Recorder = Callable[[int, int], None]
 
 
+def record_many(path: Path, blocks: list[int], value: int) -> None:
+    """Append one line per block, all with `value`, in one write (the blocks without data of a sparse
+    volume: a million of them cost one write, not a million)."""
+    if not blocks:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with journal(path) as record:
+        del record
+    with path.open("ab") as handle:
+        handle.write("".join(f"{block}\t{value}\n" for block in blocks).encode())
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def work_folder(target: str | Path) -> Path:
     """The folder of a segmentation's work files (`<out>.work`, beside it)."""
     return Path(str(target).removesuffix("/").removesuffix(".zarr") + ".work")

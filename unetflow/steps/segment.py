@@ -27,6 +27,7 @@ def _options(options: SegmentConfig, *, boundary: bool, groups: int | None = Non
         "method": options.method,
         "threshold": options.threshold,
         "seed_threshold": options.seed_threshold,
+        "max_edges": options.max_edges,
     }
 
 
