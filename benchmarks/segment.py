@@ -216,6 +216,54 @@ def graph(edges: int) -> None:
     )
 
 
+def hierarchy(edges: int, groups: int) -> None:
+    """The global step in two levels on a synthetic grid graph of `edges` edges, streamed group by group
+    (z-slabs of the grid, generated on the fly: nothing but the solver's state is held)."""
+    from unetflow.segment import hierarchy as levels
+
+    side = round((edges / 3) ** (1 / 3))
+    nodes = side**3 + 1
+    slab = -(-side // groups)
+    home = np.concatenate([[-1], np.repeat(np.arange(side) // slab, side * side)]).astype(np.int64)
+
+    def parts():  # type: ignore[no-untyped-def]
+        for group in range(groups):
+            z0, z1 = group * slab, min(side, (group + 1) * slab)
+            if z0 >= z1:
+                continue
+            rng = np.random.default_rng(group)
+            index = (
+                np.arange(z0, min(z1 + 1, side))[:, None, None] * side * side
+                + np.arange(side * side).reshape(1, side, side)
+                + 1
+            ).astype(np.uint64)
+            own = z1 - z0
+            pairs = []
+            for axis in range(3):
+                if axis == 0:
+                    a, b = index[: min(own, index.shape[0] - 1)], index[1 : min(own, index.shape[0] - 1) + 1]
+                else:
+                    a = np.take(index[:own], np.arange(side - 1), axis=axis)
+                    b = np.take(index[:own], np.arange(1, side), axis=axis)
+                pairs.append(np.stack([a.ravel(), b.ravel()], 1))
+            uv = np.concatenate(pairs)
+            count = rng.integers(1, 100, len(uv)).astype(np.uint32)
+            yield levels.Edges(uv, count, rng.uniform(0, 1, len(uv)) * count)
+
+    total = sum(len(part) for part in parts())
+    started = time.perf_counter()
+    labels, info = levels.solve(
+        parts, nodes, home, edges=total, max_edges=total // groups + 1, method=GRAPH_METHOD[0], threshold=0.5
+    )
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"hierarchy: {total:,} edges, {nodes - 1:,} nodes in {groups} groups, {GRAPH_METHOD[0]}: {info}, "
+        f"{len(np.unique(labels)):,} objects, {seconds:.0f} s, peak RSS {peak:.0f} MiB",
+        flush=True,
+    )
+
+
 def _sparse(folder: Path) -> Path:
     """A 1000 x 32768 x 32768 uint8 foreground probability (1.07 TB as stored, Zarr v3, chunks 16 x 512 x
     512) with 5 chunks of data: serial sections of Voronoi cells."""
@@ -278,7 +326,8 @@ def main() -> None:
     parser.add_argument("--edges", nargs="*", type=int, default=[10**6])
     parser.add_argument("--block", nargs=3, type=int, default=THROUGHPUT_BLOCK[0], help="throughput's blocks")
     parser.add_argument("--halo", nargs=3, type=int, default=HALO[0], help="the blocks' halo")
-    parser.add_argument("--method", default="mean", help="the agglomeration of --only graph")
+    parser.add_argument("--method", default="mean", help="the agglomeration of --only graph / hierarchy")
+    parser.add_argument("--groups", type=int, default=100, help="block groups of --only hierarchy")
     args = parser.parse_args()
     GRAPH_METHOD[0] = args.method
     THROUGHPUT_BLOCK[0] = tuple(args.block)
@@ -289,6 +338,9 @@ def main() -> None:
             if part == "graph":
                 for edges in args.edges:
                     graph(edges)
+            elif part == "hierarchy":
+                for edges in args.edges:
+                    hierarchy(edges, args.groups)
             else:
                 globals()[part](folder)
     print(json.dumps({"done": args.only}))

@@ -296,7 +296,7 @@ def test_a_graph_too_big_for_one_pass_is_solved_in_two_levels(
     target = tmp_path / "out.zarr"
     labels = _segment(volume[0], target, (24, 48, 48), max_edges=100)
     solve = json.loads((store.work_folder(target) / "solve.json").read_text())
-    assert solve["levels"] == 2 and solve["largest_job_edges"] < solve["edges"]
+    assert solve["levels"] >= 2 and solve["largest_job_edges"] < solve["edges"]
     scores = instance_scores(whole, labels)
     assert scores["voi"] < 0.05 and scores["adapted_rand_error"] < 0.01
     assert instance_scores(volume[1], labels)["adapted_rand_error"] < 0.05
