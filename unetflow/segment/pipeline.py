@@ -72,13 +72,11 @@ def segment_volume(
 def check_complete(target: str | Path) -> None:
     """Every block of every group relabelled; an InputError naming the groups that are not."""
     plan = read_plan(target)
-    missing = [
-        g
-        for g in range(plan.groups)
-        if any(
-            n not in store.read_journal(store.journal_path(target, RELABEL, g)) for n in plan.group_blocks(g)
-        )
-    ]
+    missing = []
+    for group in range(plan.groups):
+        done = store.read_journal(store.journal_path(target, RELABEL, group))
+        if any(n not in done for n in plan.group_blocks(group)):
+            missing.append(group)
     if missing:
         raise InputError(
             f"segmentation {target}: block group(s) {missing} are not relabelled yet; run the same command "
