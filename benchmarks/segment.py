@@ -153,7 +153,7 @@ def throughput(folder: Path) -> None:
 def memory(folder: Path) -> None:
     """Peak memory of a fresh process segmenting 1x and 8x the voxels with the same blocks."""
     peaks = []
-    for factor in (1, 8):
+    for factor in (1, 8, 64):
         code = (
             "import sys, resource, numpy as np, zarr; sys.path.insert(0, '.');"
             "from tests.segment_volumes import voronoi_volume;"
@@ -174,8 +174,11 @@ def memory(folder: Path) -> None:
         )
         peaks.append(int(output.stdout.strip().splitlines()[-1]) / 1024)
     print(
-        f"memory: peak RSS {peaks[0]:.0f} MiB for 32x128x128, {peaks[1]:.0f} MiB for 8x the voxels "
-        f"({peaks[1] / peaks[0]:.2f}x)",
+        "memory: peak RSS "
+        + ", ".join(
+            f"{peak:.0f} MiB for {32 * f} x 128 x 128" for peak, f in zip(peaks, (1, 8, 64), strict=True)
+        )
+        + f" ({peaks[-1] / peaks[0]:.2f}x for 64x the voxels)",
         flush=True,
     )
 
