@@ -321,10 +321,41 @@ def scale(folder: Path) -> None:
         )
 
 
+def startup(folder: Path) -> None:
+    """Start-up at 10^6 blocks against 10^3: plan and create the output, then open a step's context (the
+    source's stored chunks, the blocks with data) and list every group's pending blocks."""
+    from unetflow.segment import run
+
+    source = _sparse(folder)
+    for block in ((256, 4096, 4096), (16, 256, 256)):
+        target = folder / f"startup-{block[1]}.zarr"
+        started = time.perf_counter()
+        plan = run.init_segmentation(
+            ProbabilitySource(str(source)),
+            target,
+            block=block,
+            halo=(8, 32, 32),
+            groups=4,
+            voxel_size=(50.0, 4.0, 4.0),
+        )
+        created = time.perf_counter() - started
+        context = run._Context(target)
+        pending = sum(len(run._pending(target, run.FRAGMENTS, plan, g)[0]) for g in range(plan.groups))
+        total = time.perf_counter() - started
+        print(
+            f"startup: {plan.blocks:,} blocks ({len(context.with_data or [])} with data, {pending:,} pending): "
+            f"plan and create {created:.2f} s, with a step's context and every group's pending list "
+            f"{total:.2f} s",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--only", nargs="*", default=["methods", "blocks", "throughput", "memory", "graph", "scale"]
+        "--only",
+        nargs="*",
+        default=["methods", "blocks", "throughput", "memory", "graph", "scale", "startup"],
     )
     parser.add_argument("--edges", nargs="*", type=int, default=[10**6])
     parser.add_argument("--block", nargs=3, type=int, default=THROUGHPUT_BLOCK[0], help="throughput's blocks")
