@@ -343,7 +343,8 @@ def startup(folder: Path) -> None:
         pending = sum(len(run._pending(target, run.FRAGMENTS, plan, g)[0]) for g in range(plan.groups))
         total = time.perf_counter() - started
         print(
-            f"startup: {plan.blocks:,} blocks ({len(context.with_data or [])} with data, {pending:,} pending): "
+            f"startup: {plan.blocks:,} blocks ({len(context.with_data or [])} with data, "
+            f"{pending:,} pending): "
             f"plan and create {created:.2f} s, with a step's context and every group's pending list "
             f"{total:.2f} s",
             flush=True,
