@@ -339,8 +339,8 @@ def startup(folder: Path) -> None:
             voxel_size=(50.0, 4.0, 4.0),
         )
         created = time.perf_counter() - started
-        context = run._Context(target)
-        pending = sum(len(run._pending(target, run.FRAGMENTS, plan, g)[0]) for g in range(plan.groups))
+        context = run.StepContext(target)
+        pending = sum(len(run.pending_blocks(target, run.FRAGMENTS, plan, g)[0]) for g in range(plan.groups))
         total = time.perf_counter() - started
         print(
             f"startup: {plan.blocks:,} blocks ({len(context.with_data or [])} with data, "

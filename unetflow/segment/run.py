@@ -126,7 +126,7 @@ def init_segmentation(
     return plan
 
 
-class _Context:
+class StepContext:
     """What a step of one process opens once: the plan, the source, its stored chunks, the arrays."""
 
     def __init__(self, target: str | Path) -> None:
@@ -152,16 +152,19 @@ class _Context:
         )
 
 
-def _pending(target: Path, step: str, plan: SegmentPlan, group: int) -> tuple[list[int], dict[int, int]]:
+def pending_blocks(
+    target: Path, step: str, plan: SegmentPlan, group: int
+) -> tuple[list[int], dict[int, int]]:
+    """The blocks of `group` that `step`'s journal does not list yet, and the journal's entries."""
     done = store.read_journal(store.journal_path(target, step, group))
     return [n for n in plan.group_blocks(group) if n not in done], done
 
 
 def run_fragments(target: str | Path, group: int, *, show_progress: bool = False) -> dict[str, float]:
     """Fragments of every block of `group` not yet done; returns blocks done and seconds."""
-    context = _Context(target)
+    context = StepContext(target)
     plan, options = context.plan, context.options()
-    pending, _ = _pending(context.target, FRAGMENTS, plan, group)
+    pending, _ = pending_blocks(context.target, FRAGMENTS, plan, group)
     started, voxels = time.perf_counter(), 0
     path = store.journal_path(target, FRAGMENTS, group)
     store.record_many(path, [n for n in pending if not context.has_data(n)], 0)
@@ -225,7 +228,7 @@ def run_graph(target: str | Path, group: int, *, show_progress: bool = False) ->
     path = store.work_folder(target) / GRAPH / f"{group}.npz"
     if path.exists():
         return {"voxels": 0, "seconds": 0.0}
-    context = _Context(target)
+    context = StepContext(target)
     plan = context.plan
     counts = check_fragments(target, plan)
     started, voxels, parts, nodes = time.perf_counter(), 0, [], []
@@ -335,7 +338,7 @@ def number_objects(labels: np.ndarray) -> np.ndarray:
 
 def run_relabel(target: str | Path, group: int, *, show_progress: bool = False) -> dict[str, float]:
     """Write the objects of every block of `group` not yet written to the label image."""
-    context = _Context(target)
+    context = StepContext(target)
     plan = context.plan
     work = store.work_folder(target)
     if not (work / "solve.json").exists():
@@ -344,7 +347,7 @@ def run_relabel(target: str | Path, group: int, *, show_progress: bool = False) 
     assignment = np.load(work / "assignment.npy", mmap_mode="r")
     output = omezarr.open_image(target, mode="r+")
     counts = check_fragments(target, plan)
-    pending, _ = _pending(context.target, RELABEL, plan, group)
+    pending, _ = pending_blocks(context.target, RELABEL, plan, group)
     started, voxels = time.perf_counter(), 0
     path = store.journal_path(target, RELABEL, group)
     store.record_many(path, [n for n in pending if not counts[n]], 1)
