@@ -52,7 +52,11 @@ def segment_volume(
     group's graph, so it and the relabel follow only once every group is there).
     """
     target = Path(target)
-    if not (target / "zarr.json").exists():
+    if target.exists() and not (target / "zarr.json").exists():
+        raise InputError(
+            f"segment: {target} exists and is not a unetflow segmentation; delete it or choose another path"
+        )
+    if not target.exists():
         init_segmentation(source, target, **options)
     plan = read_plan(target)
     groups = range(plan.groups) if group is None else [group]

@@ -90,7 +90,17 @@ def init_segmentation(
     target = Path(target)
     remove(store.work_folder(target))
     chunk = tuple(min(b, n) for b, n in zip(plan.block, plan.shape, strict=True))
-    with atomic_path(target) as tmp:
+    work = store.work_folder(target)
+    work.mkdir(parents=True, exist_ok=True)
+    zarr.create_array(
+        str(work / "fragments.zarr"),
+        shape=plan.shape,
+        chunks=chunk,
+        dtype="uint64",
+        fill_value=0,
+        compressors=zarr.codecs.ZstdCodec(level=OUTPUT_COMPRESSION),
+    )
+    with atomic_path(target) as tmp:  # the output last: where it exists, its work folder does too
         omezarr.create_image(
             tmp,
             shape=plan.shape,
@@ -103,16 +113,6 @@ def init_segmentation(
             compression_level=OUTPUT_COMPRESSION,
         )
         omezarr.mark_label_image(tmp)
-    work = store.work_folder(target)
-    work.mkdir(parents=True, exist_ok=True)
-    zarr.create_array(
-        str(work / "fragments.zarr"),
-        shape=plan.shape,
-        chunks=chunk,
-        dtype="uint64",
-        fill_value=0,
-        compressors=zarr.codecs.ZstdCodec(level=OUTPUT_COMPRESSION),
-    )
     log.info(
         "segmentation plan: %d blocks of %s (halo %s), %d group(s), mode %s, %s agglomeration at %.3f",
         plan.blocks,
