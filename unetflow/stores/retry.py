@@ -36,8 +36,9 @@ def delay(attempt: int) -> float:
     return FIRST_DELAY * 2**attempt * (1 + 0.5 * random.random())
 
 
-def retrying(function: Callable[[], T], *, attempts: int = ATTEMPTS) -> T:
+def retrying(function: Callable[[], T], *, attempts: int | None = None) -> T:
     """`function()`, tried again after a transient failure (see the module); the last failure is raised."""
+    attempts = ATTEMPTS if attempts is None else attempts
     attempt = 0
     while True:
         try:
@@ -49,8 +50,9 @@ def retrying(function: Callable[[], T], *, attempts: int = ATTEMPTS) -> T:
             attempt += 1
 
 
-async def retrying_async(function: Callable[[], Awaitable[T]], *, attempts: int = ATTEMPTS) -> T:
+async def retrying_async(function: Callable[[], Awaitable[T]], *, attempts: int | None = None) -> T:
     """The coroutine `function()` with the same retries, waiting without blocking the event loop."""
+    attempts = ATTEMPTS if attempts is None else attempts
     attempt = 0
     while True:
         try:
