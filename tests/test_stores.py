@@ -234,9 +234,12 @@ def test_a_missing_bucket_or_key_is_named(s3: str) -> None:
 
 
 def test_bad_credentials_are_access_denied_and_say_what_to_set(tmp_path: Path) -> None:
-    with moto_s3_with_auth(tmp_path / "moto.log") as endpoint:
-        with pytest.raises(InputError, match=r"access denied .*anon: true.*AWS_ACCESS_KEY_ID") as caught:
-            open_input("s3://lab/image.ome.zarr", options=StoreOptions(endpoint_url=endpoint))
+    denied = r"access denied .*anon: true.*AWS_ACCESS_KEY_ID"
+    with (
+        moto_s3_with_auth(tmp_path / "moto.log") as endpoint,
+        pytest.raises(InputError, match=denied) as caught,
+    ):
+        open_input("s3://lab/image.ome.zarr", options=StoreOptions(endpoint_url=endpoint))
     assert TEST_CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in str(caught.value)
 
 
