@@ -257,3 +257,48 @@ def test_a_dropped_connection_is_retried_then_named(s3: str, monkeypatch: pytest
     ):
         open_input("s3://lab/plain.zarr", options=StoreOptions(endpoint_url=dead))
     assert dropped[0] >= 3
+
+
+def test_the_workflow_predicts_an_s3_volume_into_an_s3_output_with_the_usual_command(
+    s3: str, volume: np.ndarray, tmp_path: Path
+) -> None:
+    """A lab's config: an OME-Zarr on S3 read in place, predictions written to S3, credentials from the
+    environment (the standard chain), nothing of either in the config or the logs."""
+    import subprocess
+    import sys
+
+    import yaml
+    from helpers import copy_workflow
+    from servers import environment
+
+    from unetflow.model.checkpoint import save_checkpoint
+
+    work = copy_workflow(tmp_path / "lab")
+    net = UNetConfig(depth=3, base_channels=4)
+    torch.manual_seed(0)
+    save_checkpoint(
+        work / "model.pt",
+        {"model_state_dict": UNet(net).state_dict(), "model_config": net.to_dict(), "threshold": 0.5},
+    )
+    config = {
+        "volumes": {"em": {"raw": {"url": "s3://lab/image.ome.zarr", "level": 0, "endpoint_url": s3}}},
+        "split": None,
+        "pretrained": {"path": "model.pt"},
+        "predict": {"device": "cpu", "pyramid": 2, "output": {"url": "s3://lab/lab-run", "endpoint_url": s3}},
+    }
+    (work / "lab.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    with environment(TEST_CREDENTIALS):
+        command = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "lab.yaml"]
+        result = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-4000:]
+    remote = Location("s3://lab/lab-run/pretrained/em.zarr", StoreOptions(endpoint_url=s3))
+    probability = omezarr.open_image(remote)[:]
+    assert probability.shape == SHAPE and np.any(probability > 0)
+    assert omezarr.open_image(remote / "1").shape == (2, 24, 20)  # the pyramid, on S3
+    assert not (work / "results" / "predict" / "pretrained" / "em.zarr").exists()  # nothing written locally
+    record = json.loads((work / "results" / "predict" / "pretrained" / "em.where.json").read_text())
+    assert record["prediction"] == remote.url
+    logs = "".join(p.read_text() for p in (work / "results" / "logs").rglob("*.log")) + result.stderr
+    for secret in (TEST_CREDENTIALS["AWS_SECRET_ACCESS_KEY"], TEST_CREDENTIALS["AWS_ACCESS_KEY_ID"]):
+        assert secret not in logs
+        assert secret not in (work / "lab.yaml").read_text()

@@ -412,9 +412,14 @@ class OutputConfig(Section):
             raise ValueError("endpoint_url and profile apply to an s3:// url; drop them")
         return self
 
+    @property
+    def options(self) -> StoreOptions:
+        """How to reach the output's store."""
+        return StoreOptions(endpoint_url=self.endpoint_url, profile=self.profile)
+
     def location(self) -> Location:
         """The output root as a Location (with the options to reach its store)."""
-        return Location(self.url, StoreOptions(endpoint_url=self.endpoint_url, profile=self.profile))
+        return Location(self.url, self.options)
 
 
 class PredictConfig(Section):
@@ -528,6 +533,11 @@ class Config(Section):
                 )
         else:
             check_split(self.split, self.volumes)
+        if self.predict.output is not None and any(volume.labelled for volume in self.volumes.values()):
+            raise InputError(
+                "predict.output: predictions go elsewhere than results/ only in predict-only runs of "
+                "unlabelled volumes (evaluation reads them from results/); drop predict.output, or the labels"
+            )
         if self.pretrained is not None and self.ablation:
             raise InputError("ablation trains a second model; it does not apply with pretrained: drop one")
         if self.pretrained is not None and self.train.init_from is not None:

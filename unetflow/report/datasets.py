@@ -27,6 +27,7 @@ from unetflow.report.figures import MAX_PANEL, Image, _contrast, _hide_axes, _ne
 from unetflow.report.provenance import collect_provenance
 from unetflow.report.render import environment, stylesheet
 from unetflow.report.sections import Section, _section, provenance_section
+from unetflow.stores import Location
 
 SEGMENTATION = "segmentation"
 
@@ -216,7 +217,7 @@ def build_prediction_report(
     metrics of labelled volumes (when `metrics` is given) and the provenance; written atomically."""
     for _, _, prediction, summary in predictions:
         for path in (prediction, summary):
-            if not Path(path).exists():
+            if not Location.of(path).exists():
                 raise InputError(f"{path} does not exist: run the prediction (and its finalisation) first")
     parts = [model_section(predictions[0][2])] if predictions else []
     parts.append(datasets_section([(model, volume, *rest) for volume, *rest in predictions]))
