@@ -18,6 +18,7 @@ import numpy as np
 
 from unetflow.errors import InputError
 from unetflow.readers import Volume, open_input
+from unetflow.stores import StoreOptions
 
 SAMPLE_CHUNKS = 64
 """Chunks checked for the value range before anything is written (every block is checked again)."""
@@ -32,14 +33,19 @@ class ProbabilitySource:
     format: str | None = None
     member: str | None = None
     level: int | str | None = None
+    store: dict[str, Any] | None = None
+    """How to reach a URL's store (anon, endpoint_url, profile: never credentials), e.g. predict.output's."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain form for the attributes."""
         return asdict(self)
 
     def open(self) -> Volume:
-        """The (z, y, x) volume, read in place through its format's reader."""
-        return open_input(self.path, format=self.format, member=self.member, level=self.level)
+        """The (z, y, x) volume, read in place through its format's reader (a path or a URL)."""
+        options = None if self.store is None else StoreOptions(**self.store)
+        return open_input(
+            self.path, format=self.format, member=self.member, level=self.level, options=options
+        )
 
 
 def check_volume(volume: Volume, name: str) -> None:

@@ -4,7 +4,7 @@
 
 rule segment_init:
     input:
-        prediction=RESULTS.prediction("{model}", "{volume}"),
+        prediction=RESULTS.prediction_record("{model}", "{volume}"),
         summary=RESULTS.prediction_summary("{model}", "{volume}"),
     output:
         directory(RESULTS.segmentation("{model}", "{volume}")),
@@ -15,6 +15,8 @@ rule segment_init:
     params:
         options=SETTINGS.segment,
         groups=lambda wildcards: segment_groups(wildcards.model, wildcards.volume),
+        prediction=prediction_target,
+        store=None if OUTPUT is None else OUTPUT.options.to_dict(),
     threads: 1
     resources:
         mem_mb=2000,

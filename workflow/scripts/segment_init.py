@@ -5,9 +5,9 @@ sys.stderr = open(snakemake.log[0], "w")
 from unetflow.steps.segment import run_segment_init
 
 run_segment_init(
-    probability=snakemake.input.prediction,
+    probability=snakemake.params.prediction,
     target=snakemake.output[0],
     options=snakemake.params.options,
     groups=snakemake.params.groups,
-    source={"level": 0},
+    source={"level": 0, "store": snakemake.params.store},
 )
