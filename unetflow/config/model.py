@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import math
 from pathlib import PurePosixPath
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import unquote, urlparse
 
-from pydantic import Field, model_validator
+from pydantic import Field, TypeAdapter, model_validator
 
 from unetflow.config.base import Device, Precision, ScriptSafe, Section, VolumeName
 from unetflow.config.patterns import SHA256_PATTERN, WALLTIME_PATTERN
@@ -584,6 +584,15 @@ class Config(Section):
     """Also train and evaluate a model with class-balancing weights only (what the border term buys)."""
     pretrained: ModelSourceConfig | None = None
     """A trained model to predict every volume with: nothing is trained, labels and split are optional."""
+
+    @classmethod
+    def section(cls, key: str, values: Any) -> Any:
+        """The typed value of top-level key `key` from its plain values, as a rule passes them in params.
+
+        Snakemake records and compares only plain params, so a changed option reruns its rule; a script turns
+        them back into the section here.
+        """
+        return TypeAdapter(cls.model_fields[key].annotation).validate_python(values)
 
     @model_validator(mode="after")
     def _split_fits(self) -> Config:

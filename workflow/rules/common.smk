@@ -32,6 +32,8 @@ def load_settings():
 SETTINGS = load_settings()
 config.clear()
 config.update(SETTINGS.dump())
+# Rules pass config[...] (plain values) as params, never a SETTINGS section: Snakemake records and compares only
+# plain values, so a changed option reruns its rule; scripts turn them back into sections (Config.section).
 OUTPUT = SETTINGS.predict.output
 RESULTS = RESULTS.with_output(None if OUTPUT is None else OUTPUT.url)
 
@@ -54,10 +56,10 @@ def trained_models():
 
 
 def train_section(wildcards):
-    """The train section of a model: the configured one, with class balance only for the ablation."""
+    """The train section of a model (plain values): the configured one, with class balance only for the ablation."""
     if wildcards.model == ABLATION_MODEL:
-        return SETTINGS.train.model_copy(update={"loss_weights": ABLATION_MODE})
-    return SETTINGS.train
+        return config["train"] | {"loss_weights": ABLATION_MODE}
+    return config["train"]
 
 
 def model_file(wildcards):

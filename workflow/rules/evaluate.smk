@@ -16,8 +16,8 @@ rule evaluate:
         RESULTS.benchmark("evaluate", "{model}")
     params:
         volumes=labelled_volumes(),
-        split=SETTINGS.split,
-        options=SETTINGS.evaluate,
+        split=config["split"],
+        options=config["evaluate"],
         threshold=SETTINGS.predict.threshold,
     threads: 2
     resources:

@@ -30,7 +30,7 @@ rule report:
         RESULTS.benchmark("report", "index")
     params:
         models=models(),
-        config=SETTINGS,
+        config=config,
         benchmarks=RESULTS.benchmarks(),
         project=workflow.basedir,
         datasets=dataset_rows(),

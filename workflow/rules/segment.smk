@@ -13,7 +13,7 @@ rule segment_init:
     benchmark:
         RESULTS.benchmark("segment_init", "{model}/{volume}")
     params:
-        options=SETTINGS.segment,
+        options=config["segment"],
         groups=lambda wildcards: segment_groups(wildcards.model, wildcards.volume),
         prediction=prediction_target,
         store=None if OUTPUT is None else OUTPUT.options.to_dict(),
@@ -63,7 +63,7 @@ rule segment_finalize:
     benchmark:
         RESULTS.benchmark("segment_finalize", "{model}/{volume}")
     params:
-        options=SETTINGS.segment,
+        options=config["segment"],
     threads: 1
     resources:
         mem_mb=4000,
