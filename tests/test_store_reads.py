@@ -68,6 +68,18 @@ def test_a_read_fetches_each_chunk_with_one_get_and_neighbours_fetch_only_new_ch
     assert served(counted, before) == {"get": 2}
 
 
+def test_tensorstore_reads_fetch_each_chunk_once_too(counted: str, volume: np.ndarray) -> None:
+    stack = open_input("s3://lab/stack.n5", member="raw", options=StoreOptions(endpoint_url=counted))
+    before = server_counts(counted)
+    np.testing.assert_array_equal(stack[1, 0:20, 0:20], volume[1, 0:20, 0:20])
+    assert served(counted, before) == {"get": 4}
+    before = server_counts(counted)
+    np.testing.assert_array_equal(stack[1, 10:30, 5:25], volume[1, 10:30, 5:25])  # kept, not asked again
+    assert served(counted, before) == {}
+    np.testing.assert_array_equal(stack[1, 20:40, 5:25], volume[1, 20:40, 5:25])
+    assert served(counted, before) == {"get": 2}  # row 2 only
+
+
 def test_a_missing_chunk_reads_as_fill_value_and_is_asked_once(counted: str) -> None:
     image = open_input("s3://lab/sparse.zarr", options=StoreOptions(endpoint_url=counted))
     before = server_counts(counted)

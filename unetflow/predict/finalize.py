@@ -31,9 +31,8 @@ from unetflow.geometry import ShardGrid
 from unetflow.logs import progress_bar
 from unetflow.predict import progress
 from unetflow.predict.plan import PredictionPlan, read_plan
-from unetflow.predict.run import INSTANCES, OUTPUT_COMPRESSION, SEGMENTATION, check_complete
-from unetflow.predict.store import Pieces, write_pieces
-from unetflow.predict.tiles import as_stack
+from unetflow.predict.progress import INSTANCES, SEGMENTATION, check_complete
+from unetflow.predict.store import OUTPUT_COMPRESSION, Pieces, write_pieces
 from unetflow.stores import Location
 
 log = logging.getLogger(__name__)
@@ -196,6 +195,8 @@ def instance_labels(segmentation: Any, *, connectivity: int = 1) -> tuple[Any, i
     counts each slice's components so that slice z's ids start after those of slices 0..z-1.
     """
     import dask.array as da
+
+    from unetflow.predict.tiles import as_stack  # (torch: a finalisation without instances needs none)
 
     if connectivity not in (1, 2):
         raise InputError(f"connectivity must be 1 (4-neighbour) or 2 (8-neighbour), got {connectivity!r}")
