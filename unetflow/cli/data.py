@@ -80,7 +80,9 @@ def add_commands(sub: Any) -> None:
     )
     p.set_defaults(handler=_import)
 
-    p = sub.add_parser("weights", help="the paper's border weight map of an imported volume")
+    p = sub.add_parser(
+        "weights", help="the paper's border weight map of an imported volume (in 3-D for model.dims 3)"
+    )
     p.add_argument("data", help="an imported OME-Zarr with labels")
     p.add_argument("target", help="the weight-map OME-Zarr to write")
     p.add_argument(
@@ -172,11 +174,17 @@ def _weights(args: argparse.Namespace) -> None:
         if args.train_slices is not None:
             raise InputError("--class-balance and --train-slices both set w_c: give one")
         steps.run_weights(
-            data=args.data, target=args.target, class_balance=args.class_balance, options=options
+            data=args.data,
+            target=args.target,
+            class_balance=args.class_balance,
+            options=options,
+            model=config.model,
         )
         return
     train_slices = args.train_slices if args.train_slices is not None else training_entry(config).train
-    steps.run_weights(data=args.data, target=args.target, train_slices=train_slices, options=options)
+    steps.run_weights(
+        data=args.data, target=args.target, train_slices=train_slices, options=options, model=config.model
+    )
 
 
 def _class_balance(args: argparse.Namespace) -> None:

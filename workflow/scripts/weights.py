@@ -10,4 +10,5 @@ run_weights(
     class_balance=snakemake.input.balance,
     workers=snakemake.threads,
     options=snakemake.params.options,
+    model=snakemake.params.model,
 )
