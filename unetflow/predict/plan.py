@@ -6,6 +6,7 @@ A plan is chosen once (`make_plan`), stored in the prediction's attributes and r
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -117,8 +118,8 @@ class PredictionPlan:
             raise InputError(f"{error}; this prediction was planned with {self.groups} groups") from None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain form for the attributes."""
-        return asdict(self)
+        """Plain form for the attributes, as JSON reads it back (lists, not tuples: it compares equal)."""
+        return json.loads(json.dumps(asdict(self)))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PredictionPlan:
