@@ -396,8 +396,30 @@ def reflect_indices(start: int, stop: int, length: int) -> np.ndarray:
     return np.where(positions < length, positions, period - positions)
 
 
+class _Strided:
+    """What a tiling derives from its geometry and tile stride (the dataclasses below give both)."""
+
+    geometry: UNetGeometry | SliceContext
+    stride: int
+
+    @property
+    def output(self) -> int:
+        """Valid output size of one tile (>= stride)."""
+        return self.geometry.output_for_stride(self.stride)
+
+    @property
+    def input(self) -> int:
+        """Input size of one tile."""
+        return self.geometry.input_for_output(self.output)
+
+    @property
+    def margin(self) -> int:
+        """Context on each side of the kept output."""
+        return self.geometry.margin
+
+
 @dataclass(frozen=True)
-class AxisTiling:
+class AxisTiling(_Strided):
     """How one axis is cut into overlap tiles: tiles step by `stride` (a multiple of the axis's alignment),
     each predicts `output` >= `stride` and keeps the first `stride`; blocks of `block` (a multiple of the
     stride) are the unit of I/O. Along z of a 2-D net (SliceContext) every tile is one slice."""
@@ -406,21 +428,6 @@ class AxisTiling:
     length: int
     stride: int
     block: int
-
-    @property
-    def output(self) -> int:
-        """Valid output size of one tile along the axis (>= stride)."""
-        return self.geometry.output_for_stride(self.stride)
-
-    @property
-    def input(self) -> int:
-        """Input size of one tile along the axis."""
-        return self.geometry.input_for_output(self.output)
-
-    @property
-    def margin(self) -> int:
-        """Context on each side of the kept output."""
-        return self.geometry.margin
 
     def starts(self) -> list[int]:
         """Output offsets of the blocks along the axis."""
@@ -437,7 +444,7 @@ class AxisTiling:
 
 
 @dataclass(frozen=True)
-class TilePlan:
+class TilePlan(_Strided):
     """How a slice (or a volume) is cut into overlap tiles: every output pixel is predicted once, from full
     context.
 
@@ -453,21 +460,6 @@ class TilePlan:
     stride: int
     block: int
     slices: AxisTiling | None = None
-
-    @property
-    def output(self) -> int:
-        """Valid output size of one tile (>= stride)."""
-        return self.geometry.output_for_stride(self.stride)
-
-    @property
-    def input(self) -> int:
-        """Input size of one tile."""
-        return self.geometry.input_for_output(self.output)
-
-    @property
-    def margin(self) -> int:
-        """Context on each side of the kept output."""
-        return self.geometry.margin
 
     def block_starts(self) -> list[tuple[int, int]]:
         """(y, x) output offsets of the blocks of one slice, row-major."""
