@@ -135,18 +135,6 @@ def read_test_volume(image: str | Path | np.ndarray) -> tuple[Any, str, tuple[tu
     return as_stack(open_volume(image)), str(image), None
 
 
-def read_test_image(
-    image: str | Path | np.ndarray, index: int = 0
-) -> tuple[np.ndarray, tuple[float, str] | None]:
-    """Slice `index` of a volume (OME-Zarr, any format unetflow imports, or an array) and its pixel size.
-
-    The pixel size (size, unit) comes from the attributes unetflow's import writes; None where unknown.
-    """
-    volume, name, voxel = read_test_volume(image)
-    check_slice(volume, name, index)
-    return np.asarray(volume[index]), None if voxel is None else (voxel[0][-1], voxel[1])
-
-
 def check_slice(volume: Any, name: str, index: int) -> None:
     """A test slice outside the volume is an InputError naming it and the range."""
     if not 0 <= index < volume.shape[0]:
@@ -449,7 +437,7 @@ def _test_input(
     flat = net.dims == 2 and net.context == 0
     voxel = None
     if image is None:
-        side = plane.input_for_output(out_size)
+        index, side = 0, plane.input_for_output(out_size)
         if flat:
             from unetflow.data.synthesize import synthesize_volume
 

@@ -268,23 +268,21 @@ class VolumeTileSampler:
         normalised = (coordinates * scale - 1.0).flip(-1)  # grid_sample wants (x, y, z)
         stack = run[None].expand(params.batch_size, -1, -1, -1, -1)
         sample = {"padding_mode": "reflection", "align_corners": True}
-        both = functional.grid_sample(stack[:, RAW : WEIGHTS + 1], normalised, mode="bilinear", **sample)
-        labels = functional.grid_sample(stack[:, LABELS : LABELS + 1], normalised, mode="nearest", **sample)
+        raw = functional.grid_sample(stack[:, RAW : RAW + 1], normalised, mode="bilinear", **sample)
         raw = adjust_gray_values(
-            both[:, RAW : RAW + 1], contrast=params.contrast, brightness=params.brightness, gamma=params.gamma
+            raw, contrast=params.contrast, brightness=params.brightness, gamma=params.gamma
         )
-        crop = tuple(slice(m, m + o) for m, o in zip(self.margin, self.output_size, strict=True))
-        weights = both[(slice(None), WEIGHTS, *crop)]
-        inside = (coordinates[(slice(None), *crop)] > -0.5) & (
-            coordinates[(slice(None), *crop)] < lengths - 0.5
-        )
-        weights = weights * inside.all(
-            dim=-1
-        )  # a run smaller than the tile: its mirrored part does not train
+        # weights and labels only where the net's output lies: the same points, a fraction of the tile's
+        crop = (slice(None), *(slice(m, m + o) for m, o in zip(self.margin, self.output_size, strict=True)))
+        inner = normalised[crop].contiguous()
+        weights = functional.grid_sample(stack[:, WEIGHTS : WEIGHTS + 1], inner, mode="bilinear", **sample)
+        labels = functional.grid_sample(stack[:, LABELS : LABELS + 1], inner, mode="nearest", **sample)
+        # a run smaller than the tile: the mirrored part of the output does not train
+        inside = ((coordinates[crop] > -0.5) & (coordinates[crop] < lengths - 0.5)).all(dim=-1)
         return TileBatch(
             raw=raw.contiguous(),
-            labels=labels[(slice(None), 0, *crop)].round().to(torch.int64),
-            weights=weights.contiguous(),
+            labels=labels[:, 0].round().to(torch.int64),
+            weights=(weights[:, 0] * inside).contiguous(),
             params=params,  # type: ignore[arg-type]
         )
 
