@@ -35,11 +35,14 @@ _HOMES = {
     "Block": "tiles",
     "as_stack": "tiles",
     "BlockPredictor": "tiles",
+    "check_depth": "plan",
+    "choose_strides": "tiles",
     "dihedral": "tiles",
     "inference_model": "tiles",
     "predict_array": "tiles",
     "predict_whole_slice": "tiles",
     "read_context": "tiles",
+    "read_window": "tiles",
 }
 __all__ = sorted(_HOMES)
 

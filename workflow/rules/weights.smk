@@ -36,6 +36,7 @@ rule weights:
         RESULTS.benchmark("weights", "{volume}")
     params:
         options=config["weights"],
+        model=config["model"],
     threads: 2
     resources:
         mem_mb=4000,

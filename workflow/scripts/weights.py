@@ -11,4 +11,5 @@ run_weights(
     class_balance=snakemake.input.balance,
     workers=snakemake.threads,
     options=Config.section("weights", snakemake.params.options),
+    model=Config.section("model", snakemake.params.model),
 )
