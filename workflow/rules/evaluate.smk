@@ -18,7 +18,7 @@ rule evaluate:
         volumes=labelled_volumes(),
         split=config["split"],
         options=config["evaluate"],
-        threshold=SETTINGS.predict.threshold,
+        threshold=config["predict"]["threshold"],
     threads: 2
     resources:
         mem_mb=4000,
