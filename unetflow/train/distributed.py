@@ -279,8 +279,8 @@ def launch(
     The first worker to fail stops them all; its error is raised here: an InputError as it was raised,
     anything else as a RuntimeError naming the process (its traceback is logged).
     """
-    device = resolve_device(config.device)
-    backend = "nccl" if device.type == "cuda" else "gloo"
+    on_gpu = config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available())
+    backend = "nccl" if on_gpu else "gloo"
     threads = max(1, torch.get_num_threads() // processes)
     store = open_store(config.port)
     spec = {
