@@ -363,8 +363,11 @@ def test_two_process_training_is_one_slurm_job_of_one_task(chain: Chain, tmp_pat
     record = _job_record(job_id)
     assert (record["NumTasks"], record["CPUs/Task"], record["NumNodes"]) == ("1", "2", "1"), record
     assert record["JobState"] == "COMPLETED", record
-    assert job_log.read_text().count("rule train:") == 1  # the job step ran the rule once
+    # The batch script's Snakemake names the rule (`rule train:`), the job step it starts with srun runs it
+    # (`localrule train:`): once, not once per task.
+    assert job_log.read_text().count("localrule train:") == 1, job_log.read_text()[-3000:]
     log = (work / "results" / "logs" / "train" / "main.log").read_text()
+    assert log.count("INFO unetflow.steps.train: training on synthetic") == 1, log[-3000:]
     assert log.count("training with 2 processes (CPU, gloo, 1 torch thread each)") == 1, log[-3000:]
     model = torch.load(work / target, map_location="cpu", weights_only=True)
     assert model["processes"] == 2 and model["step"] in (10, 20)
