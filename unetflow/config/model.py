@@ -21,7 +21,8 @@ from unetflow.config.base import Device, Precision, ScriptSafe, Section, VolumeN
 from unetflow.config.patterns import SHA256_PATTERN, WALLTIME_PATTERN
 from unetflow.config.split import SplitConfig, check_split, primary_entry, split_entries, split_keys
 from unetflow.errors import InputError
-from unetflow.readers.registry import format_names
+from unetflow.readers.registry import format_from_suffix, format_names, reader_for
+from unetflow.stores import REMOTE_SCHEMES, Location, StoreOptions, scheme_of
 
 FORMAT_NAMES = format_names(aliases=True)
 """Input formats a source may name (aliases included): the reader registry's (unetflow.readers)."""
@@ -58,8 +59,13 @@ class OriginConfig(Section):
     def _one_origin(self) -> OriginConfig:
         if (self.url is None) == (self.path is None):
             raise ValueError("give exactly one of url and path")
-        if self.url is not None and not self.url.startswith(("http://", "https://", "file://")):
-            raise ValueError(f"url {self.url!r} must start with http://, https:// or file://")
+        volume = isinstance(self, SourceConfig)
+        schemes = ("http://", "https://", "file://", *(STORE_SCHEMES if volume else ()))
+        if self.url is not None and not self.url.startswith(schemes):
+            also = " (s3:// and gs:// for a chunked volume read in place)" if volume else ""
+            raise ValueError(f"url {self.url!r} must start with http://, https:// or file://{also}")
+        if volume and self.in_place:  # type: ignore[attr-defined]
+            return self
         if self.filename in (".", ".."):
             raise ValueError(f"filename {self.filename!r} names a folder; give the file's name")
         if self.path is not None and self.filename is not None:
@@ -69,15 +75,67 @@ class OriginConfig(Section):
         return self
 
 
+STORE_SCHEMES = ("s3://", "gs://")
+"""URL schemes only a chunked volume read in place may have (nothing is downloaded from them)."""
+
+
 class SourceConfig(OriginConfig):
-    """Where one image volume comes from: a download or a local file or folder."""
+    """Where one image volume comes from: a download, a local file or folder, or a chunked volume at a URL
+    (s3://, gs://, https://, file://) read in place chunk by chunk."""
 
     format: Literal[FORMAT_NAMES] | None = None  # type: ignore[valid-type]
-    """File format (a name of unetflow's readers); inferred from the path when null."""
+    """File format (a name of unetflow's readers); inferred from the path or URL when null."""
     member: str | None = None
     """HDF5 dataset, or path of an array or image inside a Zarr or N5 store."""
     level: Annotated[int, Field(ge=0)] | str | None = None
-    """Resolution level of an OME-Zarr / N5 multiscale image (index or path; null: full resolution)."""
+    """Resolution level of an OME-Zarr / N5 multiscale image or precomputed scale (index, path or key)."""
+    anon: bool = False
+    """url read in place from a public bucket: unsigned requests, no credentials needed."""
+    endpoint_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] | None = None
+    """url on an S3-compatible store that is not AWS (an institute's): its address, e.g. https://s3.lab.org."""
+    profile: ScriptSafe | None = None
+    """url on S3: a named profile of ~/.aws/credentials (null: the standard chain: AWS_* variables,
+    AWS_PROFILE, ~/.aws, the instance role). Credentials never go in the config."""
+
+    @property
+    def in_place(self) -> bool:
+        """Whether this is a url read where it is (a Zarr, N5 or precomputed volume; s3:// and gs:// always),
+        not downloaded: the format named, else the URL's suffix (.zarr, .n5) or precomputed:// prefix."""
+        if self.url is None:
+            return False
+        if self.url.startswith(STORE_SCHEMES):
+            return True
+        name = self.format or format_from_suffix(self.url)
+        return name is not None and reader_for(name).remote
+
+    @property
+    def store_options(self) -> StoreOptions:
+        """How to reach the url's store (no secrets: the credential chains supply those)."""
+        return StoreOptions(anon=self.anon, endpoint_url=self.endpoint_url, profile=self.profile)
+
+    @model_validator(mode="after")
+    def _in_place(self) -> SourceConfig:
+        reach = [k for k in ("anon", "endpoint_url", "profile") if getattr(self, k) not in (False, None)]
+        if not self.in_place:
+            if reach:
+                raise ValueError(f"{', '.join(reach)}: only for a url read in place (s3://, gs://); drop it")
+            return self
+        if self.sha256 is not None:
+            raise ValueError(
+                f"url {self.url} is a chunked volume read in place, chunk by chunk, never downloaded whole: "
+                "drop sha256 (it applies to single files such as TIFF or HDF5, which are downloaded)"
+            )
+        if self.filename is not None:
+            raise ValueError(f"url {self.url} is read in place, not downloaded to a file: drop filename")
+        name = self.format or format_from_suffix(self.url)  # type: ignore[arg-type]
+        if name is not None and not reader_for(name).remote:
+            raise ValueError(
+                f"url {self.url}: {name} is not read from a URL in place (Zarr, N5 and precomputed are); "
+                "give a http(s):// or file:// url with sha256 to download it, or convert it to OME-Zarr"
+            )
+        if self.endpoint_url is not None and not self.url.startswith("s3://"):  # type: ignore[union-attr]
+            raise ValueError("endpoint_url applies to s3:// urls (S3-compatible stores); drop it")
+        return self
 
 
 class ModelSourceConfig(OriginConfig):
@@ -91,6 +149,13 @@ class LabelSourceConfig(SourceConfig):
     """Binary labels whose foreground is the membrane: invert so that 0 = membrane."""
     ignore: Annotated[int, Field(ge=1)] | None = None
     """Label value of unannotated pixels (sparse labels): no loss, no class, no border, no metric there."""
+    separate: Annotated[int, Field(ge=0, le=64)] | None = None
+    """Instance ids whose cells touch: background forced this many pixels wide where two ids meet (the
+    paper's Fig. 3; unetflow.data.instances), at import; 0: none. null: none, and the import warns where
+    cells touch and refuses dense ids (connectomics ground truth without membrane pixels)."""
+    separate_in: Literal["slice", "volume"] = "slice"
+    """Where `separate` finds touching cells: in each 2-D slice (serial sections, time-lapse frames) or in
+    3-D (isotropic volumes; also across slices)."""
 
 
 class SyntheticConfig(Section):
@@ -143,6 +208,11 @@ class VolumeConfig(Section):
             raise ValueError("give exactly one of synthetic and raw")
         if self.synthetic is not None and self.labels is not None:
             raise ValueError("a synthetic volume makes its own labels; drop labels")
+        if self.labels is not None and self.labels.in_place:
+            raise ValueError(
+                "labels are imported for training and evaluation: give them as a path, or as a url with "
+                "sha256 to download (a url read in place is for raw volumes that are only predicted)"
+            )
         if self.raw is not None and self.labels is not None and self.raw.url and self.labels.url:
             same_file = self.raw.local_name == self.labels.local_name
             if same_file and self.raw.url != self.labels.url:
@@ -158,10 +228,11 @@ class VolumeConfig(Section):
         return self
 
     def downloads(self) -> dict[str, SourceConfig]:
-        """The url sources of this volume by local file name (raw and labels of one URL share one)."""
+        """The url sources of this volume downloaded, by local file name (raw and labels of one URL share
+        one); a url read in place is not among them."""
         found: dict[str, SourceConfig] = {}
         for source in (self.raw, self.labels):
-            if source is not None and source.url is not None:
+            if source is not None and source.url is not None and not source.in_place:
                 found.setdefault(source.local_name, source)
         return found
 
@@ -329,6 +400,42 @@ class ClusterConfig(Section):
         return self
 
 
+class OutputConfig(Section):
+    """Where predictions are written instead of results/predict: a folder or a URL, written in place."""
+
+    KEY: ClassVar[str] = "predict.output"
+
+    url: str
+    """A folder, file:// URL or an object store prefix (s3://bucket/run, gs://bucket/run): each prediction is
+    <url>/<model>/<volume>.zarr, its journals beside it."""
+    endpoint_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] | None = None
+    """An S3-compatible store that is not AWS (an institute's): its address."""
+    profile: ScriptSafe | None = None
+    """A named profile of ~/.aws/credentials (null: the standard chain); never credentials in the config."""
+
+    @model_validator(mode="after")
+    def _store(self) -> OutputConfig:
+        scheme = scheme_of(self.url)
+        if scheme in ("http", "https"):
+            raise ValueError(
+                f"url {self.url}: http(s) is read-only; write to s3://, gs://, file:// or a folder"
+            )
+        if scheme is not None and scheme not in (*REMOTE_SCHEMES, "file"):
+            raise ValueError(f"url {self.url}: use s3://, gs://, file:// or a folder")
+        if (self.endpoint_url or self.profile) and scheme != "s3":
+            raise ValueError("endpoint_url and profile apply to an s3:// url; drop them")
+        return self
+
+    @property
+    def options(self) -> StoreOptions:
+        """How to reach the output's store."""
+        return StoreOptions(endpoint_url=self.endpoint_url, profile=self.profile)
+
+    def location(self) -> Location:
+        """The output root as a Location (with the options to reach its store)."""
+        return Location(self.url, self.options)
+
+
 class PredictConfig(Section):
     """Overlap-tile prediction of every volume."""
 
@@ -368,6 +475,9 @@ class PredictConfig(Section):
     """Resolution levels of the output (level 0 and N-1 more, each 2x coarser in y and x) for viewers."""
     skip_empty: bool = True
     """Leave regions whose input chunks were never written (no data) at the fill value, unpredicted."""
+    output: OutputConfig | None = None
+    """Where the predictions (with pyramid and journals) are written: null = results/predict; or {url:
+    s3://bucket/run} (gs://, file://, a folder), with endpoint_url/profile for S3."""
 
 
 class EvaluateConfig(Section):
@@ -437,6 +547,11 @@ class Config(Section):
                 )
         else:
             check_split(self.split, self.volumes)
+        if self.predict.output is not None and any(volume.labelled for volume in self.volumes.values()):
+            raise InputError(
+                "predict.output: predictions go elsewhere than results/ only in predict-only runs of "
+                "unlabelled volumes (evaluation reads them from results/); drop predict.output, or the labels"
+            )
         if self.pretrained is not None and self.ablation:
             raise InputError("ablation trains a second model; it does not apply with pretrained: drop one")
         if self.pretrained is not None and self.train.init_from is not None:
@@ -452,10 +567,6 @@ class Config(Section):
     def split_keys(self) -> list[str]:
         """The config key of each entry, for messages: `split`, or `split[i]` in the list form."""
         return split_keys(self.split)
-
-    def split_volumes(self) -> list[str]:
-        """Every volume the split names, in order, once each."""
-        return list(dict.fromkeys(entry.volume for entry in self.split_entries()))
 
     def training_volumes(self) -> list[str]:
         """The volumes that training reads (train or validation slices), in order, once each: each needs

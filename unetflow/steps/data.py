@@ -75,7 +75,8 @@ def run_import(*, raw: str, labels: str | None, target: str, volume: VolumeConfi
     """Import a volume (and its labels) into OME-Zarr with voxel size and normalisation statistics.
 
     `path` sources are checked against their sha256 first (url sources were checked when downloaded);
-    labels with `invert` are imported inverted.
+    labels with `invert` are imported inverted, instance labels with `separate` get the background forced
+    between touching cells (unetflow.data.instances).
     """
     setup_logging()
     entry = volume
@@ -99,6 +100,9 @@ def run_import(*, raw: str, labels: str | None, target: str, volume: VolumeConfi
             labels_format=entry.labels.format if entry.labels else None,
             labels_member=entry.labels.member if entry.labels else None,
             labels_ignore=ignore,
+            labels_separate=entry.labels.separate if entry.labels else None,
+            labels_separate_in=entry.labels.separate_in if entry.labels else "slice",
+            separate_key=f"volumes.{Path(target).stem}.labels.separate",
             voxel_size=tuple(entry.voxel_size or UNSTATED_VOXEL_SIZE),
             unit=entry.unit,
         )
