@@ -28,6 +28,8 @@ FORMAT_NAMES = format_names(aliases=True)
 """Input formats a source may name (aliases included): the reader registry's (unetflow.readers)."""
 MAX_SYNTHETIC_VOXELS = 2**29
 """The embedded generator builds a volume in memory (about 5 bytes a voxel): at most 512 Mi voxels."""
+MAX_SYNTHETIC_VOXELS_3D = 2**27
+"""Its 3-D mode keeps the whole volume's geometry at once (about 25 bytes a voxel): at most 128 Mi voxels."""
 
 VoxelSize = Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=3, max_length=3)]
 UNSTATED_VOXEL_SIZE = (1.0, 1.0, 1.0)
@@ -171,14 +173,22 @@ class SyntheticConfig(Section):
     """Mean cell diameter in pixels."""
     membrane_contrast: Annotated[float, Field(ge=0)] = 1.0
     """Darkness of the membranes against the cytoplasm (1: the default look; 0.5: half as dark, 0: none)."""
+    mode: Literal["2d", "3d"] = "2d"
+    """2d: every slice a tessellation of its own; 3d: neurites that run through the volume, cut as the
+    volume's voxel_size says (z over y: 1 isotropic, 12.5 for 50 nm sections of 4 nm pixels; null: 1)."""
+    tilt: Annotated[float, Field(ge=0, le=90)] = 30.0
+    """3d: degrees between the neurites' main direction and z (0: along z; 90: lying in the slices)."""
+    wander: Annotated[float, Field(ge=0)] = 0.6
+    """3d: how far a neurite drifts sideways over two diameters of its length, in diameters."""
 
     @model_validator(mode="after")
     def _fits_memory(self) -> SyntheticConfig:
         voxels = math.prod(self.shape)
-        if voxels > MAX_SYNTHETIC_VOXELS:
+        limit = MAX_SYNTHETIC_VOXELS_3D if self.mode == "3d" else MAX_SYNTHETIC_VOXELS
+        if voxels > limit:
             raise ValueError(
-                f"shape {self.shape} is {voxels:,} voxels; the generator builds the volume in memory and "
-                f"takes at most {MAX_SYNTHETIC_VOXELS:,}: make it smaller"
+                f"shape {self.shape} is {voxels:,} voxels; the {self.mode} generator builds the volume in "
+                f"memory and takes at most {limit:,}: make it smaller"
             )
         if min(self.shape[1:]) < 16:
             raise ValueError(f"shape {self.shape}: height and width must be at least 16 pixels")
@@ -212,6 +222,12 @@ class VolumeConfig(Section):
             raise ValueError(
                 "labels are imported for training and evaluation: give them as a path, or as a url with "
                 "sha256 to download (a url read in place is for raw volumes that are only predicted)"
+            )
+        three_d = self.synthetic is not None and self.synthetic.mode == "3d"
+        if three_d and self.voxel_size and not math.isclose(*self.voxel_size[1:], rel_tol=1e-6):
+            raise ValueError(
+                f"voxel_size {self.voxel_size}: a 3d synthetic volume has square pixels in-plane; give y = x "
+                "(z sets the section spacing)"
             )
         if self.raw is not None and self.labels is not None and self.raw.url and self.labels.url:
             same_file = self.raw.local_name == self.labels.local_name
