@@ -94,7 +94,9 @@ def _add_import(sub: Any) -> None:
 
 
 def _add_weights(sub: Any) -> None:
-    p = sub.add_parser("weights", help="the paper's border weight map of an imported volume")
+    p = sub.add_parser(
+        "weights", help="the paper's border weight map of an imported volume (in 3-D for model.dims 3)"
+    )
     p.add_argument("data", help="an imported OME-Zarr with labels")
     p.add_argument("target", help="the weight-map OME-Zarr to write")
     p.add_argument(
@@ -188,11 +190,17 @@ def _weights(args: argparse.Namespace) -> None:
         if args.train_slices is not None:
             raise InputError("--class-balance and --train-slices both set w_c: give one")
         steps.run_weights(
-            data=args.data, target=args.target, class_balance=args.class_balance, options=options
+            data=args.data,
+            target=args.target,
+            class_balance=args.class_balance,
+            options=options,
+            model=config.model,
         )
         return
     train_slices = args.train_slices if args.train_slices is not None else training_entry(config).train
-    steps.run_weights(data=args.data, target=args.target, train_slices=train_slices, options=options)
+    steps.run_weights(
+        data=args.data, target=args.target, train_slices=train_slices, options=options, model=config.model
+    )
 
 
 def _class_balance(args: argparse.Namespace) -> None:

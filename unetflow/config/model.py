@@ -11,16 +11,18 @@ Light on purpose (pydantic only): the workflow imports it while parsing the Snak
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import PurePosixPath
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import unquote, urlparse
 
-from pydantic import Field, model_validator
+from pydantic import Field, TypeAdapter, model_validator
 
 from unetflow.config.base import Device, Precision, ScriptSafe, Section, VolumeName
 from unetflow.config.patterns import SHA256_PATTERN, WALLTIME_PATTERN
 from unetflow.config.split import SplitConfig, check_split, primary_entry, split_entries, split_keys
 from unetflow.errors import InputError
+from unetflow.geometry import Layout, NetGeometry, anisotropic_layout
 from unetflow.readers.registry import format_from_suffix, format_names, reader_for
 from unetflow.stores import REMOTE_SCHEMES, Location, StoreOptions, scheme_of
 
@@ -271,8 +273,11 @@ class WeightsConfig(Section):
     """Cells of binary labels: 1 = 4-neighbour, 2 = 8-neighbour components."""
 
 
+LayoutList = list[Annotated[list[int], Field(min_length=3, max_length=3)]]
+
+
 class ModelConfig(Section):
-    """The valid-convolution U-Net (paper: depth 4, base_channels 64)."""
+    """The valid-convolution U-Net (paper: depth 4, base_channels 64), in 2-D or 3-D."""
 
     KEY: ClassVar[str] = "model"
 
@@ -284,6 +289,43 @@ class ModelConfig(Section):
     """Drop-out at the end of the contracting path."""
     norm: Literal["none", "batch"] = "none"
     """Normalisation after each convolution: none (the paper) or batch (faster convergence per CPU minute)."""
+    dims: Literal[2, 3] = 2
+    """2: the paper's net, slice by slice; 3: a 3-D net (valid 3x3x3 convolutions, 2x2x2 pooling, in-plane
+    only at the levels where z is much coarser than y and x; Cicek et al. 2016)."""
+    context_slices: Annotated[int, Field(ge=0, le=8)] = 0
+    """2-D nets: k neighbouring slices on each side read as input channels (2k + 1, mirrored at the
+    volume's ends), cheap 3-D context for serial sections; 0: the paper's single slice."""
+    kernels: Literal["auto"] | LayoutList = "auto"
+    """3-D nets: (z, y, x) kernel widths (1 or 3) per level 0..depth; auto: from the training volumes'
+    voxel_size by nnU-Net's rule (an axis joins once its spacing is within 2x of the finest)."""
+    pools: Literal["auto"] | LayoutList = "auto"
+    """3-D nets: (z, y, x) pooling factors (1 or 2) per pooling 0..depth-1; auto: by the rule, as kernels."""
+
+    @model_validator(mode="after")
+    def _layout(self) -> ModelConfig:
+        if self.context_slices and self.dims == 3:
+            raise ValueError("context_slices are for 2-D nets (a 3-D net sees z itself); set one of them")
+        explicit = [name for name in ("kernels", "pools") if getattr(self, name) != "auto"]
+        if explicit and self.dims == 2:
+            raise ValueError(f"{' and '.join(explicit)} are for 3-D nets (dims: 3); leave them auto")
+        if len(explicit) == 1:
+            raise ValueError(f"give kernels and pools together (only {explicit[0]} is set), or neither")
+        if explicit:
+            NetGeometry(self.depth, 3, 0, *self.layout(None))
+        return self
+
+    def layout(self, voxel_size: Sequence[float] | None) -> tuple[Layout | None, Layout | None]:
+        """A 3-D net's per-level (z, y, x) kernels and pools: as given, or by nnU-Net's rule from the
+        training data's `voxel_size` (None for the isotropic 3x3x3 / 2x2x2 net)."""
+        if self.kernels != "auto" and self.pools != "auto":
+            return tuple(map(tuple, self.kernels)), tuple(map(tuple, self.pools))  # type: ignore[return-value]
+        if voxel_size is None:
+            raise InputError(
+                "model.dims 3 chooses its in-plane-only levels from the training volumes' voxel_size "
+                "(model.kernels: auto), and none is stated: give volumes.<name>.voxel_size [z, y, x], or set "
+                "model.kernels and model.pools"
+            )
+        return anisotropic_layout(voxel_size, self.depth)
 
 
 Pair = Annotated[list[float], Field(min_length=2, max_length=2)]
@@ -496,6 +538,43 @@ class PredictConfig(Section):
     s3://bucket/run} (gs://, file://, a folder), with endpoint_url/profile for S3."""
 
 
+Shape3 = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=3, max_length=3)]
+
+
+class SegmentConfig(Section):
+    """Instance segmentation of every predicted volume: fragments, region graph, one agglomeration."""
+
+    KEY: ClassVar[str] = "segment"
+
+    enabled: bool = True
+    """Segment every prediction into objects (results/segment/<model>/<volume>.zarr, uint64 ids)."""
+    block_shape: Shape3 = [32, 512, 512]
+    """Blocks (z, y, x) of the blockwise steps: a unit of work and of resume, and a chunk of the output."""
+    halo: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=3, max_length=3)] = [32, 32, 32]
+    """Voxels each block reads beyond its faces for its fragments (z unused in mode 2d): the seeds reach 22
+    voxels, and near a cut face the distance to the boundary is wrong, so 32 keeps the blocks' seeds those
+    of a whole-volume pass (24 left a VOI of 0.14 bits between 60 odd blocks and one, 32 left 0.007)."""
+    mode: Literal["auto", "2d", "3d"] = "auto"
+    """Fragments per slice (2d, anisotropic serial sections) or in 3-D (isotropic); auto: by voxel size."""
+    method: Literal["mean", "multicut", "mutex"] = "mutex"
+    """Agglomeration of the region graph: mutex watershed, mean-boundary (GASP average) or multicut (GAEC +
+    Kernighan-Lin); measured in benchmarks/segment.py (README)."""
+    threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    """Mean boundary probability of a contact at which two regions stay apart (every method's bias)."""
+    seed_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    """Boundary probability from which a voxel is boundary for the fragments' seeds (distance maxima)."""
+    block_groups: Annotated[int, Field(ge=1)] = 1
+    """Independent jobs that split the blockwise steps of each volume (one SLURM job each)."""
+    pyramid: Annotated[int, Field(ge=1, le=12)] = 4
+    """Resolution levels of the label image (each 2x coarser in y and x) for napari and neuroglancer."""
+    max_edges: Annotated[int, Field(ge=1)] = 10_000_000
+    """The largest region graph agglomerated in one pass (about 350 bytes per edge at the peak: 3.4 GB at
+    10^7); a larger one is agglomerated per block group first, then the graph of what those merged."""
+    isbi_submission: VolumeName | None = None
+    """A volume (the ISBI 2012 test slices) whose segmentation is also written as the challenge's
+    submission file: results/segment/<model>/<volume>.isbi2012.tif (null: none)."""
+
+
 class EvaluateConfig(Section):
     """Metrics on the test slices."""
 
@@ -544,6 +623,8 @@ class Config(Section):
     """Training to the paper's recipe."""
     predict: PredictConfig = PredictConfig()
     """Overlap-tile prediction of every volume."""
+    segment: SegmentConfig = SegmentConfig()
+    """Instance segmentation of every prediction (objects with one id through the volume)."""
     evaluate: EvaluateConfig = EvaluateConfig()
     """Metrics on the test slices."""
     export: ExportConfig = ExportConfig()
@@ -552,6 +633,15 @@ class Config(Section):
     """Also train and evaluate a model with class-balancing weights only (what the border term buys)."""
     pretrained: ModelSourceConfig | None = None
     """A trained model to predict every volume with: nothing is trained, labels and split are optional."""
+
+    @classmethod
+    def section(cls, key: str, values: Any) -> Any:
+        """The typed value of top-level key `key` from its plain values, as a rule passes them in params.
+
+        Snakemake records and compares only plain params, so a changed option reruns its rule; a script turns
+        them back into the section here.
+        """
+        return TypeAdapter(cls.model_fields[key].annotation).validate_python(values)
 
     @model_validator(mode="after")
     def _split_fits(self) -> Config:
@@ -563,6 +653,12 @@ class Config(Section):
                 )
         else:
             check_split(self.split, self.volumes)
+        submission = self.segment.isbi_submission
+        if submission is not None and submission not in self.volumes:
+            raise InputError(
+                f"segment.isbi_submission names volume {submission!r}, which volumes does not list; name one "
+                f"of {', '.join(self.volumes)} or drop it"
+            )
         if self.predict.output is not None and any(volume.labelled for volume in self.volumes.values()):
             raise InputError(
                 "predict.output: predictions go elsewhere than results/ only in predict-only runs of "
@@ -573,6 +669,35 @@ class Config(Section):
         if self.pretrained is not None and self.train.init_from is not None:
             raise InputError(
                 "train.init_from fine-tunes a model, pretrained trains none (it only predicts): drop one"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _three_d(self) -> Config:
+        if self.model.dims != 3 or self.pretrained is not None:
+            return self
+        if self.train.augment.interpolation == "bicubic":
+            raise InputError(
+                "train.augment.interpolation bicubic is for 2-D tiles; a 3-D net's are interpolated "
+                "trilinearly: set it to bilinear"
+            )
+        if self.model.kernels != "auto":
+            return self
+        layouts = {}
+        for name in self.training_volumes():
+            volume = self.volumes[name]
+            if volume.voxel_size is None and volume.synthetic is None:
+                raise InputError(
+                    f"model.dims 3 chooses its in-plane-only levels from the training volumes' voxel_size "
+                    f"(model.kernels: auto, nnU-Net's rule), and volumes.{name} states none: give its "
+                    "voxel_size [z, y, x], or set model.kernels and model.pools"
+                )
+            layouts[name] = self.model.layout(volume.voxel_size or UNSTATED_VOXEL_SIZE)
+        if len(set(layouts.values())) > 1:
+            raise InputError(
+                f"the training volumes {sorted(layouts)} have voxel sizes that give 3-D nets of different "
+                "layouts (model.kernels: auto); train on volumes of one voxel size, or set model.kernels "
+                "and model.pools"
             )
         return self
 

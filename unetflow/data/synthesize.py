@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -67,19 +68,17 @@ def synthesize_volume(
     over the whole volume, slice after slice; the same `seed` gives bit-identical output.
     """
     depth, height, width = _check_shape(shape)
-    if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}; pass e.g. seed=0")
-    diameter = _check_number("cell_diameter", cell_diameter, minimum=0.0, inclusive=False)
-    thin, thick = _check_membrane_width(membrane_width)
-    if diameter < 2.0 * thick:
-        raise ValueError(
-            f"cell_diameter ({diameter}) must be at least twice the largest membrane_width ({thick}); "
-            "raise cell_diameter or make the membranes thinner"
-        )
-    noise_sd = _check_number("noise", noise, minimum=0.0, inclusive=True)
-    blur_sd = _check_number("blur", blur, minimum=0.0, inclusive=True)
-    organelle_density = _check_number("organelles", organelles, minimum=0.0, inclusive=True)
-    contrast = _check_number("membrane_contrast", membrane_contrast, minimum=0.0, inclusive=True)
+    look = check_look(
+        seed=seed,
+        cell_diameter=cell_diameter,
+        membrane_width=membrane_width,
+        noise=noise,
+        blur=blur,
+        organelles=organelles,
+        membrane_contrast=membrane_contrast,
+    )
+    diameter, (thin, thick), contrast = look.diameter, look.widths, look.contrast
+    noise_sd, blur_sd, organelle_density = look.noise, look.blur, look.organelles
 
     raw = np.empty((depth, height, width), dtype=np.uint8)
     labels = np.empty((depth, height, width), dtype=np.uint32)
@@ -106,6 +105,48 @@ def synthesize_volume(
         )
         raw[k] = _acquire(texture_rng, image, noise_sd, blur_sd)
     return raw, labels
+
+
+@dataclass(frozen=True)
+class Look:
+    """The checked options that both generators (2-D and unetflow.data.synthesize3d) take alike."""
+
+    diameter: float
+    widths: tuple[float, float]
+    noise: float
+    blur: float
+    organelles: float
+    contrast: float
+
+
+def check_look(
+    *,
+    seed: object,
+    cell_diameter: object,
+    membrane_width: object,
+    noise: object,
+    blur: object,
+    organelles: object,
+    membrane_contrast: object,
+) -> Look:
+    """Validate the seed and the options of the cells' look; a bad one is a ValueError that names it."""
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}; pass e.g. seed=0")
+    diameter = _check_number("cell_diameter", cell_diameter, minimum=0.0, inclusive=False)
+    thin, thick = _check_membrane_width(membrane_width)
+    if diameter < 2.0 * thick:
+        raise ValueError(
+            f"cell_diameter ({diameter}) must be at least twice the largest membrane_width ({thick}); "
+            "raise cell_diameter or make the membranes thinner"
+        )
+    return Look(
+        diameter=diameter,
+        widths=(thin, thick),
+        noise=_check_number("noise", noise, minimum=0.0, inclusive=True),
+        blur=_check_number("blur", blur, minimum=0.0, inclusive=True),
+        organelles=_check_number("organelles", organelles, minimum=0.0, inclusive=True),
+        contrast=_check_number("membrane_contrast", membrane_contrast, minimum=0.0, inclusive=True),
+    )
 
 
 def _check_shape(shape: object) -> tuple[int, int, int]:

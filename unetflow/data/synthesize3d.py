@@ -38,11 +38,11 @@ from unetflow.data.synthesize import (
     NEIGHBOURS,
     VESICLES,
     _acquire,
-    _check_membrane_width,
     _check_number,
     _check_shape,
     _pack_disks,
     _render,
+    check_look,
 )
 
 FLOW_ALONG = 2.0
@@ -92,24 +92,21 @@ def synthesize_volume_3d(
     unetflow.data.synthesize.synthesize_volume (sizes in in-plane pixels, membranes as sheets in 3-D).
     """
     depth, height, width = _check_shape(shape)
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}; pass e.g. seed=0")
+    look = check_look(
+        seed=seed,
+        cell_diameter=cell_diameter,
+        membrane_width=membrane_width,
+        noise=noise,
+        blur=blur,
+        organelles=organelles,
+        membrane_contrast=membrane_contrast,
+    )
     step = section_step(voxel_size)
-    diameter = _check_number("cell_diameter", cell_diameter, minimum=0.0, inclusive=False)
-    thin, thick = _check_membrane_width(membrane_width)
-    if diameter < 2.0 * thick:
-        raise ValueError(
-            f"cell_diameter ({diameter}) must be at least twice the largest membrane_width ({thick}); "
-            "raise cell_diameter or make the membranes thinner"
-        )
     angle = _check_number("tilt", tilt, minimum=0.0, inclusive=True)
     if angle > 90.0:
         raise ValueError(f"tilt must be between 0 and 90 degrees, got {angle}")
     drift = _check_number("wander", wander, minimum=0.0, inclusive=True)
-    noise_sd = _check_number("noise", noise, minimum=0.0, inclusive=True)
-    blur_sd = _check_number("blur", blur, minimum=0.0, inclusive=True)
-    density = _check_number("organelles", organelles, minimum=0.0, inclusive=True)
-    contrast = _check_number("membrane_contrast", membrane_contrast, minimum=0.0, inclusive=True)
+    diameter, thin, thick, density = look.diameter, *look.widths, look.organelles
 
     geometry_rng, organelle_rng = (
         np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0, i))) for i in (0, 1)
@@ -142,11 +139,11 @@ def synthesize_volume_3d(
             darkness[k],
             diameter,
             density,
-            contrast,
+            look.contrast,
             shade=shade,
             paint=painter.for_slice(k),
         )
-        raw[k] = _acquire(texture_rng, image, noise_sd, blur_sd)
+        raw[k] = _acquire(texture_rng, image, look.noise, look.blur)
     return raw, labels.astype(np.uint32)
 
 

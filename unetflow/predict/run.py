@@ -21,7 +21,6 @@ import contextlib
 import copy
 import json
 import logging
-import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -42,17 +41,13 @@ from unetflow.model.loss import EVEN_ODDS
 from unetflow.model.unet import UNet
 from unetflow.predict import progress, sources
 from unetflow.predict.plan import PLAN_KEY, PredictionPlan, make_plan, planned_groups, read_plan
-from unetflow.predict.store import write_pieces
-from unetflow.predict.tiles import Block, BlockPredictor, choose_stride, cpu_threads
+from unetflow.predict.progress import SEGMENTATION
+from unetflow.predict.store import OUTPUT_COMPRESSION, write_pieces
+from unetflow.predict.tiles import Block, BlockPredictor, check_depth, choose_strides, cpu_threads
 from unetflow.stores import Location
 
 log = logging.getLogger(__name__)
 
-SEGMENTATION = "segmentation"
-INSTANCES = "instances"
-# zstd level of the outputs, written in the hot loop: level 1 costs ~2 ms per 512^2 chunk against ~11 ms at
-# the default 5, for files ~4% larger (measured by benchmarks/predict.py).
-OUTPUT_COMPRESSION = 1
 SCHEDULERS = ("threads", "sync", "distributed")
 SHARDS_IN_FLIGHT = 2
 
@@ -67,6 +62,7 @@ def init_prediction(
     threshold: float = EVEN_ODDS,
     stride: int | None = None,
     block: int | None = None,
+    stride_z: int | None = None,
     provenance: dict[str, Any] | None = None,
     stats: str | Path | None = None,
     voxel_size: Sequence[float] | None = None,
@@ -74,25 +70,30 @@ def init_prediction(
     """Create the empty probability and segmentation arrays of a prediction, with its plan in the attributes.
 
     The tile stride is the largest that fits `options.memory_gb` (unless `stride` sets it, a multiple of
-    2**depth); blocks are about BLOCK_TARGET px (unless `block` sets them). The normalisation statistics of
-    the source go into the attributes and, when `stats` names a file, into that JSON too. `voxel_size`
-    (z, y, x) overrides what the source's metadata says.
+    2**depth, and `stride_z` a 3-D net's along z); blocks are about BLOCK_TARGET px (unless `block` sets
+    them). A 3-D net on a volume thinner than its smallest input is an InputError. The normalisation
+    statistics of the source go into the attributes and, when `stats` names a file, into that JSON too.
+    `voxel_size` (z, y, x) overrides what the source's metadata says.
     """
     options = options or PredictConfig()
     spec = sources.SourceSpec.of(source)
     volume = sources.open_source(spec)
-    stride = stride or choose_stride(
-        model, options.memory_gb, batch_size=options.batch_size, workers=options.workers
+    shape = tuple(int(s) for s in volume.shape)
+    check_depth(model.config.net_geometry, shape[0], name=spec.path)
+    chosen = choose_strides(
+        model, options.memory_gb, shape=shape, batch_size=options.batch_size, workers=options.workers
     )
     plan = make_plan(
-        tuple(int(s) for s in volume.shape),  # type: ignore[arg-type]
+        shape,  # type: ignore[arg-type]
         depth=model.config.depth,
-        stride=stride,
+        stride=stride or chosen[1],
         groups=groups,
         ngff=options.ngff,
         dtype=options.dtype,
         block=block,
         shard_bytes=int(options.shard_gb * 2**30),
+        net=model.config.net_geometry,
+        stride_z=stride_z or chosen[0],
     )
     place = Location.of(target)
     attrs = {
@@ -261,7 +262,8 @@ class ShardWriter:
             return self._opened
 
     def predict_block(self, start: tuple[int, int, int]) -> np.ndarray:
-        """The foreground probability of the block starting at `start` (float32, cropped at the end)."""
+        """The foreground probability (z, y, x) of the block starting at `start` (float32, cropped at the
+        end)."""
         predictor, source, *_ = self.open()
         return predictor(source, Block(*start))
 
@@ -271,10 +273,8 @@ class ShardWriter:
         index = self.plan.grid.index(number)
         region = self.plan.grid.region(index)
         files.clear(index)  # an incomplete earlier attempt: Zarr would read and merge it
-        write_pieces(probability, region, {start: values[None] for start, values in blocks.items()})
-        cut = {
-            start: np.greater(values, self.threshold).view(np.uint8)[None] for start, values in blocks.items()
-        }
+        write_pieces(probability, region, blocks)
+        cut = {start: np.greater(values, self.threshold).view(np.uint8) for start, values in blocks.items()}
         write_pieces(segmentation, region, cut)
         return progress.Entry(shard=number, sizes=files.sizes(index))
 
@@ -305,6 +305,7 @@ def predict_volume(
     show_progress: bool = True,
     stride: int | None = None,
     block: int | None = None,
+    stride_z: int | None = None,
 ) -> dict[str, int]:
     """Predict the volume at `source` into `target` (created when missing, else resumed): the block group
     `group` of `groups`, or every group; only shards not yet complete are computed.
@@ -333,6 +334,7 @@ def predict_volume(
             threshold=threshold,
             stride=stride,
             block=block,
+            stride_z=stride_z,
         )
     plan = read_plan(target)
     spec = sources.SourceSpec.of(source)
@@ -499,16 +501,3 @@ def _write_group_summary(
 def prediction_threshold(target: str | Path | Location) -> float:
     """The threshold the segmentation of a prediction was made with (0.5 when none is recorded)."""
     return float(omezarr.read_attrs(target).get("threshold", EVEN_ODDS))
-
-
-def check_complete(target: str | Path | Location) -> dict[str, int]:
-    """Verify every shard of every group is complete on disk; the error names what is missing and the fix."""
-    plan = read_plan(target)
-    missing = progress.incomplete_groups(target)
-    if missing:
-        listing = ", ".join(f"group {g}: {n} shard(s)" for g, n in sorted(missing.items()))
-        raise InputError(
-            f"prediction {target} is incomplete ({listing} missing or changed on disk); run the prediction "
-            "again (the workflow redoes exactly those)"
-        )
-    return {"blocks": plan.grid.total_chunks, "shards": len(plan.grid), "voxels": math.prod(plan.shape)}

@@ -158,7 +158,8 @@ def nonempty_blocks(
     block_chunk = grid.chunk
     touched: set[tuple[int, int, int]] = set()
     for cz, cy, cx in stored:
-        for z in range(cz * chunks[0], min((cz + 1) * chunks[0], plan.shape[0])):
+        first = cz * chunks[0] // block_chunk[0] * block_chunk[0]  # the block holding the chunk's first slice
+        for z in range(first, min((cz + 1) * chunks[0], plan.shape[0]), block_chunk[0]):
             for by in range(
                 cy * chunks[1] // block_chunk[1],
                 min((cy + 1) * chunks[1] - 1, plan.shape[1] - 1) // block_chunk[1] + 1,
@@ -167,5 +168,7 @@ def nonempty_blocks(
                     cx * chunks[2] // block_chunk[2],
                     min((cx + 1) * chunks[2] - 1, plan.shape[2] - 1) // block_chunk[2] + 1,
                 ):
-                    touched.add((z, by * block_chunk[1], bx * block_chunk[2]))
+                    touched.add(
+                        (z // block_chunk[0] * block_chunk[0], by * block_chunk[1], bx * block_chunk[2])
+                    )
     return {n: [start for start in grid.chunks_of(grid.index(n)) if start in touched] for n in numbers}

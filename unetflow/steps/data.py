@@ -16,7 +16,13 @@ import tifffile
 from tqdm.dask import TqdmCallback
 
 from unetflow.atomic import atomic_path, protect_inputs
-from unetflow.config.model import UNSTATED_VOXEL_SIZE, SyntheticConfig, VolumeConfig, WeightsConfig
+from unetflow.config.model import (
+    UNSTATED_VOXEL_SIZE,
+    ModelConfig,
+    SyntheticConfig,
+    VolumeConfig,
+    WeightsConfig,
+)
 from unetflow.config.slices import select_slices
 from unetflow.config.split import Split, split_entries, split_keys
 from unetflow.data import omezarr
@@ -28,7 +34,7 @@ from unetflow.errors import InputError
 from unetflow.logs import bar_options, setup_logging
 from unetflow.steps.common import write_json
 from unetflow.train.sources import check_training_data, count_classes, pooled_class_weights, resolve_sources
-from unetflow.train.weights import weight_map_volume
+from unetflow.train.weights import weight_map_volume, weight_map_volume_3d
 
 log = logging.getLogger(__name__)
 
@@ -170,9 +176,11 @@ def run_weights(
     train_slices: str | list[int] | None = None,
     class_balance: str | None = None,
     workers: int = 2,
+    model: ModelConfig | None = None,
 ) -> None:
     """The paper's weight map for every slice; w_c from `class_balance` (the JSON of run_class_balance,
-    shared by every training volume), else balanced over this volume's `train_slices`."""
+    shared by every training volume), else balanced over this volume's `train_slices`. For a 3-D net
+    (`model.dims` 3) the map of the whole volume in 3-D, its distances in physical units (the voxel size)."""
     setup_logging()
     with protect_inputs([data, class_balance], outputs=[target]):
         labels = omezarr.open_labels(data)
@@ -193,17 +201,23 @@ def run_weights(
                 class_weights,
             )
         kind = omezarr.read_attrs(data).get("labels", {}).get(omezarr.DEFAULT_LABELS)
-        stack = da.from_zarr(labels).rechunk((1, *labels.shape[1:]))
-        maps = stack.map_blocks(
-            weight_map_volume,
-            dtype=np.float32,
-            w0=options.w0,
-            sigma=options.sigma,
-            class_weights=class_weights,
-            binary=None if kind is None else kind == "binary",
-            connectivity=options.connectivity,
-            ignore=ignore,
-        )
+        settings = {
+            "w0": options.w0,
+            "sigma": options.sigma,
+            "class_weights": class_weights,
+            "binary": None if kind is None else kind == "binary",
+            "connectivity": options.connectivity,
+            "ignore": ignore,
+        }
+        if model is not None and model.dims == 3:
+            voxel = np.asarray(omezarr.voxel_size(data))
+            log.info(
+                "3-D weight map: distances with voxels %s apart (finest axis = 1 px)", voxel / voxel.min()
+            )
+            maps = da.from_array(weight_map_volume_3d(labels[:], sampling=voxel / voxel.min(), **settings))
+        else:
+            stack = da.from_zarr(labels).rechunk((1, *labels.shape[1:]))
+            maps = stack.map_blocks(weight_map_volume, dtype=np.float32, **settings)
         with (
             dask.config.set(scheduler="threads", num_workers=workers),
             TqdmCallback(desc="weights", unit="task", **bar_options()),

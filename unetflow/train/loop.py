@@ -51,14 +51,16 @@ from unetflow.predict import predict_array
 from unetflow.predict.sources import NORMALIZATION_POLICY
 from unetflow.train import distributed
 from unetflow.train.augment import TileBatch, TileParams, TileSampler
+from unetflow.train.augment3d import VolumeTileSampler, tile_sampler
 from unetflow.train.distributed import SINGLE, Parallel
 from unetflow.train.sources import (
     TrainingData,
     TrainingSource,
     check_training_data,
     count_classes,
+    joined,
+    load_role,
     load_slices,
-    load_source,
 )
 
 log = logging.getLogger(__name__)
@@ -272,7 +274,7 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
 
 def validate(
     model: UNet,
-    data: TrainingData,
+    data: TrainingData | Sequence[TrainingData],
     *,
     device: torch.device,
     threshold: float = loss.EVEN_ODDS,
@@ -280,16 +282,19 @@ def validate(
     tta: bool = False,
 ) -> dict[str, float]:
     """Whole-slice overlap-tile prediction of the validation slices (`tta`: averaged over the 8 flips and
-    rotations): weighted loss, IoU and pixel error (unannotated pixels left out of both)."""
-    probs = predict_array(model, data.raw, mean=0.0, std=1.0, device=device, memory_gb=memory_gb, tta=tta)
-    unannotated = data.unannotated if data.unannotated is not None else [None] * len(probs)
+    rotations): weighted loss, IoU and pixel error (unannotated pixels left out of both). A net that sees
+    along z validates a source's runs, each predicted with the volume's slices around it."""
+    runs = [data] if isinstance(data, TrainingData) else list(data)
+    options = {"mean": 0.0, "std": 1.0, "device": device, "memory_gb": memory_gb, "tta": tta}
+    probs = np.concatenate([predict_array(model, run.raw, z_range=run.z_range, **options) for run in runs])
+    labels, weights, unannotated = joined(runs)
     scores = [
         evaluate(p, t, threshold=threshold, include_warping=False, ignore=mask)
-        for p, t, mask in zip(probs, data.labels, unannotated, strict=True)
+        for p, t, mask in zip(probs, labels, unannotated, strict=True)
     ]
     model.train()
     return {
-        "val_loss": loss.probability_loss(probs, data.labels, data.weights),
+        "val_loss": loss.probability_loss(probs, labels, weights),
         "val_iou": _mean(s["iou"] for s in scores),
         "val_pixel_error": _mean(s["pixel_error"] for s in scores),
     }
@@ -415,6 +420,7 @@ class TrainingRun:
     device: torch.device
     in_size: int
     out_size: int
+    tile_z: tuple[int, int] | None
     train_data: list[TrainingData]
     val_data: list[TrainingData]
     threshold: float
@@ -426,7 +432,7 @@ class TrainingRun:
     schedule: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
     generator: torch.Generator
-    sampler: TileSampler
+    sampler: TileSampler | VolumeTileSampler
     autocast: torch.dtype | None
     memory_format: torch.memory_format | None
     step: int = 0
@@ -448,7 +454,7 @@ class TrainingRun:
     @property
     def val_columns(self) -> tuple[str, ...]:
         """The validation log's columns: the pooled scores, then each source's where there are several."""
-        names = [data.name for data in self.val_data]
+        names = list(dict.fromkeys(data.name for data in self.val_data))
         per_source = [f"{key}:{name}" for name in names for key in VAL_SCORES] if len(names) > 1 else []
         return (*VAL_COLUMNS, *per_source)
 
@@ -472,9 +478,8 @@ def setup(
         raise InputError('no training slices: give the split some, e.g. train: "0-9"')
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    geometry = model_config.geometry
-    out_size = geometry.valid_output(config.tile)
-    in_size = geometry.input_for_output(out_size)
+    net = model_config.net_geometry
+    (in_z, out_z), (in_size, out_size) = net.training_tile(config.tile)
     counts = {
         source.name: count_classes(source.data, source.train, rows=source.rows, columns=source.columns)
         for source in sources
@@ -482,8 +487,8 @@ def setup(
     }
     check_training_data(counts, tile=out_size)
     mode = config.loss_weights
-    train_data = [data for s in sources if (data := load_source(s, "train", loss_weights=mode)) is not None]
-    val_data = [data for s in sources if (data := load_source(s, "val", loss_weights=mode)) is not None]
+    train_data = [data for s in sources for data in load_role(s, "train", loss_weights=mode, net=net)]
+    val_data = [data for s in sources for data in load_role(s, "val", loss_weights=mode, net=net)]
     threshold = loss.loss_threshold(mode, loss_class_weights(sources, mode))
     label_offset = align_training_data(train_data) if config.label_offset == "auto" else alignment.NO_OFFSET
     init_state = read_init(init, model_config) if init is not None else None
@@ -514,7 +519,8 @@ def setup(
             init_record["step"],
         )
     distributed.seed_process(config.seed, parallel)
-    memory_format = torch.channels_last if config.channels_last and device.type == "cuda" else None
+    layout = torch.channels_last_3d if net.dims == 3 else torch.channels_last
+    memory_format = layout if config.channels_last and device.type == "cuda" else None
     if memory_format is not None:
         model = model.to(memory_format=memory_format)
     optimizer = build_optimizer(model, config)
@@ -522,16 +528,15 @@ def setup(
     autocast = PRECISIONS[config.precision] if device.type == "cuda" else None
     scaler = torch.amp.GradScaler(device.type, enabled=autocast == torch.float16)
     generator = torch.Generator().manual_seed(config.seed)
-    single = len(train_data) == 1
-    sampler = TileSampler(
-        train_data[0].raw if single else [data.raw for data in train_data],
-        train_data[0].labels if single else [data.labels for data in train_data],
-        train_data[0].weights if single else [data.weights for data in train_data],
-        input_size=in_size,
-        output_size=out_size,
+    voxel = omezarr.voxel_size(sources[0].data)
+    sampler = tile_sampler(
+        net,
+        train_data,
+        tile=config.tile,
         config=config.augment,
         device=device,
         batch_size=config.batch_size,
+        step=voxel[0] / voxel[1],
     )
     return TrainingRun(
         sources=list(sources),
@@ -544,6 +549,7 @@ def setup(
         device=device,
         in_size=in_size,
         out_size=out_size,
+        tile_z=(in_z, out_z) if net.dims == 3 else None,
         train_data=train_data,
         val_data=val_data,
         threshold=threshold,
@@ -594,7 +600,7 @@ def save(run: TrainingRun, path: Path, **extra: Any) -> None:
             "train_config": run.config.dump(),
             "run_id": run.run_id,
             "step": run.step,
-            "tile": {"input": run.in_size, "output": run.out_size},
+            "tile": {"input": run.in_size, "output": run.out_size, **_depth_of(run.tile_z)},
             "threshold": run.threshold,
             "label_offset": [float(value) for value in run.model.label_offset],
             "normalization": run.normalization,
@@ -604,6 +610,11 @@ def save(run: TrainingRun, path: Path, **extra: Any) -> None:
             **extra,
         },
     )
+
+
+def _depth_of(tile_z: tuple[int, int] | None) -> dict[str, int]:
+    """A 3-D net's training tile along z, for the checkpoint's record (nothing for a 2-D net)."""
+    return {} if tile_z is None else {"input_z": tile_z[0], "output_z": tile_z[1]}
 
 
 def _describe(source: TrainingSource) -> dict[str, Any]:
@@ -642,11 +653,17 @@ def save_resumable(run: TrainingRun, batches: BatchStream) -> None:
 
 def validate_sources(run: TrainingRun) -> dict[str, float]:
     """Validate on every source's validation slices; keep the best checkpoint by pooled IoU; the scores."""
+    by_source: dict[str, list[TrainingData]] = {}
+    for data in run.val_data:  # a source's runs of slices (one for a 2-D net) validate together
+        by_source.setdefault(data.name, []).append(data)
     per_source = {
-        data.name: validate(run.model, data, device=run.device, threshold=run.threshold)
-        for data in run.val_data
+        name: validate(run.model, runs, device=run.device, threshold=run.threshold)
+        for name, runs in by_source.items()
     }
-    sizes = {data.name: (int(data.labels.size), int(data.labels.shape[0])) for data in run.val_data}
+    sizes = {
+        name: (sum(int(data.labels.size) for data in runs), sum(int(data.labels.shape[0]) for data in runs))
+        for name, runs in by_source.items()
+    }
     scores = pooled_scores(per_source, sizes)
     row = {"step": run.step, **scores}
     if len(per_source) > 1:
