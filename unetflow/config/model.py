@@ -401,6 +401,13 @@ class TrainConfig(Section):
     """Steps between validations."""
     device: Device = "auto"
     """auto (GPU when present), cpu, cuda or cuda:N."""
+    gpus: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
+    """GPUs of the node to train on, one process each (DistributedDataParallel); auto: every GPU the job
+    was given. batch_size is the whole step's batch, split over them; lr is not scaled (README)."""
+    cpu_processes: Annotated[int, Field(ge=1)] = 1
+    """On the CPU: the same data-parallel training as N processes (gloo), sharing the job's threads."""
+    port: Annotated[int, Field(ge=1, le=65535)] | Literal["auto"] = "auto"
+    """TCP port on 127.0.0.1 where the processes of a multi-process run meet; auto: a free one."""
     precision: Precision = "float32"
     """float32, or bfloat16 / float16 mixed precision on CUDA."""
     channels_last: bool = True

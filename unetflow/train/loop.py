@@ -12,6 +12,10 @@ uninterrupted run (even after a SIGKILL) as long as torch uses the same number o
 split by thread count). The random parameters of each batch are drawn in sequence in the main thread; on
 CUDA the tile rendering itself runs one step ahead in a background thread on a side stream, so augmentation
 overlaps the net's compute. Validation runs whole-slice overlap-tile prediction on the validation slices.
+
+Several GPUs of a node (`train.gpus`), or CPU processes (`train.cpu_processes`), train one run with
+DistributedDataParallel: `train` launches the processes and each runs these same steps with its `Parallel`
+(unetflow.train.distributed says what changes with N and what does not). One process is unchanged.
 """
 
 from __future__ import annotations
@@ -45,8 +49,10 @@ from unetflow.model.checkpoint import load_checkpoint, save_checkpoint
 from unetflow.model.unet import UNet, UNetConfig
 from unetflow.predict import predict_array
 from unetflow.predict.sources import NORMALIZATION_POLICY
+from unetflow.train import distributed
 from unetflow.train.augment import TileBatch, TileParams, TileSampler
 from unetflow.train.augment3d import VolumeTileSampler, tile_sampler
+from unetflow.train.distributed import SINGLE, Parallel
 from unetflow.train.sources import (
     TrainingData,
     TrainingSource,
@@ -60,7 +66,7 @@ from unetflow.train.sources import (
 log = logging.getLogger(__name__)
 
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
-STEP_COLUMNS = ("step", "loss", "lr", "step_time", "data_time")
+STEP_COLUMNS = ("step", "loss", "lr", "step_time", "data_time", "processes")
 VAL_COLUMNS = ("step", "val_loss", "val_iou", "val_pixel_error")
 VAL_SCORES = VAL_COLUMNS[1:]
 
@@ -93,7 +99,7 @@ def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: 
 
 
 def optimize_step(
-    model: UNet,
+    model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     batch: TileBatch,
@@ -101,11 +107,14 @@ def optimize_step(
     autocast: torch.dtype | None = None,
     memory_format: torch.memory_format | None = None,
     step: int = 0,
+    parallel: Parallel = SINGLE,
 ) -> float:
     """One step of the recipe on a batch: forward, weighted loss, backward, optimizer update; the loss.
 
     A loss that is not finite raises TrainingDivergedError before the weights change. The loss is read
-    (one device sync) after the backward pass has been queued, not before it.
+    (one device sync) after the backward pass has been queued, not before it. With several processes
+    `model` is the DDP-wrapped net and the loss returned is the mean over the processes (every process
+    sees the same value, so all of them stop together on a divergence).
     """
     inputs = batch.raw.contiguous(memory_format=memory_format) if memory_format else batch.raw
     device_type = inputs.device.type
@@ -114,7 +123,7 @@ def optimize_step(
     loss = weighted_cross_entropy(logits, batch.labels, batch.weights)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
-    value = loss.item()
+    value = parallel.mean(loss.detach()).item()
     if not math.isfinite(value):
         raise TrainingDivergedError(
             f"training diverged at step {step + 1} (loss {value}): lower train.lr, add train.warmup_steps "
@@ -430,6 +439,7 @@ class TrainingRun:
     steps_log: list[dict[str, Any]] = field(default_factory=list)
     val_rows: list[dict[str, Any]] = field(default_factory=list)
     best: float = -1.0
+    parallel: Parallel = SINGLE
 
     @property
     def latest(self) -> Path:
@@ -459,9 +469,11 @@ def setup(
     step_log: str | Path,
     val_log: str | Path,
     init: str | Path | None = None,
+    parallel: Parallel = SINGLE,
 ) -> TrainingRun:
     """Read the data, check it, build the net (random, or the fine-tuned model's), optimizer and sampler."""
-    device = resolve_device(config.device)  # before anything is written: no GPU is one clear error
+    # before anything is written: no GPU is one clear error
+    device = distributed.device_of(resolve_device(config.device), parallel)
     if not sources or not any(source.train for source in sources):
         raise InputError('no training slices: give the split some, e.g. train: "0-9"')
     workdir = Path(workdir)
@@ -482,7 +494,10 @@ def setup(
     init_state = read_init(init, model_config) if init is not None else None
     init_record = init_identity(init)
     run_id = fingerprint(
-        model_config.to_dict(), config.dump(), [source.identity() for source in sources], init_record
+        model_config.to_dict(),
+        distributed.identity(config.dump()),
+        [source.identity() for source in sources],
+        init_record,
     )
     normalization = normalization_record(sources)
 
@@ -503,6 +518,7 @@ def setup(
             (init_record.get("sha256") or "?")[:12],
             init_record["step"],
         )
+    distributed.seed_process(config.seed, parallel)
     layout = torch.channels_last_3d if net.dims == 3 else torch.channels_last
     memory_format = layout if config.channels_last and device.type == "cuda" else None
     if memory_format is not None:
@@ -548,12 +564,14 @@ def setup(
         sampler=sampler,
         autocast=autocast,
         memory_format=memory_format,
+        parallel=parallel,
     )
 
 
 def resume(run: TrainingRun) -> None:
     """Continue from the latest checkpoint of this same run, if any; else start afresh (no stale best)."""
-    remove_stale_temporaries(run.latest, run.best_path, run.output, run.step_log, run.val_log)
+    if run.parallel.main:
+        remove_stale_temporaries(run.latest, run.best_path, run.output, run.step_log, run.val_log)
     state = load_checkpoint(run.latest, map_location=run.device) if run.latest.exists() else None
     if state is not None and state.get("run_id") == run.run_id:
         run.model.load_state_dict(state["model_state_dict"])
@@ -561,13 +579,15 @@ def resume(run: TrainingRun) -> None:
         run.schedule.load_state_dict(state["scheduler_state_dict"])
         run.scaler.load_state_dict(state["scaler_state_dict"])
         restore_rng(state["rng"], run.generator)
+        distributed.restore_process_rng(state["rng"].get("processes"), run.parallel, run.config.seed)
         run.step, run.steps_log, run.val_rows = state["step"], state["step_log"], state["val_log"]
         run.best = state["best"]
         log.info("resuming from %s at step %d of %d", run.latest, run.step, run.config.steps)
         return
     if state is not None:
         log.warning("%s belongs to another run (config or data changed): training from scratch", run.latest)
-    remove(run.best_path)  # a best checkpoint of another run (or of one killed before its first checkpoint)
+    if run.parallel.main:  # a best checkpoint of another run (or of one killed before its first checkpoint)
+        remove(run.best_path)
 
 
 def save(run: TrainingRun, path: Path, **extra: Any) -> None:
@@ -584,6 +604,7 @@ def save(run: TrainingRun, path: Path, **extra: Any) -> None:
             "threshold": run.threshold,
             "label_offset": [float(value) for value in run.model.label_offset],
             "normalization": run.normalization,
+            "processes": run.parallel.size,
             "training_sources": [_describe(source) for source in run.sources],
             **({"init_from": run.init} if run.init is not None else {}),
             **extra,
@@ -608,14 +629,22 @@ def _describe(source: TrainingSource) -> dict[str, Any]:
 
 
 def save_resumable(run: TrainingRun, batches: BatchStream) -> None:
-    """The latest checkpoint: the model and everything a resumed run needs to continue bit-identically."""
+    """The latest checkpoint: the model and everything a resumed run needs to continue bit-identically.
+
+    With several processes every one of them takes part (their random states are gathered), process 0
+    writes it."""
+    rng = rng_state(batches.resume_state())
+    if run.parallel.active:
+        rng["processes"] = run.parallel.gather(distributed.process_rng())
+    if not run.parallel.main:
+        return
     save(
         run,
         run.latest,
         optimizer_state_dict=run.optimizer.state_dict(),
         scheduler_state_dict=run.schedule.state_dict(),
         scaler_state_dict=run.scaler.state_dict(),
-        rng=rng_state(batches.resume_state()),
+        rng=rng,
         step_log=run.steps_log,
         val_log=run.val_rows,
         best=run.best,
@@ -649,25 +678,32 @@ def validate_sources(run: TrainingRun) -> dict[str, float]:
 def run_steps(
     run: TrainingRun, *, stop_after: int | None = None, progress: bool = True, prefetch: bool | None = None
 ) -> None:
-    """The step loop up to `stop_after` (default: the end): optimize, log, validate and checkpoint."""
-    config = run.config
+    """The step loop up to `stop_after` (default: the end): optimize, log, validate and checkpoint.
+
+    With several processes each trains its share of every batch; process 0 alone validates, keeps the
+    best checkpoint and shows the progress."""
+    config, parallel = run.config, run.parallel
     last = config.steps if stop_after is None else min(config.steps, stop_after)
     run.model.train()
-    bar = progress_bar(total=config.steps, initial=run.step, desc="train", unit="step", disable=not progress)
+    net = distributed.wrap(run.model, parallel, run.device)
+    shown = progress and parallel.main
+    bar = progress_bar(total=config.steps, initial=run.step, desc="train", unit="step", disable=not shown)
     ahead = prefetch if prefetch is not None else run.device.type == "cuda"
-    with BatchStream(run.sampler, run.generator, prefetch=ahead and run.step < last) as batches:
+    sampler = distributed.sharded(run.sampler, parallel)
+    with BatchStream(sampler, run.generator, prefetch=ahead and run.step < last) as batches:
         while run.step < last:
             started = time.perf_counter()
             batch = batches.next(ahead=run.step + 1 < last)
             data_time = time.perf_counter() - started
             value = optimize_step(
-                run.model,
+                net,
                 run.optimizer,
                 run.scaler,
                 batch,
                 autocast=run.autocast,
                 memory_format=run.memory_format,
                 step=run.step,
+                parallel=parallel,
             )
             lr = run.optimizer.param_groups[0]["lr"]
             run.schedule.step()
@@ -679,11 +715,16 @@ def run_steps(
                     "lr": lr,
                     "step_time": time.perf_counter() - started,
                     "data_time": data_time,
+                    "processes": parallel.size,
                 }
             )
             bar.set_postfix(loss=f"{value:.4f}", refresh=False)
             bar.update(1)
-            if run.val_data and (run.step % config.val_every == 0 or run.step == config.steps):
+            if (
+                run.val_data
+                and parallel.main
+                and (run.step % config.val_every == 0 or run.step == config.steps)
+            ):
                 scores = validate_sources(run)
                 bar.write(
                     f"step {run.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()),
@@ -698,6 +739,8 @@ def finish(run: TrainingRun) -> dict[str, Any]:
     """After the last step: the best checkpoint becomes the output, the logs are written; the summary."""
     if run.step < run.config.steps:
         return {"step": run.step, "finished": False}
+    if not run.parallel.main:
+        return {"step": run.step, "finished": True}
     if not run.best_path.exists():
         save(run, run.best_path, metrics={})
     final = load_checkpoint(run.best_path)
@@ -724,6 +767,7 @@ def train(
     progress: bool = True,
     stop_after: int | None = None,
     prefetch: bool | None = None,
+    parallel: Parallel | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) and write the best checkpoint to `output` plus the step and validation CSV logs.
 
@@ -736,6 +780,9 @@ def train(
     otherwise idle while the GPU computes; on the CPU the net's ops already keep every core busy, so a
     render thread competes rather than overlaps: see benchmarks/train.py). The batches are the same either
     way, so it is not part of the run's identity and a run may resume with the other setting.
+
+    Where `config` asks for several processes (`train.gpus`, `train.cpu_processes`), this call checks the
+    request, launches them (each calls `train` with its `parallel`) and returns process 0's summary.
     """
     if (sources is None) == (data is None):
         raise ValueError("give the training data as sources, or as one volume's data and slices")
@@ -748,6 +795,24 @@ def train(
             val=list(val_slices),
         )
         sources = [whole]
+    arguments = {
+        "sources": sources,
+        "model_config": model_config,
+        "config": config,
+        "workdir": workdir,
+        "output": output,
+        "step_log": step_log,
+        "val_log": val_log,
+        "init": init,
+        "progress": progress,
+        "stop_after": stop_after,
+        "prefetch": prefetch,
+    }
+    if parallel is None:
+        processes = distributed.process_count(config)  # before anything is written
+        if processes > 1:
+            return distributed.launch(train, arguments, processes=processes, config=config)
+        parallel = SINGLE
     run = setup(
         sources=sources,
         model_config=model_config,
@@ -757,6 +822,7 @@ def train(
         step_log=step_log,
         val_log=val_log,
         init=init,
+        parallel=parallel,
     )
     resume(run)
     run_steps(run, stop_after=stop_after, progress=progress, prefetch=prefetch)
