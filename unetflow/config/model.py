@@ -370,6 +370,36 @@ class PredictConfig(Section):
     """Leave regions whose input chunks were never written (no data) at the fill value, unpredicted."""
 
 
+class SegmentConfig(Section):
+    """Cells as objects: each frame's foreground probability split into one id per cell (unetflow.segment)."""
+
+    KEY: ClassVar[str] = "segment"
+
+    method: Literal["watershed", "components"] = "watershed"
+    """watershed: seeded on the probability, seeds where it is high (splits cells joined by a faint gap);
+    components: connected components of the thresholded foreground (cells joined anywhere stay one)."""
+    threshold: Annotated[float, Field(ge=0, le=1)] | Literal["auto"] = "auto"
+    """Foreground where the probability exceeds it; auto: the prediction's threshold (predict.threshold)."""
+    seed_threshold: Annotated[float, Field(ge=0, le=1)] | Literal["auto"] = "auto"
+    """watershed: seeds are the connected pixels above it; auto: halfway between threshold and 1."""
+    min_size: Annotated[int, Field(ge=0)] = 30
+    """Cells smaller than this (pixels) join the neighbour they share most border with, else are dropped."""
+    fill_holes: bool = True
+    """Fill each cell's holes (background enclosed by one cell only)."""
+    connectivity: Literal[1, 2] = 1
+    """Pixels of one cell: 1 = 4-neighbour, 2 = 8-neighbour."""
+
+    @model_validator(mode="after")
+    def _seeds_above_foreground(self) -> SegmentConfig:
+        numbers = isinstance(self.threshold, float) and isinstance(self.seed_threshold, float)
+        if numbers and self.seed_threshold < self.threshold:
+            raise ValueError(
+                f"seed_threshold {self.seed_threshold} lies below threshold {self.threshold}: seeds must be "
+                "foreground; raise seed_threshold (or use auto)"
+            )
+        return self
+
+
 class EvaluateConfig(Section):
     """Metrics on the test slices."""
 
@@ -420,6 +450,8 @@ class Config(Section):
     """Overlap-tile prediction of every volume."""
     evaluate: EvaluateConfig = EvaluateConfig()
     """Metrics on the test slices."""
+    segment: SegmentConfig = SegmentConfig()
+    """Cells as objects: one id per cell in each frame (the cell tracking workflow, ctc)."""
     export: ExportConfig = ExportConfig()
     """The bioimage.io package written for every trained model."""
     ablation: bool = False
