@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlparse
 from pydantic import Field, model_validator
 
 from unetflow.config.base import Device, Precision, ScriptSafe, Section, VolumeName
+from unetflow.config.ctc import CTCConfig, CTCSequenceConfig, ctc_volumes
 from unetflow.config.patterns import SHA256_PATTERN, WALLTIME_PATTERN
 from unetflow.config.split import SplitConfig, check_split, primary_entry, split_entries, split_keys
 from unetflow.errors import InputError
@@ -134,6 +135,8 @@ class VolumeConfig(Section):
 
     synthetic: SyntheticConfig | None = None
     """The embedded EM-like generator (no download)."""
+    ctc: CTCSequenceConfig | None = None
+    """A sequence of the Cell Tracking Challenge dataset of `ctc:` (made by that section)."""
     raw: SourceConfig | None = None
     """The image volume."""
     labels: LabelSourceConfig | None = None
@@ -146,8 +149,10 @@ class VolumeConfig(Section):
 
     @model_validator(mode="after")
     def _one_kind(self) -> VolumeConfig:
-        if (self.synthetic is None) == (self.raw is None):
+        if (self.synthetic is not None) + (self.raw is not None) + (self.ctc is not None) != 1:
             raise ValueError("give exactly one of synthetic and raw")
+        if self.ctc is not None and self.labels is not None:
+            raise ValueError("a sequence of a ctc dataset takes its labels from the dataset; drop labels")
         if self.synthetic is not None and self.labels is not None:
             raise ValueError("a synthetic volume makes its own labels; drop labels")
         if self.raw is not None and self.labels is not None and self.raw.url and self.labels.url:
@@ -174,8 +179,9 @@ class VolumeConfig(Section):
 
     @property
     def labelled(self) -> bool:
-        """Whether the volume has ground truth (synthetic volumes always do)."""
-        return self.synthetic is not None or self.labels is not None
+        """Whether the volume has ground truth (synthetic volumes always do, ctc training sequences too)."""
+        training = self.ctc is not None and self.ctc.role == "training"
+        return self.synthetic is not None or self.labels is not None or training
 
 
 class WeightsConfig(Section):
@@ -458,9 +464,31 @@ class Config(Section):
     """Also train and evaluate a model with class-balancing weights only (what the border term buys)."""
     pretrained: ModelSourceConfig | None = None
     """A trained model to predict every volume with: nothing is trained, labels and split are optional."""
+    ctc: CTCConfig | None = None
+    """A Cell Tracking Challenge dataset trained and scored by the challenge's protocol (paper Table 2): its
+    sequences are the volumes and its protocol the models, replacing volumes and split."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ctc_volumes(cls, values: object) -> object:
+        """With `ctc:`, the volumes are its sequences and the split follows from its protocol."""
+        if not isinstance(values, dict) or values.get("ctc") is None:
+            return values
+        try:
+            ctc = CTCConfig.model_validate(values["ctc"])
+        except ValueError:
+            return values  # the field's own validation names the key
+        return {**values, "volumes": ctc_volumes(ctc), "split": None}
 
     @model_validator(mode="after")
     def _split_fits(self) -> Config:
+        if self.ctc is not None:
+            if self.pretrained is not None or self.ablation:
+                raise InputError(
+                    "ctc: trains and scores its own models; drop pretrained and ablation "
+                    "(benchmarks/cells.py measures what the border term and the separating background buy)"
+                )
+            return self
         if self.split is None:
             if self.pretrained is None:
                 raise InputError(

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 FRAME = re.compile(r"^t(\d+)\.tiff?$")
 GOLD = re.compile(r"^man_seg(\d+)\.tiff?$")
 TRACK = re.compile(r"^man_track(\d+)\.tiff?$")
+MASK = re.compile(r"^mask(\d+)\.tiff?$")
 UNANNOTATED = 2**16
 """The value unannotated pixels hold in the labels `read_sequence` returns (above every 16-bit id)."""
 RECORD = "unetflow-ctc.json"
@@ -308,6 +309,18 @@ def write_sequence(
                 folder / f"{name}_GT" / "TRA" / f"man_track{number:0{width}d}.tif", marks.astype(np.uint16)
             )
     return folder
+
+
+def result_masks(folder: str | Path) -> dict[int, Path]:
+    """The masks of a result folder (`NN_RES/maskNNN.tif`) by frame number."""
+    return _numbered(Path(folder), MASK)
+
+
+def read_record(folder: str | Path) -> dict[str, Any]:
+    """What `fetch_dataset` recorded of a fetched dataset (source, sha256, sequences); {} for a folder it
+    did not fetch."""
+    path = Path(folder) / RECORD
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def write_results(folder: str | Path, cells: np.ndarray) -> Path:

@@ -683,6 +683,12 @@ def normalization(path: str | os.PathLike[str]) -> tuple[float, float]:
     return float(stats["mean"]), float(stats["std"])
 
 
+def normalization_policy(path: str | os.PathLike[str], default: str) -> str:
+    """How the import normalised a volume: its recorded policy ("percentile": percentiles as offset and
+    scale), else `default` (the mean and std of the whole volume)."""
+    return str(dict(read_attrs(path).get("normalization") or {}).get("policy", default))
+
+
 def normalize(block: np.ndarray, mean: float, std: float) -> np.ndarray:
     """(block - mean) / std as float32, with the volume-wide statistics (identical for every tile)."""
     if not (math.isfinite(std) and std > 0):

@@ -75,6 +75,7 @@ rule import_volume:
         RESULTS.benchmark("import", "{volume}")
     params:
         volume=lambda wildcards: SETTINGS.volumes[wildcards.volume],
+        ctc=SETTINGS.ctc,
     threads: 1
     resources:
         mem_mb=4000,

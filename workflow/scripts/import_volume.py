@@ -9,4 +9,5 @@ run_import(
     labels=snakemake.input.get("labels"),
     target=snakemake.output[0],
     volume=snakemake.params.volume,
+    ctc=snakemake.params.ctc,
 )
