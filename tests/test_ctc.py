@@ -266,3 +266,29 @@ def test_result_masks_are_16_bit_and_refuse_more_ids(tmp_path: Path) -> None:
     assert not (tmp_path / "02_RES").exists()
     _, aggregate, _ = evaluate_objects_frames(cells[:1].astype(np.int64), cells[:1].astype(np.int64))
     assert aggregate["seg_pooled"] == 1.0
+
+
+def test_the_seg_command_scores_a_result_folder(ctc_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from unetflow.cli.main import main
+
+    dataset = ctc_run / "data" / "raw" / "ctc" / NAME / "training"
+    res = ctc_run / "results" / "cells" / "train02" / NAME / "01_RES"
+    assert main(["seg", str(dataset), "01", str(res)]) == 0
+    pooled = json.loads(capsys.readouterr().out.splitlines()[0])
+    scores = json.loads((ctc_run / "results" / "metrics" / "seg.json").read_text())
+    assert pooled["seg"] == pytest.approx(scores["folds"]["train02"]["scored_on"]["01"]["seg"], abs=1e-12)
+    assert main(["seg", str(dataset), "01", str(ctc_run / "missing")]) == 2
+
+
+def test_the_paper_size_recipe_overlays_either_dataset() -> None:
+    from unetflow.config.load import load_config_files
+
+    for dataset in ("ctc-dic-hela", "ctc-phc-u373"):
+        config = load_config_files(
+            [ROOT / "configs" / f"{dataset}.yaml", ROOT / "configs" / "ctc-paper-size.yaml"]
+        )
+        assert config.ctc is not None and config.model.base_channels == 64 and config.train.tile == 388
+        assert (
+            list(config.volumes) == ["01", "02", "test-01", "test-02"]
+            and config.segment.method == "watershed"
+        )
