@@ -13,7 +13,7 @@ from skimage.measure import label
 from skimage.metrics import adapted_rand_error, contingency_table, variation_of_information
 from skimage.segmentation import watershed
 
-from unetflow.evaluate import inputs, metrics, partition, pixels, registry, warping
+from unetflow.evaluate import inputs, metrics, partition, registry, warping
 
 CROSS = ndimage.generate_binary_structure(2, 1)
 
@@ -85,14 +85,15 @@ def test_isbi_pixel_error_takes_the_best_threshold() -> None:
 
 def test_empty_masks_score_perfectly() -> None:
     empty = np.zeros((3, 3), dtype=bool)
-    assert pixels.pixel_scores(empty, empty) == {
+    result = metrics.evaluate(empty, empty)
+    pixel_scores = {key: result[key] for key in ("iou", "iou_background", "mean_iou", "dice", "pixel_error")}
+    assert pixel_scores == {
         "iou": 1.0,
         "iou_background": 1.0,
         "mean_iou": 1.0,
         "dice": 1.0,
         "pixel_error": 0.0,
     }
-    result = metrics.evaluate(empty, empty)
     assert math.isnan(result["rand_error"]) and math.isnan(result["v_rand"])  # no truth foreground
     assert result["warping_error"] == 0.0
 
@@ -293,10 +294,10 @@ def test_warping_leaves_the_error_where_the_prediction_is_least_sure() -> None:
     truth[:, 2:5] = False  # a membrane three pixels wide
     probability = np.where(truth, 0.9, 0.1)
     probability[3, 2:5] = [0.95, 0.6, 0.95]  # a bridge across it, least sure in the middle
-    warped = warping.warped_truth(probability, truth)
+    warped = warping.warp(truth, probability > 0.5, np.abs(probability - 0.5), 1)
     errors = np.argwhere(warped != (probability > 0.5))
     np.testing.assert_array_equal(errors, [[3, 3]])  # one pixel, the 0.6 one
-    binary = warping.warped_truth(probability > 0.5, truth)
+    binary = warping.warp(truth, probability > 0.5, None, 1)  # a binary prediction: no confidence
     np.testing.assert_array_equal(np.argwhere(binary != (probability > 0.5)), [[3, 4]])  # column order
     assert warping.warping_error(probability, truth) == 1 / 49
     assert warping.warping_error(probability, truth, threshold=0.7) == 0.0  # above 0.7 the bridge is cut
@@ -330,7 +331,8 @@ def test_warping_flips_in_fijis_order(seed: int) -> None:
         probability = (probability > 0.5).astype(float)  # binary: every pixel ties
     connectivity = 1 + seed % 3 // 2
     expected = fiji_warp(probability, truth, 0.5, connectivity)
-    warped = warping.warped_truth(probability, truth, connectivity=connectivity)
+    confidence = None if seed % 2 else np.abs(probability - 0.5)
+    warped = warping.warp(truth, probability > 0.5, confidence, connectivity)
     np.testing.assert_array_equal(warped, expected)
     assert (
         0 < np.count_nonzero(warped != (probability > 0.5)) < np.count_nonzero(truth != (probability > 0.5))
@@ -379,7 +381,7 @@ def test_eroded_and_dilated_truth(isbi_labels: np.ndarray) -> None:
 
 def test_probability_prediction_on_real_slice(isbi_labels: np.ndarray, noisy_probability: np.ndarray) -> None:
     result = metrics.evaluate(noisy_probability, isbi_labels[0])
-    assert set(registry.METRIC_KEYS) <= set(result)
+    assert set(tuple(registry.METRICS)) <= set(result)
     assert result["isbi_pixel_error"] <= 1 - result["dice"] + 1e-12  # 0.5 is in the sweep
     assert 0.0 < result["warping_error"] < result["pixel_error"] < 0.2
     assert 0.5 < result["v_rand"] <= 1.0 and 0.5 < result["v_info"] <= 1.0
@@ -396,7 +398,7 @@ def test_volume_is_the_mean_of_its_slices(isbi_labels: np.ndarray) -> None:
     singles = [metrics.evaluate(p, t) for p, t in zip(prediction, truth, strict=True)]
     assert per_slice == singles
     mean = metrics.evaluate(prediction, truth)
-    for key in registry.METRIC_KEYS:
+    for key in tuple(registry.METRICS):
         assert mean[key] == pytest.approx((singles[0][key] + singles[1][key]) / 2)
         assert aggregate[key] == mean[key]
     assert aggregate["pixel_error_pooled"] == pytest.approx(mean["pixel_error"])  # equal-sized slices

@@ -16,6 +16,14 @@ WEIGHTS = WeightsConfig()
 
 def add_commands(sub: Any) -> None:
     """The subcommands of this stage, on the `unetflow` command's subparsers."""
+    _add_synthesize(sub)
+    _add_download(sub)
+    _add_import(sub)
+    _add_weights(sub)
+    _add_class_balance(sub)
+
+
+def _add_synthesize(sub: Any) -> None:
     p = sub.add_parser("synthesize", help="generate the embedded EM-like volume (raw + labels TIFFs)")
     p.add_argument("raw", help="multi-page TIFF to write the raw volume to")
     p.add_argument("labels", help="multi-page TIFF to write the instance labels to")
@@ -28,12 +36,16 @@ def add_commands(sub: Any) -> None:
     )
     p.set_defaults(handler=_synthesize)
 
+
+def _add_download(sub: Any) -> None:
     p = sub.add_parser("download", help="fetch a file and verify its sha256")
     p.add_argument("source", help="http(s):// or file:// URL, or a local path")
     p.add_argument("target", help="where to save the file")
     p.add_argument("--sha256", help="the file's expected SHA-256 (a mismatch is an error)")
     p.set_defaults(handler=_download)
 
+
+def _add_import(sub: Any) -> None:
     p = sub.add_parser("import", help="import a volume (and labels) into OME-Zarr")
     p.add_argument(
         "raw", help="the raw volume: a TIFF stack, a folder of slices, an HDF5 file or a Zarr store"
@@ -64,6 +76,8 @@ def add_commands(sub: Any) -> None:
     )
     p.set_defaults(handler=_import)
 
+
+def _add_weights(sub: Any) -> None:
     p = sub.add_parser("weights", help="the paper's border weight map of an imported volume")
     p.add_argument("data", help="an imported OME-Zarr with labels")
     p.add_argument("target", help="the weight-map OME-Zarr to write")
@@ -83,6 +97,8 @@ def add_commands(sub: Any) -> None:
     add_config(p)
     p.set_defaults(handler=_weights)
 
+
+def _add_class_balance(sub: Any) -> None:
     p = sub.add_parser(
         "class-balance",
         help="the class weights w_c over the training pixels of every split source (JSON)",

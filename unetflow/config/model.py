@@ -513,10 +513,6 @@ class Config(Section):
         """The config key of each entry, for messages: `split`, or `split[i]` in the list form."""
         return split_keys(self.split)
 
-    def split_volumes(self) -> list[str]:
-        """Every volume the split names, in order, once each."""
-        return list(dict.fromkeys(entry.volume for entry in self.split_entries()))
-
     def training_volumes(self) -> list[str]:
         """The volumes that training reads (train or validation slices), in order, once each: each needs
         its import and its weight map."""

@@ -13,29 +13,12 @@ import dask.array as da
 import numpy as np
 
 from unetflow.data.omezarr import default_chunks
-from unetflow.readers import READERS, describe_formats, detect_format, format_names, natural_key, open_input
+from unetflow.readers import detect_format, open_input
 from unetflow.readers.base import zyx_shape
-
-FORMATS = format_names()
-"""Canonical format names, in the registry's order."""
-ALIASES = {alias: reader.name for reader in READERS for alias in reader.aliases}
-"""Other accepted spellings of each format name."""
-SUPPORTED = describe_formats()
-
-__all__ = [
-    "ALIASES",
-    "FORMATS",
-    "SUPPORTED",
-    "as_zyx",
-    "infer_format",
-    "natural_key",
-    "open_volume",
-    "read_volume",
-]
 
 
 def infer_format(path: str | os.PathLike[str]) -> str:
-    """The format of `path` from its suffix or, for a folder, its content (one of FORMATS)."""
+    """The format of `path` from its suffix or, for a folder, its content (a name of the reader registry)."""
     return detect_format(path)
 
 

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from unetflow.evaluate.inputs import as_arrays
-
 
 @dataclass(frozen=True)
 class PixelCounts:
@@ -51,16 +49,6 @@ class PixelCounts:
         """Fraction of wrongly classified pixels (NaN without annotated pixels)."""
         return ratio_or_nan(self.fp + self.fn, self.tp + self.fp + self.fn + self.tn)
 
-    def scores(self) -> dict[str, float]:
-        """IoU of each class, their mean, Dice of the foreground and the fraction of wrong pixels."""
-        return {
-            "iou": self.iou(),
-            "iou_background": self.iou_background(),
-            "mean_iou": self.mean_iou(),
-            "dice": self.fscore(),
-            "pixel_error": self.pixel_error(),
-        }
-
 
 def ratio(numerator: float, denominator: float) -> float:
     """numerator / denominator, with 0 / 0 = 1 (nothing to get wrong)."""
@@ -70,9 +58,3 @@ def ratio(numerator: float, denominator: float) -> float:
 def ratio_or_nan(numerator: float, denominator: float) -> float:
     """numerator / denominator, NaN where there is nothing to count (a slice without annotated pixels)."""
     return math.nan if denominator == 0 else numerator / denominator
-
-
-def pixel_scores(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """IoU (foreground, background, mean), Dice and pixel error of two binary masks of the same shape."""
-    prediction, truth = as_arrays(prediction, truth)
-    return PixelCounts.of(prediction > 0, truth > 0).scores()

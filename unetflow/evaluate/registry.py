@@ -183,9 +183,6 @@ METRICS: dict[str, Metric[SliceStats]] = build_registry(
 )
 """The metrics `unetflow.evaluate.metrics.evaluate` computes, in the order it returns them."""
 
-METRIC_KEYS: tuple[str, ...] = tuple(METRICS)
-"""Keys of one slice's result, in order."""
-
 HEADLINE_KEYS: tuple[str, ...] = tuple(key for key, metric in METRICS.items() if metric.headline)
 """The headline numbers of a run, copied to the top of the evaluate step's metrics JSON."""
 

@@ -143,23 +143,6 @@ def warp(
     return warped[1:-1, 1:-1].astype(bool)
 
 
-def warped_truth(
-    prediction: np.ndarray,
-    truth: np.ndarray,
-    *,
-    threshold: float = EVEN_ODDS,
-    connectivity: int = 1,
-    prediction_instances: bool = False,
-    truth_instances: bool = False,
-) -> np.ndarray:
-    """The binary truth of one 2-D slice warped towards the thresholded prediction (Jain et al. 2010).
-
-    Where it still differs from the prediction (``> threshold``) are the topological errors that the
-    warping error counts.
-    """
-    return _warp_slice(prediction, truth, threshold, connectivity, prediction_instances, truth_instances)[0]
-
-
 def warping_error(
     prediction: np.ndarray,
     truth: np.ndarray,

@@ -8,8 +8,7 @@ out with autoescaping (`render`, `templates/`), and the stylesheet (`static/repo
 opens offline, can be mailed and archived as one file.
 """
 
-from unetflow.report.build import build_report
-from unetflow.report.datasets import build_prediction_report
+from unetflow.report.build import build_prediction_report, build_report
 from unetflow.report.figures import smooth
 from unetflow.report.formatting import format_seconds, format_value, slice_ranges
 from unetflow.report.inputs import read_csv_rows

@@ -1,20 +1,21 @@
-"""build_report: the inputs checked and read, the sections assembled, the page written atomically."""
+"""The report's two pages, built the same way: the inputs checked and read, the sections assembled, the page
+written atomically (unetflow.report.render.write_page): `build_report` for a run that trained its models,
+`build_prediction_report` for a run that only predicted."""
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from unetflow.atomic import atomic_path
 from unetflow.config.model import Config
+from unetflow.errors import InputError
 from unetflow.report import sections
-from unetflow.report.datasets import datasets_section
+from unetflow.report.datasets import datasets_section, model_section, volume_metrics_section
 from unetflow.report.figures import model_colour
 from unetflow.report.inputs import check_inputs, load_run
 from unetflow.report.provenance import collect_provenance
-from unetflow.report.render import Page, render
+from unetflow.report.render import Page, PredictionPage, generated_now, write_page
 
 
 def build_report(
@@ -39,8 +40,7 @@ def build_report(
     of the split volume); `benchmarks` is the folder of Snakemake's benchmark files, `project` the folder
     whose git commit the provenance names (default: the current folder); `datasets` lists every
     prediction as (model, volume, source read, prediction, its summary) for the section on predicted
-    volumes. Missing inputs raise
-    FileNotFoundError naming the file before anything is drawn.
+    volumes. Missing inputs raise FileNotFoundError naming the file before anything is drawn.
     """
     per_model = {
         "metrics": metrics,
@@ -65,10 +65,7 @@ def build_report(
     ]
     if sections.has_ablation(runs):
         parts.append(sections.ablation_section(runs))
-    provenance = collect_provenance(
-        project=Path.cwd() if project is None else Path(project), benchmarks=Path(benchmarks), config=config
-    )
-    parts.append(sections.provenance_section(provenance))
+    parts.append(_provenance(project, benchmarks, config))
     page = Page(
         volume=inputs.volume,
         test=inputs.test,
@@ -76,8 +73,47 @@ def build_report(
         main=main.name,
         cards=sections.cards(main, inputs.volume),
         sections=parts,
-        generated=dt.datetime.now(dt.UTC).astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        generated=generated_now(),
     )
-    html = render(page)
-    with atomic_path(output) as tmp:
-        tmp.write_text(html, encoding="utf-8")
+    write_page(output, page)
+
+
+def build_prediction_report(
+    *,
+    output: str | os.PathLike[str],
+    model: str,
+    predictions: Sequence[tuple[str, str, str, str]],
+    metrics: str | os.PathLike[str] | None,
+    config: Config,
+    benchmarks: str | os.PathLike[str],
+    project: str | os.PathLike[str] | None = None,
+) -> None:
+    """The report of a run that trained nothing: the model, each (volume, source, prediction, summary), the
+    metrics of labelled volumes (when `metrics` is given) and the provenance; written atomically."""
+    for _, _, prediction, summary in predictions:
+        for path in (prediction, summary):
+            if not Path(path).exists():
+                raise InputError(f"{path} does not exist: run the prediction (and its finalisation) first")
+    parts = [model_section(predictions[0][2])] if predictions else []
+    parts.append(datasets_section([(model, volume, *rest) for volume, *rest in predictions]))
+    if metrics is not None:
+        parts.append(volume_metrics_section(metrics))
+    parts.append(_provenance(project, benchmarks, config))
+    page = PredictionPage(
+        model=model,
+        volumes=[volume for volume, *_ in predictions],
+        sections=parts,
+        generated=generated_now(),
+    )
+    write_page(output, page)
+
+
+def _provenance(
+    project: str | os.PathLike[str] | None, benchmarks: str | os.PathLike[str], config: Config
+) -> sections.Section:
+    """The last section of every page: versions, commit (of `project`, default the current folder),
+    hardware, rule times and the config."""
+    folder = Path.cwd() if project is None else Path(project)
+    return sections.provenance_section(
+        collect_provenance(project=folder, benchmarks=Path(benchmarks), config=config)
+    )

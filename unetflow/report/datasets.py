@@ -4,9 +4,7 @@ and the model it was predicted with. The sections of a predict-only report, and 
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,19 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from unetflow.atomic import atomic_path
-from unetflow.config.model import Config
 from unetflow.data import omezarr
-from unetflow.errors import InputError
 from unetflow.evaluate.registry import METRICS, Metric, metric_info
 from unetflow.model.loss import EVEN_ODDS
 from unetflow.predict.plan import read_plan
 from unetflow.predict.progress import group_entries
 from unetflow.predict.sources import open_source
-from unetflow.report.figures import MAX_PANEL, Image, _contrast, _hide_axes, _new_figure, embed
-from unetflow.report.provenance import collect_provenance
-from unetflow.report.render import environment, stylesheet
-from unetflow.report.sections import Section, _section, provenance_section
+from unetflow.report.figures import MAX_PANEL, Image, contrast, embed, hide_axes, new_figure
+from unetflow.report.sections import Section, section
 
 SEGMENTATION = "segmentation"
 
@@ -79,13 +72,13 @@ def dataset_figure(source: str, prediction: str, *, fig_id: str, title: str) -> 
     raw = np.asarray(open_source(source)[z, ys, xs])
     probability = np.asarray(omezarr.open_image(prediction)[z, ys, xs], dtype=np.float32)
     segmentation = np.asarray(omezarr.open_labels(prediction, SEGMENTATION)[z, ys, xs])
-    fig = _new_figure(10.0, 3.6)
+    fig = new_figure(10.0, 3.6)
     axes = fig.subplots(1, 3, squeeze=False)[0]
-    panels = (("Raw", _contrast(raw)), ("p(cell)", probability), ("Segmentation", segmentation > 0))
+    panels = (("Raw", contrast(raw)), ("p(cell)", probability), ("Segmentation", segmentation > 0))
     for ax, (name, image) in zip(axes, panels, strict=True):
         ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
         ax.set_title(name, fontsize=10)
-        _hide_axes(ax)
+        hide_axes(ax)
     axes[0].set_ylabel(f"slice {z}, y {ys.start}-{ys.stop}, x {xs.start}-{xs.stop}", fontsize=9)
     fig.suptitle(title, fontsize=10)
     return embed(fig, fig_id=fig_id, alt=f"{title}: raw, probability and segmentation")
@@ -124,7 +117,7 @@ def datasets_section(predictions: Sequence[tuple[str, str, str, str, str]], *, f
                 image=image,
             )
         )
-    return _section("datasets", "Predicted volumes", DatasetsContent(rows=rows))
+    return section("datasets", "Predicted volumes", DatasetsContent(rows=rows))
 
 
 @dataclass(frozen=True)
@@ -156,7 +149,7 @@ def model_section(prediction: str) -> Section:
         normalization=model.get("normalization"),
         validation=dict(model.get("validation") or {}),
     )
-    return _section("model", "Model", content)
+    return section("model", "Model", content)
 
 
 @dataclass(frozen=True)
@@ -189,49 +182,4 @@ def volume_metrics_section(metrics: str | Path) -> Section:
         )
         for key in keys
     ]
-    return _section("volume_metrics", "Metrics of the labelled volumes", VolumeMetricsContent(names, rows))
-
-
-@dataclass(frozen=True)
-class PredictionPage:
-    """The predict-only page: the model, its volumes, the sections."""
-
-    model: str
-    volumes: list[str]
-    sections: Sequence[Section]
-    generated: str
-
-
-def build_prediction_report(
-    *,
-    output: str | os.PathLike[str],
-    model: str,
-    predictions: Sequence[tuple[str, str, str, str]],
-    metrics: str | os.PathLike[str] | None,
-    config: Config,
-    benchmarks: str | os.PathLike[str],
-    project: str | os.PathLike[str] | None = None,
-) -> None:
-    """The report of a run that trained nothing: the model, each (volume, source, prediction, summary), the
-    metrics of labelled volumes (when `metrics` is given) and the provenance; written atomically."""
-    for _, _, prediction, summary in predictions:
-        for path in (prediction, summary):
-            if not Path(path).exists():
-                raise InputError(f"{path} does not exist: run the prediction (and its finalisation) first")
-    parts = [model_section(predictions[0][2])] if predictions else []
-    parts.append(datasets_section([(model, volume, *rest) for volume, *rest in predictions]))
-    if metrics is not None:
-        parts.append(volume_metrics_section(metrics))
-    provenance = collect_provenance(
-        project=Path.cwd() if project is None else Path(project), benchmarks=Path(benchmarks), config=config
-    )
-    parts.append(provenance_section(provenance))
-    page = PredictionPage(
-        model=model,
-        volumes=[volume for volume, *_ in predictions],
-        sections=parts,
-        generated=dt.datetime.now(dt.UTC).astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-    )
-    html = environment().get_template("prediction_page.html.j2").render(page=page, css=stylesheet())
-    with atomic_path(output) as tmp:
-        tmp.write_text(html, encoding="utf-8")
+    return section("volume_metrics", "Metrics of the labelled volumes", VolumeMetricsContent(names, rows))

@@ -22,12 +22,10 @@ from unetflow.evaluate.registry import Metric
 from unetflow.model.loss import ABLATION_MODE, LOSS_MODES
 from unetflow.report.formatting import format_value, number
 from unetflow.report.inputs import Inputs, Run, read_truth
+from unetflow.report.style import FALSE_NEGATIVE, FALSE_POSITIVE, GRID, MODEL_COLOURS, NOTE
 
 MAX_PANEL = 768
 """Largest side in pixels of an image panel; larger slices are shown as a centre crop."""
-MODEL_COLOURS = ("#1f5fa8", "#d9660b", "#2a9d4b", "#b3303b", "#7b52ab", "#8c6d31")
-FALSE_POSITIVE = (0.87, 0.0, 0.40)
-FALSE_NEGATIVE = (0.0, 0.40, 0.90)
 DPI = 110
 
 
@@ -59,7 +57,8 @@ def rgb(colour: tuple[float, float, float]) -> tuple[int, int, int]:
     return red, green, blue
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
+    """An empty figure of `width` x `height` inches on white, laid out by matplotlib's constrained layout."""
     fig = Figure(figsize=(width, height), layout="constrained")
     fig.set_facecolor("white")
     return fig
@@ -68,7 +67,7 @@ def _new_figure(width: float, height: float) -> Figure:
 def _style(ax: Any) -> None:
     ax.spines["top"].set_visible(False)
     ax.spines["right"].set_visible(False)
-    ax.grid(True, color="#e3e3e3", linewidth=0.7)
+    ax.grid(True, color=GRID, linewidth=0.7)
     ax.set_axisbelow(True)
     ax.tick_params(labelsize=8)
 
@@ -83,7 +82,7 @@ def window(shape: Sequence[int]) -> tuple[slice, slice]:
     return out[0], out[1]
 
 
-def _contrast(image: np.ndarray) -> np.ndarray:
+def contrast(image: np.ndarray) -> np.ndarray:
     """Raw grey values stretched between the 0.5 and 99.5 percentiles, as floats in 0..1."""
     values = np.asarray(image, dtype=np.float32)
     low, high = np.percentile(values, (0.5, 99.5))
@@ -106,14 +105,15 @@ def _instance_colours(labels: np.ndarray, connectivity: int) -> np.ndarray:
 
 def _error_overlay(raw: np.ndarray, truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     """Faded raw with false positives (predicted cell on membrane) and false negatives in strong colours."""
-    grey = 0.5 + 0.45 * _contrast(raw)
+    grey = 0.5 + 0.45 * contrast(raw)
     image = np.repeat(grey[..., None], 3, axis=2)
     image[predicted & ~truth] = FALSE_POSITIVE
     image[~predicted & truth] = FALSE_NEGATIVE
     return image
 
 
-def _hide_axes(ax: Any) -> None:
+def hide_axes(ax: Any) -> None:
+    """An image panel: no ticks, no frame."""
     ax.set_xticks([])
     ax.set_yticks([])
     for spine in ax.spines.values():
@@ -132,7 +132,7 @@ def prediction_figure(
             f"{inputs.data} of shape {inputs.shape}; re-run the predict step"
         )
     ys, xs = window(inputs.shape)
-    fig = _new_figure(11.0, 2.95 * len(rows) + 0.4)
+    fig = new_figure(11.0, 2.95 * len(rows) + 0.4)
     axes = fig.subplots(len(rows), 4, squeeze=False)
     titles = ("Raw", "Ground truth", f"Prediction p(cell) \u2014 {model}", "Errors")
     for r, (tag, z, iou) in enumerate(rows):
@@ -147,7 +147,7 @@ def prediction_figure(
         if unannotated is not None:
             shown_truth[unannotated] = 0.5
         panels = (
-            (_contrast(raw), "gray"),
+            (contrast(raw), "gray"),
             (shown_truth, "gray"),
             (prob, "gray"),
             (_error_overlay(raw, truth, predicted), None),
@@ -155,7 +155,7 @@ def prediction_figure(
         for c, (image, cmap) in enumerate(panels):
             ax = axes[r, c]
             ax.imshow(image, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
-            _hide_axes(ax)
+            hide_axes(ax)
             if r == 0:
                 ax.set_title(titles[c], fontsize=10)
         axes[r, 0].set_ylabel(f"{tag}: slice {z}\nIoU {format_value(iou)}", fontsize=10)
@@ -187,20 +187,20 @@ def weight_figure(inputs: Inputs, z: int, connectivity: int) -> Figure:
             f"{inputs.data} of shape {inputs.shape}; re-run the weights step"
         )
     weight = np.asarray(weight_map[z, ys, xs], dtype=np.float32)
-    fig = _new_figure(12.0, 3.35)
+    fig = new_figure(12.0, 3.35)
     axes = fig.subplots(1, 4)
     panels = (
-        ("a  raw image", _contrast(raw), "gray"),
+        ("a  raw image", contrast(raw), "gray"),
         ("b  ground-truth instances", _instance_colours(cells, connectivity), None),
         ("c  segmentation mask", (cells > 0).astype(np.float32), "gray"),
     )
     for ax, (title, image, cmap) in zip(axes[:3], panels, strict=True):
         ax.imshow(image, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
         ax.set_title(title, fontsize=10, loc="left")
-        _hide_axes(ax)
+        hide_axes(ax)
     shown = axes[3].imshow(weight, cmap="jet", interpolation="nearest")
     axes[3].set_title("d  weight map w(x)", fontsize=10, loc="left")
-    _hide_axes(axes[3])
+    hide_axes(axes[3])
     bar = fig.colorbar(shown, ax=axes[3], fraction=0.046, pad=0.03)
     bar.ax.tick_params(labelsize=8)
     return fig
@@ -226,7 +226,7 @@ def loss_span(n: int) -> int:
 
 def training_figure(runs: Sequence[Run]) -> Figure:
     """Training loss (raw faint, smoothed solid) and validation IoU against the step, per model."""
-    fig = _new_figure(11.0, 3.7)
+    fig = new_figure(11.0, 3.7)
     loss_ax, iou_ax = fig.subplots(1, 2)
     ranges = []
     for run in runs:
@@ -260,9 +260,7 @@ def training_figure(runs: Sequence[Run]) -> Figure:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8, frameon=False)
         else:
-            ax.text(
-                0.5, 0.5, "nothing logged", transform=ax.transAxes, ha="center", va="center", color="#777"
-            )
+            ax.text(0.5, 0.5, "nothing logged", transform=ax.transAxes, ha="center", va="center", color=NOTE)
     return fig
 
 
@@ -271,7 +269,7 @@ def slices_figure(runs: Sequence[Run], keys: Sequence[tuple[str, int]], metrics:
     volumes = {v for v, _ in keys}
     labels = [f"{v}:{z}" if len(volumes) > 1 else str(z) for v, z in keys]
     width = min(11.0, max(8.0, 0.3 * len(keys) + 4.0))
-    fig = _new_figure(width, 3.5)
+    fig = new_figure(width, 3.5)
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     positions = np.arange(len(keys))
     for ax, metric in zip(axes, metrics, strict=True):
@@ -301,7 +299,7 @@ def slices_figure(runs: Sequence[Run], keys: Sequence[tuple[str, int]], metrics:
 
 def ablation_figure(main: Run, ablation: Run, metrics: Sequence[Metric]) -> Figure:
     """Grouped bars of the ablation metrics, main (border term) against ablation (class weights only)."""
-    fig = _new_figure(7.5, 3.4)
+    fig = new_figure(7.5, 3.4)
     ax = fig.subplots()
     positions = np.arange(len(metrics))
     labels = (LOSS_MODES["border"], LOSS_MODES[ABLATION_MODE])

@@ -6,24 +6,29 @@ the page. The stylesheet is inlined: the page stays one self-contained file.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, ClassVar
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
+from unetflow.atomic import atomic_path
 from unetflow.report.formatting import format_seconds, format_value, number, slice_ranges
 from unetflow.report.sections import Card, Section
+from unetflow.report.style import css_variables
 
 
 @dataclass(frozen=True)
 class Page:
-    """The page around its sections: the run in one line, the headline cards, the contents, the time."""
+    """The page of a run that trained its models: the run in one line, the headline cards, the contents."""
 
+    TEMPLATE: ClassVar[str] = "page.html.j2"
     volume: str
     test: list[int]
     models: list[str]
@@ -31,6 +36,22 @@ class Page:
     cards: list[Card]
     sections: Sequence[Section]
     generated: str
+
+
+@dataclass(frozen=True)
+class PredictionPage:
+    """The page of a run that only predicted: the model, its volumes, the sections."""
+
+    TEMPLATE: ClassVar[str] = "prediction_page.html.j2"
+    model: str
+    volumes: list[str]
+    sections: Sequence[Section]
+    generated: str
+
+
+def generated_now() -> str:
+    """When a page is generated, in the machine's time zone (its header says it)."""
+    return dt.datetime.now(dt.UTC).astimezone().strftime("%Y-%m-%d %H:%M %Z")
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -60,11 +81,14 @@ def environment() -> Environment:
 
 
 def stylesheet() -> Markup:
-    """The page's CSS (package data), marked safe to inline: it is ours, and a <style> is not escaped text."""
+    """The page's CSS (package data) after its colours (unetflow.report.style), marked safe to inline: it is
+    ours, and a <style> is not escaped text."""
     css = resources.files("unetflow.report").joinpath("static").joinpath("report.css")
-    return Markup(css.read_text(encoding="utf-8"))
+    return Markup(css_variables() + css.read_text(encoding="utf-8"))
 
 
-def render(content: Page) -> str:
-    """The HTML page."""
-    return environment().get_template("page.html.j2").render(page=content, css=stylesheet())
+def write_page(output: str | os.PathLike[str], page: Page | PredictionPage) -> None:
+    """Render a page with its template (the stylesheet inlined) and write it to `output` atomically."""
+    html = environment().get_template(page.TEMPLATE).render(page=page, css=stylesheet())
+    with atomic_path(output) as tmp:
+        tmp.write_text(html, encoding="utf-8")

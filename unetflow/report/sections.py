@@ -50,7 +50,8 @@ class Section:
     content: Any
 
 
-def _section(section_id: str, title: str, content: Any) -> Section:
+def section(section_id: str, title: str, content: Any) -> Section:
+    """A section of the page, laid out by its template `templates/<section_id>.html.j2`."""
     return Section(id=section_id, title=title, template=f"{section_id}.html.j2", content=content)
 
 
@@ -176,7 +177,7 @@ def data_section(inputs: Inputs, config: Config) -> Section:
         else None,
         unannotated=omezarr.label_ignore(inputs.data) is not None,
     )
-    return _section("data", "Data and split", content)
+    return section("data", "Data and split", content)
 
 
 def _region_text(region: Mapping[str, Any] | None) -> str:
@@ -284,7 +285,7 @@ def results_section(runs: Sequence[Run], inputs: Inputs, config: Config) -> Sect
         threshold=threshold_of(runs[0], config),
         threshold_set=_threshold_set(config),
     )
-    return _section("results", "Results against the paper", content)
+    return section("results", "Results against the paper", content)
 
 
 def _slice_count(run: Run, column: str) -> Any:
@@ -358,7 +359,7 @@ def predictions_section(runs: Sequence[Run], inputs: Inputs, config: Config) -> 
         false_positive=rgb(FALSE_POSITIVE),
         false_negative=rgb(FALSE_NEGATIVE),
     )
-    return _section("predictions", "Predictions on the test slices", content)
+    return section("predictions", "Predictions on the test slices", content)
 
 
 # ------------------------------------------------------------------------------------------- per slice
@@ -397,7 +398,7 @@ def slices_section(runs: Sequence[Run]) -> Section:
     """IoU and pixel error of every evaluated slice per model, and a table of every value."""
     keys = _slice_keys(runs)
     if not keys:
-        return _section("slices", "Metrics per test slice", SlicesContent(image=None, metrics=[], rows=[]))
+        return section("slices", "Metrics per test slice", SlicesContent(image=None, metrics=[], rows=[]))
     fig = figures.slices_figure(runs, keys, [METRICS[key] for key in SLICE_METRICS])
     image = embed(fig, fig_id="fig-slices", alt="IoU and pixel error per test slice and model")
     metric_keys = [k for k in _metric_keys(runs) if any(k in row for run in runs for row in run.slices)]
@@ -412,7 +413,7 @@ def slices_section(runs: Sequence[Run]) -> Section:
         for row in run.slices
     ]
     content = SlicesContent(image=image, metrics=[(k, metric_info(k)) for k in metric_keys], rows=rows)
-    return _section("slices", "Metrics per test slice", content)
+    return section("slices", "Metrics per test slice", content)
 
 
 # ------------------------------------------------------------------------------------------- weights
@@ -442,7 +443,7 @@ def weights_section(inputs: Inputs, config: Config) -> Section:
         sigma=attrs.get("sigma", "n/a"),
         crop=_crop(inputs),
     )
-    return _section("weights", "Weight map", content)
+    return section("weights", "Weight map", content)
 
 
 # ------------------------------------------------------------------------------------------- training
@@ -501,7 +502,7 @@ def training_section(runs: Sequence[Run], config: Config) -> Section:
     init = config.train.init_from
     started = None if init is None else init.path or init.url
     content = TrainingContent(image=image, rows=[_training_row(run) for run in runs], init_from=started)
-    return _section("training", "Training", content)
+    return section("training", "Training", content)
 
 
 # ------------------------------------------------------------------------------------------- ablation
@@ -567,7 +568,7 @@ def ablation_section(runs: Sequence[Run]) -> Section:
         rows=rows,
         image=image,
     )
-    return _section("ablation", "Ablation: the border term of the weight map", content)
+    return section("ablation", "Ablation: the border term of the weight map", content)
 
 
 # ----------------------------------------------------------------------------------------- provenance
@@ -575,4 +576,4 @@ def ablation_section(runs: Sequence[Run]) -> Section:
 
 def provenance_section(provenance: Provenance) -> Section:
     """Versions, commit, hardware, rule times and the config of the run."""
-    return _section("provenance", "Provenance", provenance)
+    return section("provenance", "Provenance", provenance)
