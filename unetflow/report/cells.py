@@ -4,11 +4,8 @@ and the data it was measured on, the training curves and the provenance; one sel
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +14,24 @@ import tifffile
 from matplotlib.figure import Figure
 from skimage.segmentation import find_boundaries
 
-from unetflow.atomic import atomic_path
 from unetflow.config.model import Config
 from unetflow.data import ctc as ctc_data
 from unetflow.errors import InputError
 from unetflow.evaluate.objects import Contingency, object_errors
 from unetflow.evaluate.registry import OBJECT_METRICS
-from unetflow.report.figures import Image, _contrast, _instance_colours, embed, model_colour, smooth
+from unetflow.report.figures import (
+    contrast,
+    embed,
+    hide_axes,
+    instance_colours,
+    loss_span,
+    model_colour,
+    new_figure,
+    smooth,
+)
 from unetflow.report.inputs import columns
-from unetflow.report.provenance import collect_provenance
-from unetflow.report.render import environment, stylesheet
-from unetflow.report.sections import Section, provenance_section
+from unetflow.report.sections import Section, section
+from unetflow.report.style import OBJECT_ERRORS
 
 PAPER_TABLE2: list[tuple[str, float | None, float | None]] = [
     ("IMCB-SG (2014)", 0.2669, 0.2935),
@@ -40,24 +44,6 @@ PAPER_TABLE2: list[tuple[str, float | None, float | None]] = [
 printed: name, PhC-U373, DIC-HeLa."""
 TABLE2_COLUMNS = {"PhC-C2DH-U373": 0, "DIC-C2DH-HeLa": 1}
 """The challenge's dataset names of the paper's two columns."""
-MARKS = {
-    "split": (1.0, 0.55, 0.0),
-    "merged": (1.0, 0.0, 1.0),
-    "missed": (0.1, 0.45, 1.0),
-    "extra": (1.0, 1.0, 0),
-}
-"""Outline colour of each kind of error in the cell figure."""
-
-
-@dataclass(frozen=True)
-class CellsPage:
-    """The page: dataset, the run's mean SEG, the paper's figure for it, sections, time."""
-
-    dataset: str
-    seg: float
-    paper: float | None
-    sections: Sequence[Section]
-    generated: str
 
 
 def _table2(scores: dict[str, Any]) -> dict[str, Any]:
@@ -80,11 +66,11 @@ def _table2(scores: dict[str, Any]) -> dict[str, Any]:
 
 
 def _frame_figure(raw: np.ndarray, gold: np.ndarray, cells: np.ndarray, title: str) -> Figure:
-    """Raw, gold and predicted cells of one frame; errors outlined in the colours of MARKS."""
+    """Raw, gold and predicted cells of one frame; errors outlined in the colours of OBJECT_ERRORS."""
     errors = object_errors(Contingency.of(gold, cells))
-    fig = Figure(figsize=(12.0, 4.4), layout="constrained")
+    fig = new_figure(12.0, 4.4)
     axes = fig.subplots(1, 3)
-    gold_rgb, cells_rgb = _instance_colours(gold, 1), _instance_colours(cells, 1)
+    gold_rgb, cells_rgb = instance_colours(gold, 1), instance_colours(cells, 1)
     for kind, image, labels in (
         ("missed", gold_rgb, gold),
         ("split", gold_rgb, gold),
@@ -93,16 +79,17 @@ def _frame_figure(raw: np.ndarray, gold: np.ndarray, cells: np.ndarray, title: s
     ):
         ids = getattr(errors, kind)
         if ids:
-            image[find_boundaries(np.where(np.isin(labels, ids), labels, 0), mode="inner")] = MARKS[kind]
+            image[find_boundaries(np.where(np.isin(labels, ids), labels, 0), mode="inner")] = OBJECT_ERRORS[
+                kind
+            ]
     for ax, image, name in (
-        (axes[0], _contrast(raw), "frame"),
+        (axes[0], contrast(raw), "frame"),
         (axes[1], gold_rgb, f"gold: {int(len(np.unique(gold)) - 1)} cells"),
         (axes[2], cells_rgb, f"predicted: {int(cells.max())} cells"),
     ):
         ax.imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
         ax.set_title(name, fontsize=10)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        hide_axes(ax)
     counts = errors.counts()
     fig.suptitle(f"{title}: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()), fontsize=11)
     return fig
@@ -131,83 +118,56 @@ def _cells_section(scores: dict[str, Any], dataset: Path, cells: dict[tuple[str,
                 alt=title,
             )
             rows.append({"image": image, "model": model, "sequence": sequence, "frame": frame})
-    colours = {kind: tuple(round(255 * c) for c in colour) for kind, colour in MARKS.items()}
-    return Section(
-        "cells", "Cells: gold beside predicted", "ctc_cells.html.j2", {"rows": rows, "marks": colours}
-    )
+    colours = {kind: tuple(round(255 * c) for c in colour) for kind, colour in OBJECT_ERRORS.items()}
+    return section("ctc_cells", "Cells: gold beside predicted", {"rows": rows, "marks": colours})
 
 
 def _training_section(step_logs: Sequence[Path], models: Sequence[str]) -> Section:
     """The loss of every model's steps."""
-    fig = Figure(figsize=(9.0, 3.6), layout="constrained")
+    fig = new_figure(9.0, 3.6)
     ax = fig.subplots()
     for index, (model, path) in enumerate(zip(models, step_logs, strict=True)):
         data = columns(path, ["step", "loss"])
         ax.plot(data["step"], data["loss"], color=model_colour(index), alpha=0.2, linewidth=0.8)
-        span = max(1, len(data["loss"]) // 20)
-        ax.plot(data["step"], smooth(data["loss"], span=span), color=model_colour(index), label=model)
+        smoothed = smooth(data["loss"], span=loss_span(len(data["loss"])))
+        ax.plot(data["step"], smoothed, color=model_colour(index), label=model)
     ax.set_xlabel("step")
     ax.set_ylabel("weighted cross-entropy")
     ax.legend(frameon=False, fontsize=8)
-    image: Image = embed(fig, fig_id="training-loss", alt="training loss per model")
-    return Section(
-        "ctc_training", "Training", "ctc_training.html.j2", {"image": image, "models": list(models)}
-    )
+    image = embed(fig, fig_id="training-loss", alt="training loss per model")
+    return section("ctc_training", "Training", {"image": image, "models": list(models)})
 
 
-def build_ctc_report(
-    *,
-    output: str | os.PathLike[str],
-    seg: str | os.PathLike[str],
-    dataset: str | os.PathLike[str],
-    cells: Sequence[str | os.PathLike[str]],
-    step_logs: Sequence[str | os.PathLike[str]],
-    config: Config,
-    benchmarks: str | os.PathLike[str],
-    project: str | os.PathLike[str] | None = None,
-) -> None:
-    """Write the cell tracking run's page `output` atomically (module docstring); `cells` are the label
-    stacks `results/cells/<model>/<sequence>.tif`, `step_logs` each model's (config.ctc.models() order)."""
-    ctc = config.ctc
-    if ctc is None:
+def _protocol(config: Config, dataset: str | os.PathLike[str]) -> dict[str, Any]:
+    """What the protocol section states: the ctc, segment, train and model sections and the fetched data."""
+    return {
+        "ctc": config.ctc,
+        "segment": config.segment,
+        "record": ctc_data.read_record(dataset),
+        "train": config.train,
+        "model": config.model,
+    }
+
+
+def cells_sections(
+    scores: dict[str, Any], *, dataset: Path, cells: Sequence[Path], step_logs: Sequence[Path], config: Config
+) -> list[Section]:
+    """The sections of a cell tracking run's page (its provenance aside), from its SEG file `scores`, the
+    fetched `dataset`, the label stacks `cells` (results/cells/<model>/<sequence>.tif) and each model's
+    step log (config.ctc.models() order)."""
+    if config.ctc is None:
         raise InputError("the cell tracking report needs the config's ctc section")
-    for path in (seg, dataset, *cells, *step_logs):
-        if not Path(path).exists():
-            raise FileNotFoundError(f"{path}: an input of the report is missing; run the workflow first")
-    scores = json.loads(Path(seg).read_text())
-    stacks = {(Path(path).parent.name, Path(path).stem): Path(path) for path in cells}
-    parts = [
-        Section("table2", "Table 2 of the paper and this run", "ctc_table2.html.j2", _table2(scores)),
-        Section(
-            "scores", "Object metrics", "ctc_scores.html.j2", {"scores": scores, "metrics": OBJECT_METRICS}
-        ),
-        _cells_section(scores, Path(dataset), stacks),
-        Section(
-            "protocol",
-            "Protocol and data",
-            "ctc_protocol.html.j2",
-            {
-                "ctc": ctc,
-                "segment": config.segment,
-                "record": ctc_data.read_record(dataset),
-                "train": config.train,
-                "model": config.model,
-            },
-        ),
-        _training_section([Path(p) for p in step_logs], ctc.models()),
+    stacks = {(path.parent.name, path.stem): path for path in cells}
+    return [
+        section("ctc_table2", "Table 2 of the paper and this run", _table2(scores)),
+        section("ctc_scores", "Object metrics", {"scores": scores, "metrics": OBJECT_METRICS}),
+        _cells_section(scores, dataset, stacks),
+        section("ctc_protocol", "Protocol and data", _protocol(config, dataset)),
+        _training_section(step_logs, config.ctc.models()),
     ]
-    provenance = collect_provenance(
-        project=Path.cwd() if project is None else Path(project), benchmarks=Path(benchmarks), config=config
-    )
-    parts.append(provenance_section(provenance))
-    column = TABLE2_COLUMNS.get(ctc.dataset)
-    page = CellsPage(
-        dataset=ctc.dataset,
-        seg=float(scores["seg"]),
-        paper=None if column is None else PAPER_TABLE2[-1][1 + column],
-        sections=parts,
-        generated=dt.datetime.now(dt.UTC).astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-    )
-    html = environment().get_template("ctc_page.html.j2").render(page=page, css=stylesheet())
-    with atomic_path(output) as tmp:
-        tmp.write_text(html, encoding="utf-8")
+
+
+def paper_seg(dataset: str) -> float | None:
+    """The u-net's figure in the paper's Table 2 for a challenge dataset (None for another one)."""
+    column = TABLE2_COLUMNS.get(dataset)
+    return None if column is None else PAPER_TABLE2[-1][1 + column]

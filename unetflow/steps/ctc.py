@@ -218,7 +218,7 @@ def run_ctc_report(
     project: str | None = None,
 ) -> None:
     """Render the cell tracking run's HTML page (unetflow.report.cells)."""
-    from unetflow.report.cells import build_ctc_report
+    from unetflow.report.build import build_ctc_report
 
     setup_logging()
     with protect_inputs([seg, frames, dataset, *cells, *step_logs], outputs=[output]):
