@@ -11,6 +11,9 @@ chooses the checkpoint), predict the other sequence, split the probability into 
 frames; both directions, each and the mean. Training is configs/isbi2012-cpu.yaml's CPU recipe (depth 4,
 16 channels, Adam lr 1e-3 cosine, tile 196, the paper's weight map, augmentation) for --steps steps.
 
+With --data synthetic: two synthetic time-lapses in the same layout instead (unetflow.data.cellsynth:
+touching phase-contrast-like cells that move; 01 8-bit, 02 16-bit; 16 frames of 192 x 256, 24 cells).
+
 Variants, each scored with both ways of making cells (unetflow.segment.cells: the seeded watershed on the
 probability, and connected components of the threshold):
   separated  the labels with the background forced --separate px wide where two cells meet (the paper's
@@ -38,6 +41,7 @@ from skimage.segmentation import expand_labels
 from unetflow.config.model import TrainConfig, WeightsConfig
 from unetflow.config.split import SplitConfig
 from unetflow.data import omezarr
+from unetflow.data.cellsynth import synthesize_timelapse
 from unetflow.data.ctc import UNANNOTATED, read_sequence, scan_dataset, write_sequence
 from unetflow.data.importer import import_volume
 from unetflow.evaluate.metrics import evaluate_objects_frames
@@ -74,15 +78,34 @@ def touching_fraction(cells: np.ndarray) -> float:
     return float(touching.sum() / outline.sum())
 
 
-def build_layout(folder: Path, *, grow: int, min_cell: int) -> dict[str, Any]:
-    """Write the two sequences (module docstring) under `folder`; what they hold."""
+def isbi_sequences(*, grow: int, min_cell: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The two ISBI sequences (module docstring): frames and every frame's cells."""
     raw = tifffile.imread(ISBI / "train-volume.tif")
     labels = tifffile.imread(ISBI / "train-labels.tif")
+    return {
+        name: (
+            raw[list(slices)],
+            np.stack([isbi_cells(labels[z] > 0, grow=grow, min_cell=min_cell) for z in slices]),
+        )
+        for name, slices in SEQUENCES.items()
+    }
+
+
+def synthetic_sequences() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Two synthetic time-lapses (unetflow.data.cellsynth): 01 8-bit, 02 16-bit, 16 frames of 192 x 256."""
+    found = {}
+    for name, bits, seed in (("01", 8, 11), ("02", 16, 12)):
+        lapse = synthesize_timelapse(frames=16, shape=(192, 256), cells=24, seed=seed, bits=bits, untraced=0)
+        found[name] = (lapse.frames, lapse.cells)
+    return found
+
+
+def build_layout(folder: Path, sequences: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
+    """Write the sequences under `folder`, gold on every other frame; what they hold."""
     facts: dict[str, Any] = {}
-    for name, slices in SEQUENCES.items():
-        cells = np.stack([isbi_cells(labels[z] > 0, grow=grow, min_cell=min_cell) for z in slices])
+    for name, (frames, cells) in sequences.items():
         gold = {number: cells[number] for number in range(0, len(cells), 2)}
-        write_sequence(folder, name, raw[list(slices)], gold=gold)
+        write_sequence(folder, name, frames, gold=gold)
         facts[name] = {
             "frames": len(cells),
             "gold_frames": sorted(gold),
@@ -146,7 +169,9 @@ def train_run(layout: Path, work: Path, train_seq: str, *, separate: int, steps:
     return model
 
 
-def score(layout: Path, work: Path, model: Path, test_seq: str) -> dict[str, Any]:
+def score(
+    layout: Path, work: Path, model: Path, test_seq: str, *, seed_threshold: float | str, min_size: int
+) -> dict[str, Any]:
     """SEG and the other object metrics of `model` on `test_seq`'s gold frames, both ways of making cells."""
     data = work / f"{test_seq}-raw.zarr"
     labels, gold = import_sequence(layout, test_seq, data, separate=None)
@@ -157,7 +182,9 @@ def score(layout: Path, work: Path, model: Path, test_seq: str) -> dict[str, Any
     truth = labels[gold].astype(np.int64)
     result: dict[str, Any] = {"threshold": threshold}
     for method in ("watershed", "components"):
-        cells = segment_frames(probability, threshold=threshold, method=method, min_size=30)
+        cells = segment_frames(
+            probability, threshold=threshold, method=method, seed_threshold=seed_threshold, min_size=min_size
+        )
         _, aggregate, _ = evaluate_objects_frames(truth, cells.astype(np.int64))
         result[method] = {
             key.removesuffix("_pooled"): aggregate[key] for key in aggregate if key.endswith("_pooled")
@@ -170,17 +197,26 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument(
+        "--data", choices=["isbi", "synthetic"], default="isbi", help="the ISBI sequences or synthetic ones"
+    )
     parser.add_argument("--grow", type=int, default=3, help="px the cells grow into the membrane")
     parser.add_argument("--min-cell", type=int, default=50, help="smallest interior component kept (px)")
     parser.add_argument("--separate", type=int, default=2, help="width of the separating background (px)")
     parser.add_argument("--variants", nargs="+", default=["separated", "touching"])
     parser.add_argument("--directions", nargs="+", default=["01", "02"], help="sequences to train on")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--seed-threshold", default="auto", help="watershed seeds (segment.seed_threshold)")
+    parser.add_argument("--min-size", type=int, default=30, help="smallest cell kept (segment.min_size)")
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="unetflow-cells-"))
     layout = work / "layout"
     if not layout.exists():
-        facts = build_layout(layout, grow=args.grow, min_cell=args.min_cell)
+        if args.data == "isbi":
+            sequences = isbi_sequences(grow=args.grow, min_cell=args.min_cell)
+        else:
+            sequences = synthetic_sequences()
+        facts = build_layout(layout, sequences)
         (work / "layout.json").write_text(json.dumps(facts, indent=2))
     print("data:", (work / "layout.json").read_text(), flush=True)
     results: dict[str, Any] = {}
@@ -189,7 +225,9 @@ def main() -> None:
         for train_seq in args.directions:
             test_seq = "02" if train_seq == "01" else "01"
             model = train_run(layout, work, train_seq, separate=separate, steps=args.steps)
-            results[f"{variant} {train_seq}->{test_seq}"] = found = score(layout, work, model, test_seq)
+            seeds = args.seed_threshold if args.seed_threshold == "auto" else float(args.seed_threshold)
+            found = score(layout, work, model, test_seq, seed_threshold=seeds, min_size=args.min_size)
+            results[f"{variant} {train_seq}->{test_seq}"] = found
             print(variant, f"{train_seq}->{test_seq}", json.dumps(found), flush=True)
     (work / "results.json").write_text(json.dumps(results, indent=2))
     print(f"\n{'variant':<12}{'cells':<12}{'direction':<11}{'SEG':>7}{'F1':>7}{'IoU(m)':>8}")
