@@ -93,3 +93,13 @@ def test_options_and_bad_input() -> None:
         np.stack([joined_cells(0.1), joined_cells(0.6)]), threshold=0.5, method="components"
     )
     assert stack.shape == (2, 20, 30) and [frame.max() for frame in stack] == [2, 1]
+
+
+def test_cells_grow_back_the_gap_they_were_trained_to_leave() -> None:
+    probability = joined_cells(0.02)  # two cells 1 px apart, their outer border at columns 2 and 26
+    cells = segment_cells(probability, threshold=0.5, grow=1)
+    assert cells.max() == 2
+    row = cells[10]
+    assert row[14] > 0 and row[1] > 0 and row[27] > 0  # the gap filled, each cell 1 px wider outside
+    assert row[0] == 0 and row[28] == 0 and cells[0, 10] == 0
+    assert (segment_cells(probability, threshold=0.5, grow=0)[10, 14]) == 0

@@ -392,6 +392,9 @@ class SegmentConfig(Section):
     """Cells smaller than this (pixels) join the neighbour they share most border with, else are dropped."""
     fill_holes: bool = True
     """Fill each cell's holes (background enclosed by one cell only)."""
+    grow: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
+    """Pixels every cell grows into the background around it (neighbours meet halfway); auto: half the
+    separating background its labels were trained with (ctc.separate, rounded up), else 0."""
     connectivity: Literal[1, 2] = 1
     """Pixels of one cell: 1 = 4-neighbour, 2 = 8-neighbour."""
 

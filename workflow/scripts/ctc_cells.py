@@ -10,4 +10,5 @@ run_ctc_cells(
     results=snakemake.output.results,
     options=snakemake.params.options,
     threshold=snakemake.params.threshold,
+    separate=snakemake.params.separate,
 )
