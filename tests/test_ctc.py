@@ -292,3 +292,11 @@ def test_the_paper_size_recipe_overlays_either_dataset() -> None:
             list(config.volumes) == ["01", "02", "test-01", "test-02"]
             and config.segment.method == "watershed"
         )
+
+
+def test_a_local_archive_that_is_not_there_stops_the_run_before_any_job(tmp_path: Path) -> None:
+    work = copy_workflow(tmp_path / "run")
+    (work / "ctc.yaml").write_text(yaml.safe_dump({"ctc": {"dataset": NAME, "archive": "data/missing.zip"}}))
+    result = snakemake("-n", "--cores", "1", "--configfile", "ctc.yaml", cwd=work)
+    assert result.returncode != 0
+    assert "config ctc.archive: data/missing.zip does not exist" in result.stderr + result.stdout
