@@ -60,15 +60,17 @@ def archives(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def ctc_run(archives: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The whole workflow on the synthetic dataset, downloaded from a loopback HTTP server."""
+    """The whole workflow on the synthetic dataset, downloaded from a loopback HTTP server: the two
+    cross-sequence models (the final model on the test archive runs the same rules on other wildcards,
+    planned in test_the_table_2_configs_plan_the_protocol; left out here to keep the run to 19 jobs)."""
     work = copy_workflow(tmp_path_factory.mktemp("ctc-run"))
     with serve_folder(archives) as (base, hits):
         config = {
             "ctc": {
                 "dataset": NAME,
                 "archive": f"{base}/{NAME}.zip",
-                "test_archive": f"{base}/{NAME}-test.zip",
                 "frame_shape": [64, 80],
+                "final": False,
                 "pixel_size": 0.5,
                 "separate": 2,
             },
@@ -78,9 +80,9 @@ def ctc_run(archives: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
             "segment": {"min_size": 10},
         }
         (work / "ctc.yaml").write_text(yaml.safe_dump(config))
-        result = snakemake("--cores", "2", "--configfile", "ctc.yaml", cwd=work)
+        result = snakemake("--cores", "2", "--configfile", "ctc.yaml", cwd=work, timeout=1200)
         assert result.returncode == 0, result.stderr[-4000:]
-        assert hits[f"/{NAME}.zip"] == 1 and hits[f"/{NAME}-test.zip"] == 1
+        assert hits[f"/{NAME}.zip"] == 1
     return work
 
 
@@ -93,7 +95,7 @@ def test_the_run_writes_seg_res_folders_and_the_report(ctc_run: Path, archives: 
     assert all(0.0 <= v <= 1.0 for v in values) and scores["seg"] == pytest.approx(np.mean(values))
     digest = hashlib.sha256((archives / f"{NAME}.zip").read_bytes()).hexdigest()
     assert scores["archive"]["sha256"] == digest  # what was fetched, for a lab to pin
-    for model, sequences in (("train01", ["02"]), ("train02", ["01"]), ("final", ["01", "02"])):
+    for model, sequences in (("train01", ["02"]), ("train02", ["01"])):
         for sequence in sequences:
             folder = results / "cells" / model / NAME / f"{sequence}_RES"
             masks = sorted(path for path in folder.iterdir() if not path.name.startswith("."))
