@@ -11,8 +11,8 @@ chooses the checkpoint), predict the other sequence, split the probability into 
 frames; both directions, each and the mean. Training is configs/isbi2012-cpu.yaml's CPU recipe (depth 4,
 16 channels, Adam lr 1e-3 cosine, tile 196, the paper's weight map, augmentation, the raw moved onto the
 labels' measured offset: train.label_offset auto) for --steps steps; prediction with test-time augmentation
-(the 8 flips and rotations, as that recipe); cells at the checkpoint's threshold, grown back by half the
-separating background (segment.grow auto).
+(the 8 flips and rotations, as that recipe); cells at the checkpoint's threshold (segment: watershed and
+components, min_size 30, grow 0, as config.yaml; --seed-threshold, --min-size, --grow score other cells).
 
 With --data synthetic: two synthetic time-lapses in the same layout instead (unetflow.data.cellsynth:
 touching phase-contrast-like cells that move; 01 8-bit, 02 16-bit; 16 frames of 192 x 256, 24 cells).
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import tempfile
 import time
 from pathlib import Path
@@ -232,6 +231,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--seed-threshold", default="auto", help="watershed seeds (segment.seed_threshold)")
     parser.add_argument("--min-size", type=int, default=30, help="smallest cell kept (segment.min_size)")
+    parser.add_argument("--grow", type=int, default=0, help="px the cells grow back (segment.grow)")
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="unetflow-cells-"))
     layout = work / "layout"
@@ -250,9 +250,8 @@ def main() -> None:
             test_seq = "02" if train_seq == "01" else "01"
             model = train_run(layout, work, train_seq, separate=separate, steps=args.steps)
             seeds = args.seed_threshold if args.seed_threshold == "auto" else float(args.seed_threshold)
-            grow = math.ceil(separate / 2)  # segment.grow auto: the cells get back the gap they trained with
             found = score(
-                layout, work, model, test_seq, seed_threshold=seeds, min_size=args.min_size, grow=grow
+                layout, work, model, test_seq, seed_threshold=seeds, min_size=args.min_size, grow=args.grow
             )
             results[f"{variant} {train_seq}->{test_seq}"] = found
             print(variant, f"{train_seq}->{test_seq}", json.dumps(found), flush=True)

@@ -79,7 +79,6 @@ def _cells(args: argparse.Namespace) -> None:
         results=args.results,
         options=config.segment,
         threshold=config.predict.threshold,
-        separate=config.ctc.separate if config.ctc is not None else 0,
     )
     print(json.dumps(found))
 

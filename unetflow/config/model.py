@@ -392,9 +392,9 @@ class SegmentConfig(Section):
     """Cells smaller than this (pixels) join the neighbour they share most border with, else are dropped."""
     fill_holes: bool = True
     """Fill each cell's holes (background enclosed by one cell only)."""
-    grow: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
-    """Pixels every cell grows into the background around it (neighbours meet halfway); auto: half the
-    separating background its labels were trained with (ctc.separate, rounded up), else 0."""
+    grow: Annotated[int, Field(ge=0)] = 0
+    """Pixels every cell grows into the background around it (neighbours meet halfway): gives back the gap
+    of separated training labels where the threshold leaves it out (benchmarks/cells.py: no gain at auto)."""
     connectivity: Literal[1, 2] = 1
     """Pixels of one cell: 1 = 4-neighbour, 2 = 8-neighbour."""
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -89,11 +88,9 @@ def run_ctc_cells(
     results: str,
     options: SegmentConfig,
     threshold: float | str = "auto",
-    separate: int = 0,
 ) -> dict[str, Any]:
     """One id per cell in every predicted frame: a 16-bit (t, y, x) TIFF stack `cells` and the challenge's
-    result folder `results` (maskNNN.tif). `options.threshold` auto takes the prediction's threshold,
-    `options.grow` auto half the separating background (`separate` px) the net was trained with."""
+    result folder `results` (maskNNN.tif). `options.threshold` auto takes the prediction's threshold."""
     from unetflow.predict import check_complete, prediction_threshold
     from unetflow.segment.cells import segment_frames
 
@@ -102,7 +99,6 @@ def run_ctc_cells(
         check_complete(prediction)
         cut = options.threshold if options.threshold != "auto" else threshold
         cut = prediction_threshold(prediction) if cut == "auto" else float(cut)
-        grown = grow_of(options, separate)
         probability = omezarr.open_image(prediction)
         labels = np.stack(
             [
@@ -114,7 +110,7 @@ def run_ctc_cells(
                     min_size=options.min_size,
                     fill_holes=options.fill_holes,
                     connectivity=options.connectivity,
-                    grow=grown,
+                    grow=options.grow,
                 )[0]
                 for number in progress_bar(range(probability.shape[0]), desc="cells", unit="frame")
             ]
@@ -125,11 +121,6 @@ def run_ctc_cells(
     counts = [int(frame.max()) for frame in labels]
     log.info("%s: %d frames, %.1f cells per frame (threshold %.3f)", cells, len(counts), np.mean(counts), cut)
     return {"frames": len(counts), "cells_per_frame": float(np.mean(counts)), "threshold": cut}
-
-
-def grow_of(options: SegmentConfig, separate: int) -> int:
-    """The pixels cells grow: `options.grow`, or for auto half the separating background (rounded up)."""
-    return math.ceil(separate / 2) if options.grow == "auto" else int(options.grow)
 
 
 def _read_mask(path: Path) -> np.ndarray:

@@ -85,7 +85,6 @@ rule ctc_cells:
     params:
         options=SETTINGS.segment,
         threshold=SETTINGS.predict.threshold,
-        separate=SETTINGS.ctc.separate,
     threads: 1
     resources:
         mem_mb=4000,

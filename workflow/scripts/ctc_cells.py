@@ -10,5 +10,4 @@ run_ctc_cells(
     results=snakemake.output.results,
     options=snakemake.params.options,
     threshold=snakemake.params.threshold,
-    separate=snakemake.params.separate,
 )
