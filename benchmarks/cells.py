@@ -12,7 +12,7 @@ frames; both directions, each and the mean. Training is configs/isbi2012-cpu.yam
 16 channels, Adam lr 1e-3 cosine, tile 196, the paper's weight map, augmentation, the raw moved onto the
 labels' measured offset: train.label_offset auto) for --steps steps; prediction with test-time augmentation
 (the 8 flips and rotations, as that recipe); cells at the checkpoint's threshold (segment: watershed and
-components, min_size 30, grow 0, as config.yaml; --seed-threshold, --min-size, --grow score other cells).
+components, min_size 30, grow 0, as config.yaml; --seed-threshold, --min-size, --grow-cells score other cells).
 
 With --data synthetic: two synthetic time-lapses in the same layout instead (unetflow.data.cellsynth:
 touching phase-contrast-like cells that move; 01 8-bit, 02 16-bit; 16 frames of 192 x 256, 24 cells).
@@ -231,7 +231,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--seed-threshold", default="auto", help="watershed seeds (segment.seed_threshold)")
     parser.add_argument("--min-size", type=int, default=30, help="smallest cell kept (segment.min_size)")
-    parser.add_argument("--grow", type=int, default=0, help="px the cells grow back (segment.grow)")
+    parser.add_argument("--grow-cells", type=int, default=0, help="px predicted cells grow (segment.grow)")
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="unetflow-cells-"))
     layout = work / "layout"
@@ -251,7 +251,13 @@ def main() -> None:
             model = train_run(layout, work, train_seq, separate=separate, steps=args.steps)
             seeds = args.seed_threshold if args.seed_threshold == "auto" else float(args.seed_threshold)
             found = score(
-                layout, work, model, test_seq, seed_threshold=seeds, min_size=args.min_size, grow=args.grow
+                layout,
+                work,
+                model,
+                test_seq,
+                seed_threshold=seeds,
+                min_size=args.min_size,
+                grow=args.grow_cells,
             )
             results[f"{variant} {train_seq}->{test_seq}"] = found
             print(variant, f"{train_seq}->{test_seq}", json.dumps(found), flush=True)
