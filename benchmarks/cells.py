@@ -12,7 +12,7 @@ frames; both directions, each and the mean. Training is configs/isbi2012-cpu.yam
 16 channels, Adam lr 1e-3 cosine, tile 196, the paper's weight map, augmentation, the raw moved onto the
 labels' measured offset: train.label_offset auto) for --steps steps; prediction with test-time augmentation
 (the 8 flips and rotations, as that recipe); cells at the checkpoint's threshold (segment: watershed and
-components, min_size 30, grow 0, as config.yaml; --seed-threshold, --min-size, --grow-cells score other cells).
+components, min_size 30, grow 0, as config.yaml; --seed-threshold, --min-size, --grow-cells score others).
 
 With --data synthetic: two synthetic time-lapses in the same layout instead (unetflow.data.cellsynth:
 touching phase-contrast-like cells that move; 01 8-bit, 02 16-bit; 16 frames of 192 x 256, 24 cells).
