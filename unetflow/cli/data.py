@@ -34,6 +34,22 @@ def _add_synthesize(sub: Any) -> None:
     p.add_argument(
         "--cell-diameter", type=float, default=SYNTHETIC.cell_diameter, help="mean cell diameter in pixels"
     )
+    p.add_argument(
+        "--mode",
+        choices=("2d", "3d"),
+        default=SYNTHETIC.mode,
+        help="2d: a tessellation per slice; 3d: neurites that run through the volume",
+    )
+    p.add_argument(
+        "--voxel-size",
+        type=float,
+        nargs=3,
+        metavar=("Z", "Y", "X"),
+        help="3d: the voxel size, whose z over y sets the section spacing (default: isotropic)",
+    )
+    p.add_argument(
+        "--tilt", type=float, default=SYNTHETIC.tilt, help="3d: degrees between the neurites and z"
+    )
     p.set_defaults(handler=_synthesize)
 
 
@@ -120,8 +136,19 @@ def _add_class_balance(sub: Any) -> None:
 
 
 def _synthesize(args: argparse.Namespace) -> None:
-    options = {"shape": list(args.shape), "seed": args.seed, "cell_diameter": args.cell_diameter}
-    steps.run_synthesize(raw=args.raw, labels=args.labels, options=SyntheticConfig.from_dict(options))
+    options = {
+        "shape": list(args.shape),
+        "seed": args.seed,
+        "cell_diameter": args.cell_diameter,
+        "mode": args.mode,
+        "tilt": args.tilt,
+    }
+    steps.run_synthesize(
+        raw=args.raw,
+        labels=args.labels,
+        options=SyntheticConfig.from_dict(options),
+        voxel_size=args.voxel_size,
+    )
 
 
 def _download(args: argparse.Namespace) -> None:

@@ -22,12 +22,15 @@ from unetflow.config.ctc import CTCConfig, CTCSequenceConfig, ctc_volumes
 from unetflow.config.patterns import SHA256_PATTERN, WALLTIME_PATTERN
 from unetflow.config.split import SplitConfig, check_split, primary_entry, split_entries, split_keys
 from unetflow.errors import InputError
-from unetflow.readers.registry import format_names
+from unetflow.readers.registry import format_from_suffix, format_names, reader_for
+from unetflow.stores import REMOTE_SCHEMES, Location, StoreOptions, scheme_of
 
 FORMAT_NAMES = format_names(aliases=True)
 """Input formats a source may name (aliases included): the reader registry's (unetflow.readers)."""
 MAX_SYNTHETIC_VOXELS = 2**29
 """The embedded generator builds a volume in memory (about 5 bytes a voxel): at most 512 Mi voxels."""
+MAX_SYNTHETIC_VOXELS_3D = 2**27
+"""Its 3-D mode keeps the whole volume's geometry at once (about 25 bytes a voxel): at most 128 Mi voxels."""
 
 VoxelSize = Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=3, max_length=3)]
 UNSTATED_VOXEL_SIZE = (1.0, 1.0, 1.0)
@@ -59,8 +62,13 @@ class OriginConfig(Section):
     def _one_origin(self) -> OriginConfig:
         if (self.url is None) == (self.path is None):
             raise ValueError("give exactly one of url and path")
-        if self.url is not None and not self.url.startswith(("http://", "https://", "file://")):
-            raise ValueError(f"url {self.url!r} must start with http://, https:// or file://")
+        volume = isinstance(self, SourceConfig)
+        schemes = ("http://", "https://", "file://", *(STORE_SCHEMES if volume else ()))
+        if self.url is not None and not self.url.startswith(schemes):
+            also = " (s3:// and gs:// for a chunked volume read in place)" if volume else ""
+            raise ValueError(f"url {self.url!r} must start with http://, https:// or file://{also}")
+        if volume and self.in_place:  # type: ignore[attr-defined]
+            return self
         if self.filename in (".", ".."):
             raise ValueError(f"filename {self.filename!r} names a folder; give the file's name")
         if self.path is not None and self.filename is not None:
@@ -70,15 +78,67 @@ class OriginConfig(Section):
         return self
 
 
+STORE_SCHEMES = ("s3://", "gs://")
+"""URL schemes only a chunked volume read in place may have (nothing is downloaded from them)."""
+
+
 class SourceConfig(OriginConfig):
-    """Where one image volume comes from: a download or a local file or folder."""
+    """Where one image volume comes from: a download, a local file or folder, or a chunked volume at a URL
+    (s3://, gs://, https://, file://) read in place chunk by chunk."""
 
     format: Literal[FORMAT_NAMES] | None = None  # type: ignore[valid-type]
-    """File format (a name of unetflow's readers); inferred from the path when null."""
+    """File format (a name of unetflow's readers); inferred from the path or URL when null."""
     member: str | None = None
     """HDF5 dataset, or path of an array or image inside a Zarr or N5 store."""
     level: Annotated[int, Field(ge=0)] | str | None = None
-    """Resolution level of an OME-Zarr / N5 multiscale image (index or path; null: full resolution)."""
+    """Resolution level of an OME-Zarr / N5 multiscale image or precomputed scale (index, path or key)."""
+    anon: bool = False
+    """url read in place from a public bucket: unsigned requests, no credentials needed."""
+    endpoint_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] | None = None
+    """url on an S3-compatible store that is not AWS (an institute's): its address, e.g. https://s3.lab.org."""
+    profile: ScriptSafe | None = None
+    """url on S3: a named profile of ~/.aws/credentials (null: the standard chain: AWS_* variables,
+    AWS_PROFILE, ~/.aws, the instance role). Credentials never go in the config."""
+
+    @property
+    def in_place(self) -> bool:
+        """Whether this is a url read where it is (a Zarr, N5 or precomputed volume; s3:// and gs:// always),
+        not downloaded: the format named, else the URL's suffix (.zarr, .n5) or precomputed:// prefix."""
+        if self.url is None:
+            return False
+        if self.url.startswith(STORE_SCHEMES):
+            return True
+        name = self.format or format_from_suffix(self.url)
+        return name is not None and reader_for(name).remote
+
+    @property
+    def store_options(self) -> StoreOptions:
+        """How to reach the url's store (no secrets: the credential chains supply those)."""
+        return StoreOptions(anon=self.anon, endpoint_url=self.endpoint_url, profile=self.profile)
+
+    @model_validator(mode="after")
+    def _in_place(self) -> SourceConfig:
+        reach = [k for k in ("anon", "endpoint_url", "profile") if getattr(self, k) not in (False, None)]
+        if not self.in_place:
+            if reach:
+                raise ValueError(f"{', '.join(reach)}: only for a url read in place (s3://, gs://); drop it")
+            return self
+        if self.sha256 is not None:
+            raise ValueError(
+                f"url {self.url} is a chunked volume read in place, chunk by chunk, never downloaded whole: "
+                "drop sha256 (it applies to single files such as TIFF or HDF5, which are downloaded)"
+            )
+        if self.filename is not None:
+            raise ValueError(f"url {self.url} is read in place, not downloaded to a file: drop filename")
+        name = self.format or format_from_suffix(self.url)  # type: ignore[arg-type]
+        if name is not None and not reader_for(name).remote:
+            raise ValueError(
+                f"url {self.url}: {name} is not read from a URL in place (Zarr, N5 and precomputed are); "
+                "give a http(s):// or file:// url with sha256 to download it, or convert it to OME-Zarr"
+            )
+        if self.endpoint_url is not None and not self.url.startswith("s3://"):  # type: ignore[union-attr]
+            raise ValueError("endpoint_url applies to s3:// urls (S3-compatible stores); drop it")
+        return self
 
 
 class ModelSourceConfig(OriginConfig):
@@ -114,14 +174,22 @@ class SyntheticConfig(Section):
     """Mean cell diameter in pixels."""
     membrane_contrast: Annotated[float, Field(ge=0)] = 1.0
     """Darkness of the membranes against the cytoplasm (1: the default look; 0.5: half as dark, 0: none)."""
+    mode: Literal["2d", "3d"] = "2d"
+    """2d: every slice a tessellation of its own; 3d: neurites that run through the volume, cut as the
+    volume's voxel_size says (z over y: 1 isotropic, 12.5 for 50 nm sections of 4 nm pixels; null: 1)."""
+    tilt: Annotated[float, Field(ge=0, le=90)] = 30.0
+    """3d: degrees between the neurites' main direction and z (0: along z; 90: lying in the slices)."""
+    wander: Annotated[float, Field(ge=0)] = 0.6
+    """3d: how far a neurite drifts sideways over two diameters of its length, in diameters."""
 
     @model_validator(mode="after")
     def _fits_memory(self) -> SyntheticConfig:
         voxels = math.prod(self.shape)
-        if voxels > MAX_SYNTHETIC_VOXELS:
+        limit = MAX_SYNTHETIC_VOXELS_3D if self.mode == "3d" else MAX_SYNTHETIC_VOXELS
+        if voxels > limit:
             raise ValueError(
-                f"shape {self.shape} is {voxels:,} voxels; the generator builds the volume in memory and "
-                f"takes at most {MAX_SYNTHETIC_VOXELS:,}: make it smaller"
+                f"shape {self.shape} is {voxels:,} voxels; the {self.mode} generator builds the volume in "
+                f"memory and takes at most {limit:,}: make it smaller"
             )
         if min(self.shape[1:]) < 16:
             raise ValueError(f"shape {self.shape}: height and width must be at least 16 pixels")
@@ -155,6 +223,17 @@ class VolumeConfig(Section):
             raise ValueError("a sequence of a ctc dataset takes its labels from the dataset; drop labels")
         if self.synthetic is not None and self.labels is not None:
             raise ValueError("a synthetic volume makes its own labels; drop labels")
+        if self.labels is not None and self.labels.in_place:
+            raise ValueError(
+                "labels are imported for training and evaluation: give them as a path, or as a url with "
+                "sha256 to download (a url read in place is for raw volumes that are only predicted)"
+            )
+        three_d = self.synthetic is not None and self.synthetic.mode == "3d"
+        if three_d and self.voxel_size and not math.isclose(*self.voxel_size[1:], rel_tol=1e-6):
+            raise ValueError(
+                f"voxel_size {self.voxel_size}: a 3d synthetic volume has square pixels in-plane; give y = x "
+                "(z sets the section spacing)"
+            )
         if self.raw is not None and self.labels is not None and self.raw.url and self.labels.url:
             same_file = self.raw.local_name == self.labels.local_name
             if same_file and self.raw.url != self.labels.url:
@@ -170,10 +249,11 @@ class VolumeConfig(Section):
         return self
 
     def downloads(self) -> dict[str, SourceConfig]:
-        """The url sources of this volume by local file name (raw and labels of one URL share one)."""
+        """The url sources of this volume downloaded, by local file name (raw and labels of one URL share
+        one); a url read in place is not among them."""
         found: dict[str, SourceConfig] = {}
         for source in (self.raw, self.labels):
-            if source is not None and source.url is not None:
+            if source is not None and source.url is not None and not source.in_place:
                 found.setdefault(source.local_name, source)
         return found
 
@@ -335,6 +415,42 @@ class ClusterConfig(Section):
         return self
 
 
+class OutputConfig(Section):
+    """Where predictions are written instead of results/predict: a folder or a URL, written in place."""
+
+    KEY: ClassVar[str] = "predict.output"
+
+    url: str
+    """A folder, file:// URL or an object store prefix (s3://bucket/run, gs://bucket/run): each prediction is
+    <url>/<model>/<volume>.zarr, its journals beside it."""
+    endpoint_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] | None = None
+    """An S3-compatible store that is not AWS (an institute's): its address."""
+    profile: ScriptSafe | None = None
+    """A named profile of ~/.aws/credentials (null: the standard chain); never credentials in the config."""
+
+    @model_validator(mode="after")
+    def _store(self) -> OutputConfig:
+        scheme = scheme_of(self.url)
+        if scheme in ("http", "https"):
+            raise ValueError(
+                f"url {self.url}: http(s) is read-only; write to s3://, gs://, file:// or a folder"
+            )
+        if scheme is not None and scheme not in (*REMOTE_SCHEMES, "file"):
+            raise ValueError(f"url {self.url}: use s3://, gs://, file:// or a folder")
+        if (self.endpoint_url or self.profile) and scheme != "s3":
+            raise ValueError("endpoint_url and profile apply to an s3:// url; drop them")
+        return self
+
+    @property
+    def options(self) -> StoreOptions:
+        """How to reach the output's store."""
+        return StoreOptions(endpoint_url=self.endpoint_url, profile=self.profile)
+
+    def location(self) -> Location:
+        """The output root as a Location (with the options to reach its store)."""
+        return Location(self.url, self.options)
+
+
 class PredictConfig(Section):
     """Overlap-tile prediction of every volume."""
 
@@ -374,6 +490,9 @@ class PredictConfig(Section):
     """Resolution levels of the output (level 0 and N-1 more, each 2x coarser in y and x) for viewers."""
     skip_empty: bool = True
     """Leave regions whose input chunks were never written (no data) at the fill value, unpredicted."""
+    output: OutputConfig | None = None
+    """Where the predictions (with pyramid and journals) are written: null = results/predict; or {url:
+    s3://bucket/run} (gs://, file://, a folder), with endpoint_url/profile for S3."""
 
 
 class SegmentConfig(Section):
@@ -500,6 +619,11 @@ class Config(Section):
                 )
         else:
             check_split(self.split, self.volumes)
+        if self.predict.output is not None and any(volume.labelled for volume in self.volumes.values()):
+            raise InputError(
+                "predict.output: predictions go elsewhere than results/ only in predict-only runs of "
+                "unlabelled volumes (evaluation reads them from results/); drop predict.output, or the labels"
+            )
         if self.pretrained is not None and self.ablation:
             raise InputError("ablation trains a second model; it does not apply with pretrained: drop one")
         if self.pretrained is not None and self.train.init_from is not None:

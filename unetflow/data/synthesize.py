@@ -12,6 +12,7 @@ drawn from its own generator spawned from `seed`, so it is the same whatever the
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from numbers import Integral, Real
 
 import numpy as np
@@ -301,15 +302,21 @@ def _render(
     diameter: float,
     density: float,
     contrast: float = 1.0,
+    *,
+    shade: np.ndarray | None = None,
+    paint: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Noise-free intensities: shaded, grainy cytoplasm, dark membranes, organelles, an illumination field.
 
     Organelles draw from `organelle_rng` only, so the rest of the image does not depend on `density`;
-    `contrast` scales the membranes' darkness below the cytoplasm level.
+    `contrast` scales the membranes' darkness below the cytoplasm level. A 3-D volume gives each cell's
+    `shade` (indexed by its id, the same in every slice) and paints its own organelles (`paint`, in place
+    of the 2-D ones: cross-sections of 3-D organelles, unetflow.data.synthesize3d).
     """
     shape = cells.shape
     inside = cells > 0
-    shade = np.concatenate([[0.0], np.clip(rng.normal(0.0, 9.0, size=n_cells), -20.0, 20.0)])
+    if shade is None:
+        shade = np.concatenate([[0.0], np.clip(rng.normal(0.0, 9.0, size=n_cells), -20.0, 20.0)])
     grain = 15.0 * _smooth_field(rng, shape, 1.0) + 7.0 * _smooth_field(rng, shape, 3.0)
     halo = np.exp(-(((boundary - 1.0) / 0.8) ** 2))
     cytoplasm = CYTOPLASM_LEVEL + shade[cells] + grain - 18.0 * halo
@@ -317,7 +324,9 @@ def _render(
     if contrast != 1.0:
         membrane = CYTOPLASM_LEVEL - contrast * (CYTOPLASM_LEVEL - membrane)
     image = np.where(inside, cytoplasm, membrane)
-    if density > 0 and n_cells > 0:
+    if paint is not None:
+        image = paint(image)
+    elif density > 0 and n_cells > 0:
         depth_to_membrane = ndi.distance_transform_edt(inside)
         image = _add_mitochondria(organelle_rng, image, cells, depth_to_membrane, diameter, density)
         image = _add_vesicles(organelle_rng, image, cells, n_cells, depth_to_membrane, diameter, density)

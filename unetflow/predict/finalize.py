@@ -30,6 +30,7 @@ from unetflow.predict.plan import PredictionPlan, read_plan
 from unetflow.predict.run import INSTANCES, OUTPUT_COMPRESSION, SEGMENTATION, check_complete
 from unetflow.predict.store import Pieces, write_pieces
 from unetflow.predict.tiles import as_stack
+from unetflow.stores import Location
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def pyramid_levels(shape: tuple[int, ...], wanted: int) -> int:
     return max(1, min(wanted, 1 + int(math.log2(largest))))
 
 
-def _digest(target: str | Path, plan: PredictionPlan) -> str:
+def _digest(target: str | Path | Location, plan: PredictionPlan) -> str:
     """A digest of every group's journal: the pyramid journal belongs to exactly this level-0 data."""
     entries = progress.group_entries(target, plan.groups)
     text = "".join(entry.line() for _, entry in sorted(entries.items()))
@@ -69,7 +70,7 @@ def _coarsen(values: np.ndarray, *, labels: bool) -> np.ndarray:
 class _Level:
     """The probability and segmentation arrays of one pyramid level, with their grid and shard files."""
 
-    def __init__(self, target: Path, grid: ShardGrid, level: int, mode: str = "r") -> None:
+    def __init__(self, target: Location, grid: ShardGrid, level: int, mode: str = "r") -> None:
         self.target, self.grid, self.level = target, grid, level
         self.arrays = [
             (omezarr.open_image(target / str(level), mode=mode), False),
@@ -78,18 +79,19 @@ class _Level:
         self.files = progress.ShardFiles(target, level)
 
 
-def build_pyramid(target: str | Path, levels: int, *, show_progress: bool = True) -> int:
+def build_pyramid(target: str | Path | Location, levels: int, *, show_progress: bool = True) -> int:
     """Levels 1..`levels`-1 of the probability and segmentation; returns how many levels there are."""
-    folder = Path(target)
+    folder = Location.of(target)
     plan = read_plan(target)
     levels = pyramid_levels(plan.shape, levels)
     if levels == 1:
         return 1
     grids = [plan.level_grid(level) for level in range(levels)]
-    journal_file = progress.journal_folder(target) / f"{PYRAMID}-{_digest(target, plan)}.tsv"
-    for stale in progress.journal_folder(target).glob(f"{PYRAMID}-*.tsv"):
-        if stale != journal_file:
-            stale.unlink()
+    journals = progress.journal_folder(target)
+    journal_file = journals / f"{PYRAMID}-{_digest(target, plan)}.tsv"
+    for name in journals.listdir():
+        if name.startswith(f"{PYRAMID}-") and name.endswith(".tsv") and name != journal_file.name:
+            (journals / name).remove()
     if not journal_file.exists():
         layout = [(g.shape, g.chunk, g.shard if plan.sharded else None) for g in grids[1:]]
         for image in (folder, folder / omezarr.LABELS_GROUP / SEGMENTATION):
@@ -149,7 +151,7 @@ def _read_checked(array: Any, region: tuple[slice, slice, slice], level: _Level)
         index = level.grid.index(number)
         paths = [level.files.path(which, index) for which in range(len(level.files.arrays))]
         for path in paths:
-            path.unlink(missing_ok=True)
+            Location.of(path).unlink()
         raise InputError(
             f"prediction {level.target}: {paths[0]} or {paths[1]} does not decode ({type(error).__name__}: "
             f"{error}); removed both: run the same command again and the shard is predicted again"
@@ -184,18 +186,19 @@ def instance_labels(segmentation: Any, *, connectivity: int = 1) -> tuple[Any, i
     return slices.map_blocks(label_slice, dtype=np.uint32, meta=np.empty((0, 0, 0), np.uint32)), total
 
 
-def group_summaries(target: str | Path, groups: int) -> list[dict[str, Any]]:
+def group_summaries(target: str | Path | Location, groups: int) -> list[dict[str, Any]]:
     """What each block group's last run did (blocks, seconds, voxels per second)."""
     found = []
     for group in range(groups):
-        path = progress.journal_folder(target) / f"{group}.json"
-        if path.is_file():
-            found.append(json.loads(path.read_text()))
+        try:
+            found.append(json.loads((progress.journal_folder(target) / f"{group}.json").read_text()))
+        except FileNotFoundError:
+            continue
     return found
 
 
 def finalize_prediction(
-    target: str | Path,
+    target: str | Path | Location,
     *,
     pyramid: int = 1,
     instances: bool = False,
@@ -209,22 +212,24 @@ def finalize_prediction(
     metadata) are the connected components of the segmentation's interior class, slice by slice
     (`connectivity` 1: 4-neighbour, 2: 8-neighbour), numbered uniquely across the volume.
     """
+    target = Location.of(target)
     summary: dict[str, Any] = check_complete(target)
     plan = read_plan(target)
     summary["levels"] = build_pyramid(target, pyramid, show_progress=show_progress)
     runs = group_summaries(target, plan.groups)
     computed = sum(run["computed"] for run in runs)
     seconds = sum(run["seconds"] for run in runs)
+    sizes = target.sizes()
     summary.update(
         {
+            "files": len(sizes),
+            "bytes": sum(sizes.values()),
             "ngff": plan.ngff,
             "groups": plan.groups,
             "blocks_computed": computed,
             "blocks_empty": sum(run["empty"] for run in runs),
             "predict_seconds": seconds,
             "voxels_per_second": sum(run["voxels_computed"] for run in runs) / seconds if seconds else 0.0,
-            "files": sum(1 for path in Path(target).rglob("*") if path.is_file()),
-            "bytes": sum(path.stat().st_size for path in Path(target).rglob("*") if path.is_file()),
         }
     )
     if instances:

@@ -18,6 +18,7 @@ from unetflow.report.figures import model_colour
 from unetflow.report.inputs import check_inputs, load_run
 from unetflow.report.provenance import collect_provenance
 from unetflow.report.render import CellsPage, Page, PredictionPage, generated_now, write_page
+from unetflow.stores import Location
 
 
 def build_report(
@@ -94,7 +95,7 @@ def build_prediction_report(
     metrics of labelled volumes (when `metrics` is given) and the provenance; written atomically."""
     for _, _, prediction, summary in predictions:
         for path in (prediction, summary):
-            if not Path(path).exists():
+            if not Location.of(path).exists():
                 raise InputError(f"{path} does not exist: run the prediction (and its finalisation) first")
     parts = [model_section(predictions[0][2])] if predictions else []
     parts.append(datasets_section([(model, volume, *rest) for volume, *rest in predictions]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from unetflow.data import omezarr
 from unetflow.data.download import fetch, verify_file
 from unetflow.data.importer import import_volume, invert_binary_labels
 from unetflow.data.synthesize import synthesize_volume
+from unetflow.data.synthesize3d import synthesize_volume_3d
 from unetflow.errors import InputError
 from unetflow.logs import bar_options, setup_logging
 from unetflow.steps.common import write_json
@@ -33,20 +34,36 @@ from unetflow.train.weights import weight_map_volume
 log = logging.getLogger(__name__)
 
 
-def run_synthesize(*, raw: str, labels: str, options: SyntheticConfig) -> None:
-    """Generate the embedded EM-like volume and write raw and instance labels as multi-page TIFFs."""
+def run_synthesize(
+    *, raw: str, labels: str, options: SyntheticConfig, voxel_size: Sequence[float] | None = None
+) -> None:
+    """Generate the embedded EM-like volume and write raw and instance labels as multi-page TIFFs.
+
+    In 3d mode `voxel_size` (z, y, x; the volume's, null: isotropic) says how far apart the sections lie.
+    """
     setup_logging()
     if Path(raw).resolve() == Path(labels).resolve():
         raise InputError(
             f"{raw}: both raw and labels would be written to this one file (the labels replacing the raw); "
             "give them two paths"
         )
-    image, cells = synthesize_volume(
-        shape=tuple(options.shape),
-        seed=options.seed,
-        cell_diameter=options.cell_diameter,
-        membrane_contrast=options.membrane_contrast,
-    )
+    if options.mode == "3d":
+        image, cells = synthesize_volume_3d(
+            shape=tuple(options.shape),
+            seed=options.seed,
+            voxel_size=tuple(voxel_size or UNSTATED_VOXEL_SIZE),
+            cell_diameter=options.cell_diameter,
+            membrane_contrast=options.membrane_contrast,
+            tilt=options.tilt,
+            wander=options.wander,
+        )
+    else:
+        image, cells = synthesize_volume(
+            shape=tuple(options.shape),
+            seed=options.seed,
+            cell_diameter=options.cell_diameter,
+            membrane_contrast=options.membrane_contrast,
+        )
     for path, data in ((raw, image), (labels, cells)):
         with atomic_path(path) as tmp:
             # axes ZYX: a stack of 3 or 4 slices is not an RGB(A) image
@@ -54,7 +71,11 @@ def run_synthesize(*, raw: str, labels: str, options: SyntheticConfig) -> None:
                 tmp, data, compression="zlib", photometric="minisblack", metadata={"axes": "ZYX"}
             )
     log.info(
-        "synthesized %s slices of %s x %s (seed %d, %d cells)", *options.shape, options.seed, cells.max()
+        "synthesized %s slices of %s x %s (%s, seed %d, %d cells)",
+        *options.shape,
+        options.mode,
+        options.seed,
+        cells.max(),
     )
 
 

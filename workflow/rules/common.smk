@@ -5,6 +5,8 @@ from unetflow.layout import ABLATION_MODEL, MAIN_MODEL, PRETRAINED_MODEL, RESULT
 from unetflow.model.loss import ABLATION_MODE
 from unetflow.preflight import check_data, invalidate_incomplete_groups, read_in_place, shape_of
 from unetflow.predict.plan import groups_for, planned_groups
+from unetflow.predict.sources import SourceSpec
+from unetflow.steps.predict import prediction_place as place_of
 
 ENV = "../../envs/unetflow.yaml"
 
@@ -32,6 +34,8 @@ def load_settings():
 SETTINGS = load_settings()
 config.clear()
 config.update(SETTINGS.dump())
+OUTPUT = SETTINGS.predict.output
+RESULTS = RESULTS.with_output(None if OUTPUT is None else OUTPUT.url)
 
 
 def volumes():
@@ -113,6 +117,8 @@ def source_file(volume, role):
     source = getattr(entry, role)
     if source.path is not None:
         return source.path
+    if source.in_place:
+        return source.url
     return RESULTS.download(volume, source.local_name)
 
 
@@ -177,11 +183,15 @@ def prediction_source(volume):
 
 
 def source_options_of(volume):
-    """Format, member and level of a volume read in place (none for an import)."""
+    """Format, member and level of a volume read in place (none for an import); for a url, how to reach
+    its store (anon, endpoint_url, profile: never a credential)."""
     entry = SETTINGS.volumes[volume]
     if not read_in_place(entry):
         return {}
-    return {"format": entry.raw.format, "member": entry.raw.member, "level": entry.raw.level}
+    options = {"format": entry.raw.format, "member": entry.raw.member, "level": entry.raw.level}
+    if entry.raw.in_place:
+        options.update(entry.raw.store_options.to_dict())
+    return options
 
 
 def stated_voxel_size(wildcards):
@@ -198,8 +208,34 @@ def source_options(wildcards):
 
 
 def prediction_input(wildcards):
-    """The input of a volume's prediction jobs (see prediction_source)."""
+    """The input file of a volume's prediction jobs (see prediction_source); none for a url read in place
+    (a store is not Snakemake's to check)."""
+    entry = SETTINGS.volumes[wildcards.volume]
+    if entry.raw is not None and entry.raw.in_place:
+        return []
     return prediction_source(wildcards.volume)
+
+
+def prediction_data(wildcards):
+    """The path or URL the prediction jobs read (see prediction_source)."""
+    return prediction_source(wildcards.volume)
+
+
+def prediction_place(model, volume):
+    """Where a prediction is written: a path, or a URL with the options to reach predict.output's store."""
+    return place_of(RESULTS.prediction(model, volume), SETTINGS.predict)
+
+
+def prediction_target(wildcards):
+    """The path or URL a prediction job writes."""
+    return RESULTS.prediction(wildcards.model, wildcards.volume)
+
+
+def prediction_record():
+    """What predict_init leaves for the workflow to track: the prediction's folder, or with predict.output
+    a local record of where it was written."""
+    record = RESULTS.prediction_record("{model}", "{volume}")
+    return record if OUTPUT is not None else directory(record)
 
 
 def known_shape(volume):
@@ -213,8 +249,10 @@ def known_shape(volume):
 def groups(model, volume):
     """Block groups of a volume's prediction: as planned when it exists, else from the config and size."""
     options = SETTINGS.predict
-    planned = planned_groups(RESULTS.prediction(model, volume))
-    if options.block_groups == "auto" and planned is not None:
+    if options.block_groups != "auto":
+        return options.block_groups
+    planned = planned_groups(prediction_place(model, volume))
+    if planned is not None:
         return planned
     shape = known_shape(volume)
     if shape is None:
@@ -265,8 +303,8 @@ def dataset_rows():
         [
             model,
             volume,
-            prediction_source(volume),
-            RESULTS.prediction(model, volume),
+            SourceSpec(path=prediction_source(volume), **source_options_of(volume)),
+            prediction_place(model, volume),
             RESULTS.prediction_summary(model, volume),
         ]
         for model in models()
@@ -344,6 +382,7 @@ if workflow.is_main_process:
     check_data(SETTINGS)
     for model, volume in predictions():
         invalidate_incomplete_groups(
-            RESULTS.prediction(model, volume),
+            prediction_place(model, volume),
             [RESULTS.group_flag(model, volume, g) for g in range(groups(model, volume))],
+            summary=RESULTS.prediction_summary(model, volume),
         )

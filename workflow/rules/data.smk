@@ -16,6 +16,7 @@ rule synthesize:
         RESULTS.benchmark("synthesize", "{volume}")
     params:
         options=lambda wildcards: SETTINGS.volumes[wildcards.volume].synthetic,
+        voxel_size=lambda wildcards: SETTINGS.volumes[wildcards.volume].voxel_size,
     threads: 1
     resources:
         mem_mb=2000,

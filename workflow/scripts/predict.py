@@ -5,9 +5,9 @@ sys.stderr = open(snakemake.log[0], "w")
 from unetflow.steps.predict import run_predict
 
 run_predict(
-    data=snakemake.input.data,
+    data=snakemake.params.data,
     model=snakemake.input.model,
-    target=snakemake.input.target,
+    target=snakemake.params.target,
     options=snakemake.params.options,
     group=int(snakemake.wildcards.group),
     threads=snakemake.threads,

@@ -5,5 +5,5 @@ sys.stderr = open(snakemake.log[0], "w")
 from unetflow.steps.predict import run_predict_finalize
 
 run_predict_finalize(
-    target=snakemake.input.target, summary=snakemake.output[0], options=snakemake.params.options
+    target=snakemake.params.target, summary=snakemake.output[0], options=snakemake.params.options
 )

@@ -5,12 +5,13 @@ sys.stderr = open(snakemake.log[0], "w")
 from unetflow.steps.predict import run_predict_init
 
 run_predict_init(
-    data=snakemake.input.data,
+    data=snakemake.params.data,
     model=snakemake.input.model,
-    target=snakemake.output.target,
+    target=snakemake.params.target,
     stats=snakemake.output.stats,
     options=snakemake.params.options,
     groups=snakemake.params.groups,
     source=snakemake.params.source,
     voxel_size=snakemake.params.voxel_size,
+    record=snakemake.params.record,
 )
