@@ -43,8 +43,11 @@ else:
 include: "workflow/rules/predict.smk"
 
 
+# The instance segmentation of whole volumes and the metrics: not in a cell tracking run (its cells are
+# made per frame by ctc.smk and scored by the challenge's SEG).
 if SETTINGS.ctc is None:
 
+    include: "workflow/rules/segment.smk"
     include: "workflow/rules/evaluate.smk"
 
 

@@ -11,7 +11,7 @@ chooses the checkpoint), predict the other sequence, split the probability into 
 frames; both directions, each and the mean. Training is configs/isbi2012-cpu.yaml's CPU recipe (depth 4,
 16 channels, Adam lr 1e-3 cosine, tile 196, the paper's weight map, augmentation, the raw moved onto the
 labels' measured offset: train.label_offset auto) for --steps steps; prediction with test-time augmentation
-(the 8 flips and rotations, as that recipe); cells at the checkpoint's threshold (segment: watershed and
+(the 8 flips and rotations, as that recipe); cells at the checkpoint's threshold (cells: watershed and
 components, min_size 30, grow 0, as config.yaml; --seed-threshold, --min-size, --grow-cells score others).
 
 With --data synthetic: two synthetic time-lapses in the same layout instead (unetflow.data.cellsynth:
@@ -229,9 +229,9 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["separated", "touching"])
     parser.add_argument("--directions", nargs="+", default=["01", "02"], help="sequences to train on")
     parser.add_argument("--workdir", type=Path, default=None)
-    parser.add_argument("--seed-threshold", default="auto", help="watershed seeds (segment.seed_threshold)")
-    parser.add_argument("--min-size", type=int, default=30, help="smallest cell kept (segment.min_size)")
-    parser.add_argument("--grow-cells", type=int, default=0, help="px predicted cells grow (segment.grow)")
+    parser.add_argument("--seed-threshold", default="auto", help="watershed seeds (cells.seed_threshold)")
+    parser.add_argument("--min-size", type=int, default=30, help="smallest cell kept (cells.min_size)")
+    parser.add_argument("--grow-cells", type=int, default=0, help="px predicted cells grow (cells.grow)")
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="unetflow-cells-"))
     layout = work / "layout"

@@ -1,10 +1,12 @@
-"""Object-store servers on loopback for the tests and benchmarks: moto's S3 API server (in this process or,
-with IAM checks on, in a child process), and TCP endpoints that drop connections. Each starts on a free port
-and stops when its context ends; nothing outside 127.0.0.1 is ever contacted."""
+"""Object-store servers on loopback for the tests and benchmarks: moto's S3 API server (in a thread of this
+process, or in a child process that counts the requests it serves, optionally with IAM checks on), and TCP
+endpoints that drop connections. Each starts on a free port and stops when its context ends; nothing outside
+127.0.0.1 is ever contacted."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -12,8 +14,10 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 TEST_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "unetflow-test",
@@ -75,17 +79,19 @@ def wait_for(port: int, *, timeout: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def moto_s3_with_auth(log: Path) -> Iterator[str]:
-    """moto's S3 server in a child process that checks credentials (IAM on): keys it does not know are
-    refused as a real store refuses them."""
+def moto_s3_process(log: Path, *, auth: bool = False) -> Iterator[str]:
+    """moto's S3 server in a child process (`moto_server.py`: it counts what it serves, see
+    `server_counts`), the test credentials in its environment; with `auth`, it checks credentials (IAM on):
+    keys it does not know are refused as a real store refuses them. A process of its own, it never holds the
+    caller's GIL, as a real store would not."""
     port = free_port()
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+    env = {**os.environ, **TEST_CREDENTIALS}
+    if auth:
+        env["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
+    script = Path(__file__).with_name("moto_server.py")
     with log.open("w") as sink:
         child = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
+            [sys.executable, str(script), str(port)], env=env, stdout=sink, stderr=subprocess.STDOUT
         )
         try:
             wait_for(port)
@@ -93,6 +99,18 @@ def moto_s3_with_auth(log: Path) -> Iterator[str]:
         finally:
             child.terminate()
             child.wait(timeout=30)
+
+
+def moto_s3_with_auth(log: Path) -> contextlib.AbstractContextManager[str]:
+    """moto's S3 server in a child process that checks credentials (see `moto_s3_process`)."""
+    return moto_s3_process(log, auth=True)
+
+
+def server_counts(endpoint: str) -> dict[str, Any]:
+    """What a `moto_s3_process` server has served so far: requests and bytes sent by kind (get, head, list,
+    put, delete, other), and the CPU seconds its process has used."""
+    with urllib.request.urlopen(f"{endpoint}/_unetflow/counts", timeout=30) as answer:
+        return dict(json.loads(answer.read()))
 
 
 @contextlib.contextmanager

@@ -77,7 +77,7 @@ def ctc_run(archives: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
             "model": {"depth": 2, "base_channels": 4},
             "train": {"steps": 8, "tile": 36, "checkpoint_every": 4, "device": "cpu"},
             "predict": {"memory_gb": 0.01, "device": "cpu"},
-            "segment": {"min_size": 10},
+            "cells": {"min_size": 10},
         }
         (work / "ctc.yaml").write_text(yaml.safe_dump(config))
         result = snakemake("--cores", "2", "--configfile", "ctc.yaml", cwd=work, timeout=1200)
@@ -291,8 +291,7 @@ def test_the_paper_size_recipe_overlays_either_dataset() -> None:
         )
         assert config.ctc is not None and config.model.base_channels == 64 and config.train.tile == 388
         assert (
-            list(config.volumes) == ["01", "02", "test-01", "test-02"]
-            and config.segment.method == "watershed"
+            list(config.volumes) == ["01", "02", "test-01", "test-02"] and config.cells.method == "watershed"
         )
 
 

@@ -31,7 +31,8 @@ def test_a_perfect_prediction_with_other_ids_scores_one() -> None:
     prediction = np.where(truth > 0, truth.astype(np.int32) * 7 + 100, 0)
     scores = evaluate_objects(truth, prediction)
     assert list(scores) == list(OBJECT_METRICS)
-    assert all(value == 1.0 for value in scores.values())
+    perfect = {key: 1.0 if metric.higher_is_better else 0.0 for key, metric in OBJECT_METRICS.items()}
+    assert scores == perfect
 
 
 def test_a_split_cell() -> None:

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tensorstore as ts
 import torch
 import zarr
-from helpers import serve_folder, write_n5
+from helpers import serve_folder, write_n5, write_precomputed
 from servers import TEST_CREDENTIALS, dropping_endpoint, moto_s3, moto_s3_with_auth
 
 from unetflow.config.model import PredictConfig
@@ -45,25 +44,6 @@ def volume() -> np.ndarray:
     return rng.integers(0, 255, size=SHAPE, dtype=np.uint8)
 
 
-def write_precomputed(folder: Path, data: np.ndarray) -> None:
-    """A neuroglancer precomputed volume (raw encoding, origin away from 0) written with tensorstore."""
-    spec = {
-        "driver": "neuroglancer_precomputed",
-        "kvstore": {"driver": "file", "path": str(folder) + "/"},
-        "multiscale_metadata": {"type": "image", "data_type": "uint8", "num_channels": 1},
-        "scale_metadata": {
-            "size": list(data.shape[::-1]),
-            "resolution": [4, 4, 40],
-            "encoding": "raw",
-            "chunk_size": [CHUNKS[2], CHUNKS[1], CHUNKS[0]],
-            "voxel_offset": [3, 5, 7],
-        },
-        "create": True,
-    }
-    store = ts.open(spec).result()
-    store[ts.d[:].translate_to[0]][..., 0] = data.T
-
-
 @pytest.fixture(scope="module")
 def disk(tmp_path_factory: pytest.TempPathFactory, volume: np.ndarray) -> Path:
     """The same volume as a Zarr v2 array, an OME-Zarr 0.5 image, an N5 dataset and a precomputed volume."""
@@ -74,7 +54,7 @@ def disk(tmp_path_factory: pytest.TempPathFactory, volume: np.ndarray) -> Path:
     )
     image[:] = volume
     write_n5(root / "stack.n5" / "raw", volume, CHUNKS)
-    write_precomputed(root / "precomputed", volume)
+    write_precomputed(root / "precomputed", volume, CHUNKS)
     return root
 
 

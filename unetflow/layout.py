@@ -129,6 +129,23 @@ class Layout:
         """Flag of one finished block group of a prediction."""
         return self._in("predict", model, f"{volume}.blocks", f"{group}.done")
 
+    # segmentation
+    def segmentation(self, model: str, volume: str) -> str:
+        """The instance segmentation (OME-NGFF 0.5 label image, uint64 ids) of a volume's prediction."""
+        return self._in("segment", model, f"{volume}.zarr")
+
+    def segmentation_summary(self, model: str, volume: str) -> str:
+        """What finalising a segmentation found (objects, fragments, edges, time per step)."""
+        return self._in("segment", model, f"{volume}.json")
+
+    def isbi_submission(self, model: str, volume: str) -> str:
+        """The ISBI 2012 challenge submission file of a volume's segmentation (32-bit float TIFF)."""
+        return self._in("segment", model, f"{volume}.isbi2012.tif")
+
+    def segment_flag(self, model: str, volume: str, step: str, group: str | int = 0) -> str:
+        """Flag of one finished step (fragments, graph, solve, relabel) of one group of a segmentation."""
+        return self._in("segment", model, f"{volume}.steps", f"{step}-{group}.done")
+
     # evaluation and report
     def metrics(self, model: str) -> str:
         """A model's metrics (JSON: overall, per volume)."""

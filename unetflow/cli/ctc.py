@@ -30,7 +30,7 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser(
         "cells",
         help="one id per cell in every frame of a prediction: a 16-bit stack and the challenge's RES folder",
-        description="Split a prediction's probability into cells with the config's segment: section (seeded "
+        description="Split a prediction's probability into cells with the config's cells: section (seeded "
         "watershed or connected components, small fragments joined or dropped).",
     )
     p.add_argument("prediction", help="a unetflow prediction (OME-Zarr of the probability)")
@@ -77,7 +77,7 @@ def _cells(args: argparse.Namespace) -> None:
         prediction=args.prediction,
         cells=args.cells,
         results=args.results,
-        options=config.segment,
+        options=config.cells,
         threshold=config.predict.threshold,
     )
     print(json.dumps(found))

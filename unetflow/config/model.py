@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import math
 from pathlib import PurePosixPath
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import unquote, urlparse
 
-from pydantic import Field, model_validator
+from pydantic import Field, TypeAdapter, model_validator
 
 from unetflow.config.base import Device, Precision, ScriptSafe, Section, VolumeName
 from unetflow.config.ctc import CTCConfig, CTCSequenceConfig, ctc_volumes
@@ -495,10 +495,48 @@ class PredictConfig(Section):
     s3://bucket/run} (gs://, file://, a folder), with endpoint_url/profile for S3."""
 
 
+Shape3 = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=3, max_length=3)]
+
+
 class SegmentConfig(Section):
-    """Cells as objects: each frame's foreground probability split into one id per cell (unetflow.segment)."""
+    """Instance segmentation of every predicted volume: fragments, region graph, one agglomeration."""
 
     KEY: ClassVar[str] = "segment"
+
+    enabled: bool = True
+    """Segment every prediction into objects (results/segment/<model>/<volume>.zarr, uint64 ids)."""
+    block_shape: Shape3 = [32, 512, 512]
+    """Blocks (z, y, x) of the blockwise steps: a unit of work and of resume, and a chunk of the output."""
+    halo: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=3, max_length=3)] = [32, 32, 32]
+    """Voxels each block reads beyond its faces for its fragments (z unused in mode 2d): the seeds reach 22
+    voxels, and near a cut face the distance to the boundary is wrong, so 32 keeps the blocks' seeds those
+    of a whole-volume pass (24 left a VOI of 0.14 bits between 60 odd blocks and one, 32 left 0.007)."""
+    mode: Literal["auto", "2d", "3d"] = "auto"
+    """Fragments per slice (2d, anisotropic serial sections) or in 3-D (isotropic); auto: by voxel size."""
+    method: Literal["mean", "multicut", "mutex"] = "mutex"
+    """Agglomeration of the region graph: mutex watershed, mean-boundary (GASP average) or multicut (GAEC +
+    Kernighan-Lin); measured in benchmarks/segment.py (README)."""
+    threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    """Mean boundary probability of a contact at which two regions stay apart (every method's bias)."""
+    seed_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    """Boundary probability from which a voxel is boundary for the fragments' seeds (distance maxima)."""
+    block_groups: Annotated[int, Field(ge=1)] = 1
+    """Independent jobs that split the blockwise steps of each volume (one SLURM job each)."""
+    pyramid: Annotated[int, Field(ge=1, le=12)] = 4
+    """Resolution levels of the label image (each 2x coarser in y and x) for napari and neuroglancer."""
+    max_edges: Annotated[int, Field(ge=1)] = 10_000_000
+    """The largest region graph agglomerated in one pass (about 350 bytes per edge at the peak: 3.4 GB at
+    10^7); a larger one is agglomerated per block group first, then the graph of what those merged."""
+    isbi_submission: VolumeName | None = None
+    """A volume (the ISBI 2012 test slices) whose segmentation is also written as the challenge's
+    submission file: results/segment/<model>/<volume>.isbi2012.tif (null: none)."""
+
+
+class CellsConfig(Section):
+    """Cells as objects: each frame's foreground probability split into one id per cell (the cell tracking
+    runs; unetflow.segment.cells). Not `segment:`, which segments whole volumes."""
+
+    KEY: ClassVar[str] = "cells"
 
     method: Literal["watershed", "components"] = "watershed"
     """watershed: seeded on the probability, seeds where it is high (splits cells joined by a faint gap);
@@ -518,7 +556,7 @@ class SegmentConfig(Section):
     """Pixels of one cell: 1 = 4-neighbour, 2 = 8-neighbour."""
 
     @model_validator(mode="after")
-    def _seeds_above_foreground(self) -> SegmentConfig:
+    def _seeds_above_foreground(self) -> CellsConfig:
         numbers = isinstance(self.threshold, float) and isinstance(self.seed_threshold, float)
         if numbers and self.seed_threshold < self.threshold:
             raise ValueError(
@@ -576,9 +614,11 @@ class Config(Section):
     """Training to the paper's recipe."""
     predict: PredictConfig = PredictConfig()
     """Overlap-tile prediction of every volume."""
+    segment: SegmentConfig = SegmentConfig()
+    """Instance segmentation of every prediction (objects with one id through the volume)."""
     evaluate: EvaluateConfig = EvaluateConfig()
     """Metrics on the test slices."""
-    segment: SegmentConfig = SegmentConfig()
+    cells: CellsConfig = CellsConfig()
     """Cells as objects: one id per cell in each frame (the cell tracking workflow, ctc)."""
     export: ExportConfig = ExportConfig()
     """The bioimage.io package written for every trained model."""
@@ -602,6 +642,15 @@ class Config(Section):
             return values  # the field's own validation names the key
         return {**values, "volumes": ctc_volumes(ctc), "split": None}
 
+    @classmethod
+    def section(cls, key: str, values: Any) -> Any:
+        """The typed value of top-level key `key` from its plain values, as a rule passes them in params.
+
+        Snakemake records and compares only plain params, so a changed option reruns its rule; a script turns
+        them back into the section here.
+        """
+        return TypeAdapter(cls.model_fields[key].annotation).validate_python(values)
+
     @model_validator(mode="after")
     def _split_fits(self) -> Config:
         if self.ctc is not None:
@@ -619,6 +668,12 @@ class Config(Section):
                 )
         else:
             check_split(self.split, self.volumes)
+        submission = self.segment.isbi_submission
+        if submission is not None and submission not in self.volumes:
+            raise InputError(
+                f"segment.isbi_submission names volume {submission!r}, which volumes does not list; name one "
+                f"of {', '.join(self.volumes)} or drop it"
+            )
         if self.predict.output is not None and any(volume.labelled for volume in self.volumes.values()):
             raise InputError(
                 "predict.output: predictions go elsewhere than results/ only in predict-only runs of "

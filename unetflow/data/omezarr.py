@@ -724,3 +724,16 @@ def normalize(block: np.ndarray, mean: float, std: float) -> np.ndarray:
     out = np.asarray(block, dtype=np.float32) - np.float32(mean)
     out /= np.float32(std)
     return out
+
+
+def mark_label_image(path: str | os.PathLike[str]) -> None:
+    """Mark an image group as a label image (OME-NGFF "image-label"): viewers show it as labels, each id in
+    its own colour (napari's labels layer, neuroglancer's segmentation layer)."""
+    group = zarr.open_group(str(path), mode="r+")
+    attrs = group.attrs.asdict()
+    if "ome" in attrs:
+        ome = dict(attrs["ome"])
+        ome["image-label"] = {"version": ome.get("version", "0.5")}
+        group.attrs["ome"] = ome
+    else:
+        group.attrs["image-label"] = {"version": "0.4"}

@@ -240,6 +240,31 @@ OBJECT_METRICS: dict[str, Metric[Contingency]] = build_registry(
         score=objects.matched_dice,
         stack=objects.pooled(objects.matched_dice),
     ),
+    Metric(
+        "voi_split",
+        "VOI split",
+        higher_is_better=False,
+        description="variation of information, split part: H(prediction | truth) in bits over the truth's "
+        "objects, as CREMI scores neurons (0 is perfect)",
+        score=objects.voi_split,
+        stack=objects.pooled(objects.voi_split),
+    ),
+    Metric(
+        "voi_merge",
+        "VOI merge",
+        higher_is_better=False,
+        description="variation of information, merge part: H(truth | prediction) in bits",
+        score=objects.voi_merge,
+        stack=objects.pooled(objects.voi_merge),
+    ),
+    Metric(
+        "adapted_rand_error",
+        "Adapted Rand error",
+        higher_is_better=False,
+        description="1 - the Rand F-score over pairs within truth objects, as SNEMI3D and CREMI score it",
+        score=objects.adapted_rand_error,
+        stack=objects.pooled(objects.adapted_rand_error),
+    ),
     taken=tuple(METRICS),
 )
 """The object metrics `unetflow.evaluate.metrics.evaluate_objects` computes, in the order it returns them."""

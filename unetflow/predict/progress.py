@@ -16,16 +16,22 @@ the recorded ones (one listing of each array's shards).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from unetflow.errors import InputError
 from unetflow.layout import prediction_progress
 from unetflow.predict.plan import PredictionPlan, read_plan
 from unetflow.stores import Location
 
-ARRAYS = ("{level}", "labels/segmentation/{level}")
+SEGMENTATION = "segmentation"
+"""The labels image of a prediction holding its thresholded segmentation."""
+INSTANCES = "instances"
+"""The labels image holding the segmentation's connected components (finalize with instances)."""
+ARRAYS = ("{level}", f"labels/{SEGMENTATION}/{{level}}")
 """The arrays of a prediction at one pyramid level, in the order of the journal's size columns."""
 Recorder = Callable[["Entry"], None]
 
@@ -219,3 +225,16 @@ def incomplete_groups(target: Target) -> dict[int, int]:
         if pending:
             missing[group] = len(pending)
     return missing
+
+
+def check_complete(target: Target) -> dict[str, int]:
+    """Verify every shard of every group is complete on disk; the error names what is missing and the fix."""
+    plan = read_plan(target)
+    missing = incomplete_groups(target)
+    if missing:
+        listing = ", ".join(f"group {g}: {n} shard(s)" for g, n in sorted(missing.items()))
+        raise InputError(
+            f"prediction {target} is incomplete ({listing} missing or changed on disk); run the prediction "
+            "again (the workflow redoes exactly those)"
+        )
+    return {"blocks": plan.grid.total_chunks, "shards": len(plan.grid), "voxels": math.prod(plan.shape)}

@@ -21,7 +21,6 @@ import contextlib
 import copy
 import json
 import logging
-import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -42,17 +41,13 @@ from unetflow.model.loss import EVEN_ODDS
 from unetflow.model.unet import UNet
 from unetflow.predict import progress, sources
 from unetflow.predict.plan import PLAN_KEY, PredictionPlan, make_plan, planned_groups, read_plan
-from unetflow.predict.store import write_pieces
+from unetflow.predict.progress import SEGMENTATION
+from unetflow.predict.store import OUTPUT_COMPRESSION, write_pieces
 from unetflow.predict.tiles import Block, BlockPredictor, choose_stride, cpu_threads
 from unetflow.stores import Location
 
 log = logging.getLogger(__name__)
 
-SEGMENTATION = "segmentation"
-INSTANCES = "instances"
-# zstd level of the outputs, written in the hot loop: level 1 costs ~2 ms per 512^2 chunk against ~11 ms at
-# the default 5, for files ~4% larger (measured by benchmarks/predict.py).
-OUTPUT_COMPRESSION = 1
 SCHEDULERS = ("threads", "sync", "distributed")
 SHARDS_IN_FLIGHT = 2
 
@@ -499,16 +494,3 @@ def _write_group_summary(
 def prediction_threshold(target: str | Path | Location) -> float:
     """The threshold the segmentation of a prediction was made with (0.5 when none is recorded)."""
     return float(omezarr.read_attrs(target).get("threshold", EVEN_ODDS))
-
-
-def check_complete(target: str | Path | Location) -> dict[str, int]:
-    """Verify every shard of every group is complete on disk; the error names what is missing and the fix."""
-    plan = read_plan(target)
-    missing = progress.incomplete_groups(target)
-    if missing:
-        listing = ", ".join(f"group {g}: {n} shard(s)" for g, n in sorted(missing.items()))
-        raise InputError(
-            f"prediction {target} is incomplete ({listing} missing or changed on disk); run the prediction "
-            "again (the workflow redoes exactly those)"
-        )
-    return {"blocks": plan.grid.total_chunks, "shards": len(plan.grid), "voxels": math.prod(plan.shape)}

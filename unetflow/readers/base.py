@@ -59,11 +59,14 @@ def read_failure(source: Location, what: str, exc: Exception) -> InputError:
 
 def open_tensorstore(driver: dict[str, Any], location: Location, what: str) -> Any:
     """Open a tensorstore `driver` spec (N5, neuroglancer precomputed) on `location` for reading, its
-    requests retried with backoff; a failure is the store's problem named, or an unreadable volume."""
+    requests retried with backoff and, at a URL, the chunks it fetched kept for the next blocks without
+    asking again; a failure is the store's problem named, or an unreadable volume."""
     try:
         import tensorstore as ts
 
         spec = {**driver, "kvstore": location.kvstore()}
+        if not location.is_local:
+            spec["recheck_cached_data"] = "open"  # an input does not change while read: chunks kept are fresh
         return ts.open(spec, read=True, context=ts.Context(location.tensorstore_context())).result()
     except Exception as exc:
         raise read_failure(location, what, exc) from exc

@@ -105,7 +105,7 @@ class ZarrReader(Volume):
         self.location = Location.of(path, options)
         self.path: Path | Location = self.location.path if self.location.is_local else self.location
         try:
-            node = zarr.open(store=self.location.zarr_store(read_only=True), mode="r")
+            node = zarr.open(store=self.location.zarr_store(read_only=True, keep=True), mode="r")
         except Exception as exc:
             if not self.location.is_local and type(exc).__name__.endswith("NotFoundError"):
                 raise self.location.missing_error("Zarr array or group") from exc
@@ -209,7 +209,7 @@ class ZarrReader(Volume):
     def _open_handle(self) -> zarr.Array:
         import zarr
 
-        store = self.location.zarr_store(read_only=True)
+        store = self.location.zarr_store(read_only=True, keep=True)
         if self.array_path:
             return zarr.open_group(store=store, mode="r")[self.array_path]
         return zarr.open_array(store=store, mode="r")

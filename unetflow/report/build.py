@@ -8,6 +8,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from unetflow.config.model import Config
 from unetflow.errors import InputError
@@ -36,6 +37,7 @@ def build_report(
     benchmarks: str | os.PathLike[str],
     project: str | os.PathLike[str] | None = None,
     datasets: Sequence[tuple[str, str, str, str, str]] = (),
+    segmentation: str | None = None,
 ) -> None:
     """Write the self-contained HTML report `output` (results/report/index.html) atomically.
 
@@ -43,7 +45,8 @@ def build_report(
     of the split volume); `benchmarks` is the folder of Snakemake's benchmark files, `project` the folder
     whose git commit the provenance names (default: the current folder); `datasets` lists every
     prediction as (model, volume, source read, prediction, its summary) for the section on predicted
-    volumes. Missing inputs raise FileNotFoundError naming the file before anything is drawn.
+    volumes; `segmentation` the main model's segmentation of the split volume (the objects section).
+    Missing inputs raise FileNotFoundError naming the file before anything is drawn.
     """
     per_model = {
         "metrics": metrics,
@@ -61,6 +64,7 @@ def build_report(
         sections.data_section(inputs, config),
         sections.results_section(runs, inputs, config),
         sections.predictions_section(runs, inputs, config),
+        *_objects(main, inputs, segmentation, sections.threshold_of(main, config)),
         *([datasets_section(datasets)] if datasets else []),
         sections.slices_section(runs),
         sections.weights_section(inputs, config),
@@ -109,6 +113,14 @@ def build_prediction_report(
         generated=generated_now(),
     )
     write_page(output, page)
+
+
+def _objects(run: Any, inputs: Any, segmentation: str | None, threshold: float) -> list[Any]:
+    """The objects section where the run segmented (none otherwise)."""
+    from unetflow.report.objects import objects_section
+
+    found = objects_section(run, inputs, segmentation, threshold)
+    return [] if found is None else [found]
 
 
 def _provenance(

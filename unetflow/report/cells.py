@@ -139,10 +139,10 @@ def _training_section(step_logs: Sequence[Path], models: Sequence[str]) -> Secti
 
 
 def _protocol(config: Config, dataset: str | os.PathLike[str]) -> dict[str, Any]:
-    """What the protocol section states: the ctc, segment, train and model sections and the fetched data."""
+    """What the protocol section states: the ctc, cells, train and model sections and the fetched data."""
     return {
         "ctc": config.ctc,
-        "segment": config.segment,
+        "cells": config.cells,
         "record": ctc_data.read_record(dataset),
         "train": config.train,
         "model": config.model,

@@ -1,6 +1,6 @@
 """Cells as objects: a frame's foreground probability split into one id per cell.
 
-Two methods (`segment.method`, unetflow.config.model.SegmentConfig):
+Two methods (`cells.method`, unetflow.config.model.CellsConfig):
 
 - components: the connected components of the thresholded foreground (probability > threshold). Cells
   the net left touching, even by one pixel, are one object.

@@ -15,7 +15,7 @@ import tifffile
 
 from unetflow.atomic import atomic_path, protect_inputs
 from unetflow.config.ctc import CTCConfig
-from unetflow.config.model import UNSTATED_VOXEL_SIZE, Config, SegmentConfig, VolumeConfig
+from unetflow.config.model import UNSTATED_VOXEL_SIZE, CellsConfig, Config, VolumeConfig
 from unetflow.data import ctc as ctc_data
 from unetflow.data import omezarr
 from unetflow.data.importer import import_volume
@@ -86,7 +86,7 @@ def run_ctc_cells(
     prediction: str,
     cells: str,
     results: str,
-    options: SegmentConfig,
+    options: CellsConfig,
     threshold: float | str = "auto",
 ) -> dict[str, Any]:
     """One id per cell in every predicted frame: a 16-bit (t, y, x) TIFF stack `cells` and the challenge's

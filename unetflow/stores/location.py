@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse, urlunparse
 
 from unetflow.errors import InputError
+from unetflow.stores import cache
+from unetflow.stores.clients import aws_credentials, track_session
 from unetflow.stores.errors import store_error
 from unetflow.stores.retry import ATTEMPTS, FIRST_DELAY, RetryingStore, retrying
 
@@ -73,16 +75,24 @@ _LOCK = threading.Lock()
 
 @functools.lru_cache(maxsize=32)
 def filesystem(scheme: str, options: StoreOptions, *, asynchronous: bool = False) -> Any:
-    """The fsspec filesystem of a scheme with these options (one per process, shared by threads).
+    """The fsspec filesystem of a scheme with these options (one per process, shared by threads; an
+    asynchronous one, zarr's, has its HTTP session closed at exit).
 
     The libraries' own retries are switched off: `unetflow.stores.retry` retries every request with
     backoff, the same way for every scheme, and names the problem when it gives up.
     """
+    fs = _new_filesystem(scheme, options, asynchronous=asynchronous)
+    if asynchronous:
+        track_session(fs)
+    return fs
+
+
+def _new_filesystem(scheme: str, options: StoreOptions, *, asynchronous: bool) -> Any:
     with _LOCK:
         if scheme == "s3":
-            import s3fs
+            from unetflow.stores.s3 import ChunkS3FileSystem
 
-            fs = s3fs.S3FileSystem(
+            fs = ChunkS3FileSystem(
                 anon=options.anon,
                 endpoint_url=options.endpoint_url,
                 profile=options.profile,
@@ -392,20 +402,27 @@ class Location:
         }
 
     # the libraries that read and write arrays
-    def zarr_store(self, *, read_only: bool = True) -> Any:
+    def zarr_store(self, *, read_only: bool = True, keep: bool = False) -> Any:
         """A zarr-python store here: the local one, or fsspec's (asynchronous: a block's chunks are fetched
-        concurrently) wrapped so that every request is retried and a final failure is named."""
+        concurrently) wrapped so that every request is retried and a final failure is named; with `keep`
+        (a read-only input), what it fetched is kept in memory for the next blocks (`stores.cache`)."""
         from zarr.storage import FsspecStore, LocalStore
 
         if self._path is not None:
             return LocalStore(self._path, read_only=read_only)
         fs = filesystem(str(self.scheme), self.options, asynchronous=True)
-        return RetryingStore(FsspecStore(fs, path=self.fspath, read_only=read_only), location=self)
+        kept = cache.ObjectCache() if keep and read_only else None
+        store = FsspecStore(fs, path=self.fspath, read_only=read_only)
+        return RetryingStore(store, location=self, cache=kept)
 
     def tensorstore_context(self) -> dict[str, Any]:
-        """tensorstore's context for this place: its requests retried with backoff like zarr's."""
+        """tensorstore's context for this place: its requests retried with backoff like zarr's, and at a
+        URL a chunk cache of the size of zarr's (`stores.cache`: neighbouring blocks share chunks)."""
         retries = {"max_retries": max(0, ATTEMPTS - 1), "initial_delay": f"{FIRST_DELAY}s", "max_delay": "5s"}
-        return {f"{kind}_request_retries": retries for kind in ("s3", "gcs", "http")}
+        context: dict[str, Any] = {f"{kind}_request_retries": retries for kind in ("s3", "gcs", "http")}
+        if self._path is None:
+            context["cache_pool"] = {"total_bytes_limit": cache.CHUNK_CACHE_BYTES}
+        return context
 
     def kvstore(self) -> dict[str, Any]:
         """tensorstore's key-value store spec of this place (N5, neuroglancer precomputed)."""
@@ -422,8 +439,7 @@ class Location:
                 spec["aws_region"] = os.environ.get("AWS_REGION") or os.environ.get(
                     "AWS_DEFAULT_REGION", "us-east-1"
                 )
-            if self.options.anon:
-                spec["aws_credentials"] = {"type": "anonymous"}
-            elif self.options.profile:
-                spec["aws_credentials"] = {"type": "profile", "profile": self.options.profile}
+            credentials = aws_credentials(anon=self.options.anon, profile=self.options.profile)
+            if credentials is not None:
+                spec["aws_credentials"] = credentials
         return spec

@@ -3,7 +3,8 @@
 One policy for every scheme and library: a dropped or refused connection, a time-out, throttling (SlowDown,
 429) or a server error (5xx) is tried again after 0.2, 0.4, 0.8, 1.6 s (with jitter), five tries in all; a
 denial or a missing object is not (the answer would be the same). `RetryingStore` applies it to every
-request zarr-python makes, and counts them (`requests`), which the benchmarks report per block.
+request zarr-python makes, and counts them (`requests`), which the benchmarks report per block; with a
+`cache` (an input volume), an object fetched once is served from memory (`unetflow.stores.cache`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from zarr.storage import WrapperStore
 
+from unetflow.stores.cache import ObjectCache
 from unetflow.stores.errors import store_error, transient
 
 if TYPE_CHECKING:
@@ -46,6 +48,7 @@ def retrying(function: Callable[[], T], *, attempts: int | None = None) -> T:
         except Exception as error:
             if not transient(error) or attempt + 1 >= attempts:
                 raise
+            REQUESTS.add("retry")
             time.sleep(delay(attempt))
             attempt += 1
 
@@ -60,12 +63,14 @@ async def retrying_async(function: Callable[[], Awaitable[T]], *, attempts: int 
         except Exception as error:
             if not transient(error) or attempt + 1 >= attempts:
                 raise
+            REQUESTS.add("retry")
             await asyncio.sleep(delay(attempt))
             attempt += 1
 
 
 class RequestCounter:
-    """Requests made through the stores of one process (thread-safe), by kind (get, set, ...)."""
+    """Requests made through the stores of one process (thread-safe), by kind (get, put, ...; "retry": a
+    try repeated after a transient failure, by any store or `Location` call)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -95,12 +100,15 @@ class RetryingStore(WrapperStore[Any]):
     """A zarr store whose requests are retried on transient failures and counted; a final failure is one
     InputError naming the problem and what to set (the location's URL, never a credential)."""
 
-    def __init__(self, store: Any, *, location: Location | None = None) -> None:
+    def __init__(
+        self, store: Any, *, location: Location | None = None, cache: ObjectCache | None = None
+    ) -> None:
         super().__init__(store)
         self.location = location
+        self.cache = cache
 
     def _with_store(self, store: Any) -> RetryingStore:
-        return type(self)(store, location=self.location)
+        return type(self)(store, location=self.location, cache=self.cache)
 
     async def _call(self, kind: str, function: Callable[[], Awaitable[T]], *, action: str = "read") -> T:
         REQUESTS.add(kind)
@@ -112,7 +120,12 @@ class RetryingStore(WrapperStore[Any]):
             raise store_error(self.location, error, action=action) from error
 
     async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
-        return await self._call("get", lambda: self._store.get(key, prototype, byte_range))
+        def fetch() -> Awaitable[Any]:
+            return self._call("get", lambda: self._store.get(key, prototype, byte_range))
+
+        if self.cache is None:
+            return await fetch()
+        return await self.cache.get((key, byte_range), fetch)
 
     async def get_partial_values(self, prototype: Any, key_ranges: Iterable[tuple[str, Any]]) -> list[Any]:
         ranges = list(key_ranges)

@@ -5,6 +5,7 @@ from unetflow.layout import ABLATION_MODEL, MAIN_MODEL, PRETRAINED_MODEL, RESULT
 from unetflow.model.loss import ABLATION_MODE
 from unetflow.preflight import check_data, invalidate_incomplete_groups, read_in_place, shape_of
 from unetflow.predict.plan import groups_for, planned_groups
+from unetflow.segment.plan import planned_segment_groups
 from unetflow.predict.sources import SourceSpec
 from unetflow.steps.predict import prediction_place as place_of
 
@@ -34,6 +35,8 @@ def load_settings():
 SETTINGS = load_settings()
 config.clear()
 config.update(SETTINGS.dump())
+# Rules pass config[...] (plain values) as params, never a SETTINGS section: Snakemake records and compares only
+# plain values, so a changed option reruns its rule; scripts turn them back into sections (Config.section).
 OUTPUT = SETTINGS.predict.output
 RESULTS = RESULTS.with_output(None if OUTPUT is None else OUTPUT.url)
 
@@ -61,10 +64,10 @@ def predictions():
 
 
 def model_split(wildcards):
-    """The split a model trains on: the config's, or a cell tracking model's training sequences."""
+    """The split a model trains on (plain values): the config's, or a cell tracking model's training sequences."""
     if SETTINGS.ctc is not None:
-        return SETTINGS.ctc.model_split(wildcards.model)
-    return SETTINGS.split
+        return [entry.dump() for entry in SETTINGS.ctc.model_split(wildcards.model)]
+    return config["split"]
 
 
 def model_volumes(wildcards):
@@ -93,10 +96,10 @@ def trained_models():
 
 
 def train_section(wildcards):
-    """The train section of a model: the configured one, with class balance only for the ablation."""
+    """The train section of a model (plain values): the configured one, with class balance only for the ablation."""
     if wildcards.model == ABLATION_MODEL:
-        return SETTINGS.train.model_copy(update={"loss_weights": ABLATION_MODE})
-    return SETTINGS.train
+        return config["train"] | {"loss_weights": ABLATION_MODE}
+    return config["train"]
 
 
 def model_file(wildcards):
@@ -292,6 +295,64 @@ def predicted_groups(wildcards):
     ]
 
 
+def segment_groups(model, volume):
+    """Block groups of a volume's segmentation: as planned when it exists, else from the config and size."""
+    planned = planned_segment_groups(RESULTS.segmentation(model, volume))
+    if planned is not None:
+        return planned
+    shape = known_shape(volume) or (1, 1, 1)
+    blocks = 1
+    for size, block in zip(shape, SETTINGS.segment.block_shape):
+        blocks *= -(-size // block)
+    return max(1, min(SETTINGS.segment.block_groups, blocks))
+
+
+def segment_flags(wildcards, step):
+    """Completion flags of one step of every block group of a segmentation (solve: one)."""
+    count = 1 if step == "solve" else segment_groups(wildcards.model, wildcards.volume)
+    return [
+        RESULTS.segment_flag(wildcards.model, wildcards.volume, step, group)
+        for group in range(count)
+    ]
+
+
+SEGMENT_BEFORE = {"fragments": None, "graph": "fragments", "solve": "graph", "relabel": "solve"}
+
+
+def segment_step_inputs(wildcards):
+    """What one segmentation step waits for: every group of the step before it."""
+    before = SEGMENT_BEFORE[wildcards.step]
+    return [] if before is None else segment_flags(wildcards, before)
+
+
+def segment_memory_mb(wildcards):
+    """Memory of a segmentation step: a block's arrays for the blockwise steps, the graph for solve."""
+    return 16000 if wildcards.step == "solve" else 4000
+
+
+def segmentations():
+    """Every segmentation's summary (none with segment.enabled false)."""
+    if not SETTINGS.segment.enabled:
+        return []
+    return [
+        RESULTS.segmentation_summary(model, volume) for model in models() for volume in volumes()
+    ]
+
+
+def split_segmentation():
+    """The main model's segmentation of the split volume (the report's objects section), or None."""
+    if not SETTINGS.segment.enabled or split_volume() is None:
+        return None
+    return RESULTS.segmentation(models()[0], split_volume())
+
+
+def labelled_segmentations(model):
+    """The segmentation summaries of a model's labelled volumes (none with segment.enabled false)."""
+    if not SETTINGS.segment.enabled:
+        return []
+    return [RESULTS.segmentation_summary(model, volume) for volume in labelled_volumes()]
+
+
 def labelled_volumes():
     """Volumes with ground truth, evaluated on their test slices (every slice where no split names them)."""
     return [name for name, entry in SETTINGS.volumes.items() if entry.labelled]
@@ -312,6 +373,14 @@ def dataset_rows():
     ]
 
 
+def isbi_submissions():
+    """The ISBI 2012 submission file of segment.isbi_submission's volume, for every model (or none)."""
+    volume = SETTINGS.segment.isbi_submission
+    if not SETTINGS.segment.enabled or volume is None:
+        return []
+    return [RESULTS.isbi_submission(model, volume) for model in models()]
+
+
 def final_outputs():
     """The targets of the whole run: every prediction, the metrics where there are labels, the report."""
     if SETTINGS.ctc is not None:
@@ -321,6 +390,7 @@ def final_outputs():
     ]
     if labelled_volumes():
         outputs.append(RESULTS.metrics_summary())
+    outputs += segmentations() + isbi_submissions()
     outputs.append(RESULTS.report())
     outputs += [RESULTS.bioimageio_package(model) for model in trained_models()]
     return outputs

@@ -17,7 +17,7 @@ rule ctc_fetch:
         RESULTS.benchmark("ctc_fetch", "{role}")
     params:
         source=ctc_source,
-        ctc=SETTINGS.ctc,
+        ctc=config["ctc"],
     threads: 1
     resources:
         mem_mb=2000,
@@ -61,7 +61,7 @@ rule ctc_weights:
     benchmark:
         RESULTS.benchmark("weights", "{model}/{volume}")
     params:
-        options=SETTINGS.weights,
+        options=config["weights"],
     threads: 2
     resources:
         mem_mb=4000,
@@ -83,8 +83,8 @@ rule ctc_cells:
     benchmark:
         RESULTS.benchmark("ctc_cells", "{model}/{sequence}")
     params:
-        options=SETTINGS.segment,
-        threshold=SETTINGS.predict.threshold,
+        options=config["cells"],
+        threshold=config["predict"]["threshold"],
     threads: 1
     resources:
         mem_mb=4000,
@@ -108,7 +108,7 @@ rule ctc_score:
         RESULTS.benchmark("ctc_score", "seg")
     params:
         results=ctc_scored(),
-        ctc=SETTINGS.ctc,
+        ctc=config["ctc"],
     threads: 1
     resources:
         mem_mb=2000,
@@ -133,7 +133,7 @@ rule ctc_report:
     benchmark:
         RESULTS.benchmark("report", "index")
     params:
-        config=SETTINGS,
+        config=config,
         benchmarks=RESULTS.benchmarks(),
         project=workflow.basedir,
     threads: 1

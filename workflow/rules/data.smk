@@ -15,7 +15,7 @@ rule synthesize:
     benchmark:
         RESULTS.benchmark("synthesize", "{volume}")
     params:
-        options=lambda wildcards: SETTINGS.volumes[wildcards.volume].synthetic,
+        options=lambda wildcards: config["volumes"][wildcards.volume]["synthetic"],
         voxel_size=lambda wildcards: SETTINGS.volumes[wildcards.volume].voxel_size,
     threads: 1
     resources:
@@ -75,8 +75,8 @@ rule import_volume:
     benchmark:
         RESULTS.benchmark("import", "{volume}")
     params:
-        volume=lambda wildcards: SETTINGS.volumes[wildcards.volume],
-        ctc=SETTINGS.ctc,
+        volume=lambda wildcards: config["volumes"][wildcards.volume],
+        ctc=config["ctc"],
     threads: 1
     resources:
         mem_mb=4000,

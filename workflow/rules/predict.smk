@@ -21,7 +21,7 @@ rule predict_init:
     benchmark:
         RESULTS.benchmark("predict_init", "{model}/{volume}")
     params:
-        options=SETTINGS.predict,
+        options=config["predict"],
         groups=lambda wildcards: groups(wildcards.model, wildcards.volume),
         source=source_options,
         voxel_size=stated_voxel_size,
@@ -50,7 +50,7 @@ rule predict:
     benchmark:
         RESULTS.benchmark("predict", "{model}/{volume}.{group}")
     params:
-        options=SETTINGS.predict,
+        options=config["predict"],
         dask_logs=RESULTS.dask_logs("{model}", "{volume}", "{group}"),
         source=source_options,
         data=prediction_data,
@@ -76,7 +76,7 @@ rule predict_finalize:
     benchmark:
         RESULTS.benchmark("predict_finalize", "{model}/{volume}")
     params:
-        options=SETTINGS.predict,
+        options=config["predict"],
         target=prediction_target,
     threads: 2
     resources:

@@ -21,7 +21,7 @@ rule train:
         RESULTS.benchmark("train", "{model}")
     params:
         workdir=RESULTS.checkpoints("{model}"),
-        model=SETTINGS.model,
+        model=config["model"],
         train=train_section,
         split=model_split,
         volumes=model_volumes,

@@ -2,6 +2,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
+from unetflow.config.model import Config
 from unetflow.steps.ctc import run_ctc_report
 
 run_ctc_report(
@@ -11,7 +12,7 @@ run_ctc_report(
     dataset=snakemake.input.dataset,
     cells=list(snakemake.input.cells),
     step_logs=list(snakemake.input.step_logs),
-    config=snakemake.params.config,
+    config=Config.from_dict(snakemake.params.config),
     benchmarks=snakemake.params.benchmarks,
     project=snakemake.params.project,
 )
