@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 import tifffile
 import yaml
-from helpers import copy_workflow, serve_folder
-from test_workflow import ROOT, snakemake
+from helpers import ROOT, copy_workflow, serve_folder, snakemake
 
 from unetflow.data import ctc, omezarr
 from unetflow.data.cellsynth import synthesize_timelapse
