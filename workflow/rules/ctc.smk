@@ -62,6 +62,7 @@ rule ctc_weights:
         RESULTS.benchmark("weights", "{model}/{volume}")
     params:
         options=config["weights"],
+        model=config["model"],
     threads: 2
     resources:
         mem_mb=4000,
