@@ -45,7 +45,14 @@ def _load(source: Any, fmt: str | None, member: str | None, what: str) -> tuple[
     return formats.open_volume(source, format=fmt, member=member), str(source)
 
 
-def _check_options(voxel_size: Sequence[float], chunks: Sequence[int] | None, labels_kind: str) -> None:
+def _check_options(
+    voxel_size: Sequence[float], chunks: Sequence[int] | None, labels_kind: str, *, labels_ignore: int | None
+) -> None:
+    if labels_ignore is not None and (isinstance(labels_ignore, bool) or labels_ignore < 1):
+        raise InputError(
+            f"labels_ignore is {labels_ignore!r}; give the label value (>= 1: 0 is membrane) that marks "
+            "unannotated pixels"
+        )
     sizes = list(voxel_size)
     if len(sizes) != 3 or not all(
         isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in sizes
@@ -194,54 +201,30 @@ def import_volume(
     its `percentiles` (low, high) as offset and scale (they become 0 and 1: light microscopy, whose
     saturated or dead pixels would pull a mean and std).
     """
-    if labels_ignore is not None and (isinstance(labels_ignore, bool) or labels_ignore < 1):
-        raise InputError(
-            f"labels_ignore is {labels_ignore!r}; give the label value (>= 1: 0 is membrane) that marks "
-            "unannotated pixels"
-        )
-    _check_options(voxel_size, chunks, labels_kind)
+    _check_options(voxel_size, chunks, labels_kind, labels_ignore=labels_ignore)
     destination = Path(target)
     raw_data, raw_name = _load(raw, raw_format, raw_member, "raw")
     stats = _check_raw(raw_data, raw_name, chunks)
-    label_data = None
-    kind = None
     sources: dict[str, Any] = {"raw": raw_name, "raw_member": raw_member}
+    label_data, kind = None, None
     if labels is not None:
-        label_data, label_name = _load(labels, labels_format, labels_member, "labels")
-        if tuple(label_data.shape) != tuple(raw_data.shape):
-            raise InputError(
-                f"{label_name}: labels of shape {tuple(label_data.shape)} (z, y, x) do not match the raw "
-                f"volume {raw_name} of shape {tuple(raw_data.shape)}; use the labels made for this raw volume"
-            )
-        kind, found = _label_kind(
-            label_data,
-            label_name,
-            labels_kind,
-            chunks,
+        label_data, label_name, kind = _read_labels(
+            labels,
+            raw_data,
+            raw_name,
+            fmt=labels_format,
+            member=labels_member,
+            kind=labels_kind,
+            chunks=chunks,
             ignore=labels_ignore,
-            per_slice=_per_slice(labels_separate_in),
+            separate=labels_separate,
+            separate_in=labels_separate_in,
+            separate_key=separate_key,
         )
-        if kind == "instance":
-            check_contacts(found, name=label_name, separate=labels_separate, key=separate_key)
-        elif labels_separate:
-            raise InputError(
-                f"{label_name}: {separate_key} {labels_separate} separates touching instance ids, but these "
-                "labels are binary (one cell value: their cells are connected components, which never "
-                f"touch); drop {separate_key}"
-            )
         sources.update(labels=label_name, labels_member=labels_member)
-    meta: dict[str, Any] = {
-        **dict(attrs or {}),
-        "normalization": _normalization(raw_data, raw_name, normalization, percentiles, stats),
-        "source": sources,
-    }
-    separate = bool(label_data is not None and kind == "instance" and labels_separate)
-    if separate:
-        meta["separate"] = {
-            "width": int(labels_separate or 0),
-            "in": labels_separate_in,
-            "ids": omezarr.INSTANCE_IDS,
-        }
+    record = _normalization(raw_data, raw_name, normalization, percentiles, stats)
+    width = int(labels_separate) if kind == "instance" and labels_separate else None  # kind: labels read
+    meta = _image_attrs(attrs, record, sources, width=width, separate_in=labels_separate_in)
     with atomic_path(destination) as tmp:
         omezarr.write_image(
             tmp,
@@ -252,19 +235,9 @@ def import_volume(
             name=destination.stem,
             attrs=meta,
         )
-        if label_data is not None and kind is not None:
-            cells = label_data
-            if separate:
-                cells = _separated(
-                    label_data,
-                    width=int(labels_separate or 0),
-                    ignore=labels_ignore,
-                    per_slice=_per_slice(labels_separate_in),
-                )
-                omezarr.write_labels(
-                    tmp, omezarr.INSTANCE_IDS, label_data, kind="instance", ignore=labels_ignore
-                )
-            omezarr.write_labels(tmp, omezarr.DEFAULT_LABELS, cells, kind=kind, ignore=labels_ignore)
+        _write_labels(
+            tmp, label_data, kind=kind, ignore=labels_ignore, width=width, separate_in=labels_separate_in
+        )
     LOG.info(
         "imported %s (%s, %s) into %s (mean %.4g, std %.4g)",
         raw_name,
@@ -275,6 +248,78 @@ def import_volume(
         stats.std,
     )
     return destination
+
+
+def _read_labels(
+    labels: str | os.PathLike[str] | np.ndarray,
+    raw: Any,
+    raw_name: str,
+    *,
+    fmt: str | None,
+    member: str | None,
+    kind: str,
+    chunks: tuple[int, int, int] | None,
+    ignore: int | None,
+    separate: int | None,
+    separate_in: str,
+    separate_key: str,
+) -> tuple[Any, str, str]:
+    """The labels of `raw`, their name for messages and their kind ("binary" or "instance"): checked to
+    match the raw volume's shape, touching instance ids checked against `separate` (binary labels take
+    none)."""
+    label_data, label_name = _load(labels, fmt, member, "labels")
+    if tuple(label_data.shape) != tuple(raw.shape):
+        raise InputError(
+            f"{label_name}: labels of shape {tuple(label_data.shape)} (z, y, x) do not match the raw "
+            f"volume {raw_name} of shape {tuple(raw.shape)}; use the labels made for this raw volume"
+        )
+    found_kind, found = _label_kind(
+        label_data,
+        label_name,
+        kind,
+        chunks,
+        ignore=ignore,
+        per_slice=_per_slice(separate_in),
+    )
+    if found_kind == "instance":
+        check_contacts(found, name=label_name, separate=separate, key=separate_key)
+    elif separate:
+        raise InputError(
+            f"{label_name}: {separate_key} {separate} separates touching instance ids, but these "
+            "labels are binary (one cell value: their cells are connected components, which never "
+            f"touch); drop {separate_key}"
+        )
+    return label_data, label_name, found_kind
+
+
+def _image_attrs(
+    attrs: dict[str, Any] | None,
+    normalization: dict[str, Any],
+    sources: dict[str, Any],
+    *,
+    width: int | None,
+    separate_in: str,
+) -> dict[str, Any]:
+    """The image's unetflow attributes: the caller's `attrs`, the normalisation, the sources read and, where
+    touching instance ids are separated (`width`), how and where the ids as given are kept."""
+    meta: dict[str, Any] = {**dict(attrs or {}), "normalization": normalization, "source": sources}
+    if width is not None:
+        meta["separate"] = {"width": width, "in": separate_in, "ids": omezarr.INSTANCE_IDS}
+    return meta
+
+
+def _write_labels(
+    image: Path, labels: Any, *, kind: str | None, ignore: int | None, width: int | None, separate_in: str
+) -> None:
+    """Write the labels, if any, into the image at `image` (labels/cells); with a `width`, the touching
+    instance ids separated by that much background, and the ids as given at labels/ids."""
+    if labels is None or kind is None:
+        return
+    cells = labels
+    if width is not None:
+        cells = _separated(labels, width=width, ignore=ignore, per_slice=_per_slice(separate_in))
+        omezarr.write_labels(image, omezarr.INSTANCE_IDS, labels, kind="instance", ignore=ignore)
+    omezarr.write_labels(image, omezarr.DEFAULT_LABELS, cells, kind=kind, ignore=ignore)
 
 
 def _normalization(

@@ -15,6 +15,9 @@ ome-zarr-py's writers, arrays by zarr itself, compressed with Blosc zstd.
 
 Images are opened and created at a path or at a `unetflow.stores.Location` (a URL on an object store, with
 the options to reach it): the prediction's outputs are written in place there.
+
+Volumes are streamed through memory block by block with unetflow.data.blocks (blocks, running statistics,
+normalisation).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import contextlib
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +38,11 @@ from ome_zarr.format import FormatV04, FormatV05
 from zarr.codecs import ZstdCodec
 
 from unetflow.atomic import atomic_path
+
+# streaming block by block lives in unetflow.data.blocks; its names stay importable from here
+from unetflow.data.blocks import BLOCK_ELEMENTS as BLOCK_ELEMENTS
+from unetflow.data.blocks import RunningStats, iter_blocks
+from unetflow.data.blocks import normalize as normalize
 from unetflow.data.labels import IGNORE_STORED
 from unetflow.errors import InputError
 from unetflow.stores import Location
@@ -59,8 +67,6 @@ AXES = ("z", "y", "x")
 LABEL_DTYPES: dict[str, np.dtype] = {"instance": np.dtype(np.uint32), "binary": np.dtype(np.uint8)}
 """Storage dtype of each kind of label image."""
 MAX_CHUNK_XY = 512
-BLOCK_ELEMENTS = 8 * 1024 * 1024
-"""Elements per block when streaming a volume through memory (64 MiB as float64)."""
 
 LabelKind = Literal["instance", "binary"]
 ArrayLike = np.ndarray | da.Array
@@ -140,57 +146,6 @@ def _as_zyx(data: ArrayLike) -> ArrayLike:
 
 def _native(dtype: np.dtype | type | str) -> np.dtype:
     return np.dtype(dtype).newbyteorder("=")
-
-
-def iter_blocks(
-    shape: tuple[int, ...], chunks: tuple[int, ...], *, max_elements: int = BLOCK_ELEMENTS
-) -> Iterator[tuple[slice, ...]]:
-    """Chunk-aligned (z, y, full x) blocks covering a volume, each at most about `max_elements` elements."""
-    nz, ny, nx = shape
-    cz, cy, _ = chunks
-    if cz * ny * nx <= max_elements:
-        y_step, z_step = ny, cz * max(1, max_elements // (cz * ny * nx))
-    else:
-        y_step, z_step = min(ny, cy * max(1, max_elements // (cz * cy * nx))), cz
-    for z0 in range(0, nz, z_step):
-        for y0 in range(0, ny, y_step):
-            yield (slice(z0, min(z0 + z_step, nz)), slice(y0, min(y0 + y_step, ny)), slice(0, nx))
-
-
-class RunningStats:
-    """Mean and standard deviation over blocks, combined in float64 (Chan et al.), non-finite skipped."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.mean = 0.0
-        self.m2 = 0.0
-        self.nonfinite = 0
-
-    def add(self, block: np.ndarray) -> None:
-        """Fold one block of values into the running statistics."""
-        values = np.asarray(block)
-        if values.dtype.kind == "f":
-            finite = np.isfinite(values)
-            n_bad = int(values.size - np.count_nonzero(finite))
-            if n_bad:
-                self.nonfinite += n_bad
-                values = values[finite]
-        values = values.astype(np.float64, copy=False).ravel()
-        n = int(values.size)
-        if n == 0:
-            return
-        mean = float(values.mean())
-        m2 = float(np.square(values - mean).sum())
-        total = self.count + n
-        delta = mean - self.mean
-        self.mean += delta * n / total
-        self.m2 += m2 + delta * delta * self.count * n / total
-        self.count = total
-
-    @property
-    def std(self) -> float:
-        """Population standard deviation of the finite values seen so far."""
-        return math.sqrt(self.m2 / self.count) if self.count else 0.0
 
 
 def volume_stats(data: ArrayLike, *, chunks: tuple[int, ...] | None = None) -> RunningStats:
@@ -715,15 +670,6 @@ def update_attrs(path: Place, values: Mapping[str, Any]) -> None:
     """Add `values` to the "unetflow" attributes of an image group (one metadata write)."""
     group = _zarr_open(path, "r+")
     group.attrs[ATTRS_KEY] = {**dict(group.attrs.get(ATTRS_KEY, {})), **dict(values)}
-
-
-def normalize(block: np.ndarray, mean: float, std: float) -> np.ndarray:
-    """(block - mean) / std as float32, with the volume-wide statistics (identical for every tile)."""
-    if not (math.isfinite(std) and std > 0):
-        raise ValueError(f"normalization std must be a positive number, got {std}")
-    out = np.asarray(block, dtype=np.float32) - np.float32(mean)
-    out /= np.float32(std)
-    return out
 
 
 def mark_label_image(path: str | os.PathLike[str]) -> None:

@@ -4,7 +4,9 @@ A run trains on one or several sources (unetflow.train.sources: volumes or annot
 drawing tiles in proportion to their annotated area, and validates on each source's validation slices,
 per source and pooled. It starts from random weights, or from a trained model (`train.init_from`,
 fine-tuning: that model's net and weights, a fresh optimizer). The run is a `TrainingRun` taken through
-named steps: `setup`, `resume`, `run_steps` (with `validate_sources` and the checkpoints) and `finish`.
+named steps: `setup`, `resume`, `run_steps` (with `validate_sources` and the checkpoints) and `finish`;
+the batches come from unetflow.train.batches, the optimizer, schedule and precision from
+unetflow.train.optimization, the validation scores from unetflow.train.validation.
 
 Checkpoints (model, optimizer, scheduler, scaler, every RNG state, the step and the log so far) are written
 atomically every N steps; a re-run resumes from the latest one and, on the CPU, ends bit-identical to an
@@ -28,12 +30,10 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.nn import functional
 
@@ -42,33 +42,31 @@ from unetflow.config.model import TrainConfig
 from unetflow.data import alignment, omezarr
 from unetflow.device import resolve_device
 from unetflow.errors import InputError
-from unetflow.evaluate.metrics import evaluate
+from unetflow.geometry import NetGeometry
 from unetflow.logs import progress_bar
 from unetflow.model import loss
 from unetflow.model.checkpoint import load_checkpoint, save_checkpoint
 from unetflow.model.unet import UNet, UNetConfig
-from unetflow.predict import predict_array
 from unetflow.predict.sources import NORMALIZATION_POLICY
 from unetflow.train import distributed
-from unetflow.train.augment import TileBatch, TileParams, TileSampler
+from unetflow.train.augment import TileBatch, TileSampler
 from unetflow.train.augment3d import VolumeTileSampler, tile_sampler
+from unetflow.train.batches import BatchStream
 from unetflow.train.distributed import SINGLE, Parallel
+from unetflow.train.optimization import build_optimization, build_optimizer, build_schedule
 from unetflow.train.sources import (
     TrainingData,
     TrainingSource,
     check_training_data,
     count_classes,
-    joined,
     load_role,
     load_slices,
 )
+from unetflow.train.validation import VAL_COLUMNS, VAL_SCORES, validate, validate_per_source
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 STEP_COLUMNS = ("step", "loss", "lr", "step_time", "data_time", "processes")
-VAL_COLUMNS = ("step", "val_loss", "val_iou", "val_pixel_error")
-VAL_SCORES = VAL_COLUMNS[1:]
 
 __all__ = [
     "STEP_COLUMNS",
@@ -134,123 +132,6 @@ def optimize_step(
     return value
 
 
-class BatchStream:
-    """The run's training batches in order, each rendered one step ahead in a background thread.
-
-    The random parameters of every batch are drawn here in the caller's thread, in sequence, from the
-    sampler's generator (`TileSampler.draw`); only the rendering (`TileSampler.render`: grid sampling and
-    gray values, no random numbers) runs in the background while the net trains on the previous batch.
-    Torch ops release the GIL, so on the CPU the two overlap where compute leaves cores idle; on CUDA the
-    rendering goes to a side stream. `resume_state` is the generator state to checkpoint: the state before
-    the draw of the batch rendered ahead, so a resumed run draws that batch again and none is skipped.
-    With `prefetch=False` each batch is drawn and rendered on demand (the same batches, in the same order).
-    """
-
-    def __init__(self, sampler: TileSampler, generator: torch.Generator, *, prefetch: bool = True) -> None:
-        self.sampler = sampler
-        self.generator = generator
-        self._state = generator.get_state()
-        self._ahead: Future[tuple[TileBatch, torch.cuda.Event | None]] | None = None
-        self._executor = None
-        if prefetch:  # the render thread uses as many torch threads as the caller (same numerics)
-            self._executor = ThreadPoolExecutor(
-                max_workers=1,
-                thread_name_prefix="unetflow-augment",
-                initializer=torch.set_num_threads,
-                initargs=(torch.get_num_threads(),),
-            )
-        self._stream = None
-        if prefetch and sampler.device.type == "cuda":
-            self._stream = torch.cuda.Stream(sampler.device)
-            self._stream.wait_stream(torch.cuda.current_stream(sampler.device))
-
-    def resume_state(self) -> torch.Tensor:
-        """The sampler generator's state from which a resumed run draws the next batch not yet returned."""
-        return self._state
-
-    def next(self, *, ahead: bool = True) -> TileBatch:
-        """The next batch in sequence; with prefetching (and `ahead`), start rendering the one after it."""
-        if self._executor is None:
-            batch = self.sampler.render(self.sampler.draw(self.generator))
-        else:
-            batch = self._collect(self._ahead if self._ahead is not None else self._submit())
-            self._ahead = None
-        self._state = self.generator.get_state()
-        if self._executor is not None and ahead:
-            self._ahead = self._submit()
-        return batch
-
-    def wait(self) -> None:
-        """Block until the batch being rendered ahead, if any, is ready (benchmarks time whole steps so)."""
-        if self._ahead is not None:
-            _, event = self._ahead.result()
-            if event is not None:
-                event.synchronize()
-
-    def close(self) -> None:
-        """Wait for the batch being rendered ahead (it is discarded) and stop the background thread."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor, self._ahead = None, None
-
-    def __enter__(self) -> BatchStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _submit(self) -> Future[tuple[TileBatch, torch.cuda.Event | None]]:
-        if self._executor is None:
-            raise RuntimeError("the batch stream is closed")
-        return self._executor.submit(self._render, self.sampler.draw(self.generator))
-
-    def _render(self, params: TileParams) -> tuple[TileBatch, torch.cuda.Event | None]:
-        with torch.no_grad():
-            if self._stream is None:
-                return self.sampler.render(params), None
-            with torch.cuda.stream(self._stream):
-                batch = self.sampler.render(params)
-                event = torch.cuda.Event()
-                event.record(self._stream)
-            return batch, event
-
-    def _collect(self, future: Future[tuple[TileBatch, torch.cuda.Event | None]]) -> TileBatch:
-        batch, event = future.result()
-        if event is not None:
-            current = torch.cuda.current_stream(self.sampler.device)
-            current.wait_event(event)
-            for tensor in (batch.raw, batch.labels, batch.weights):
-                tensor.record_stream(current)
-        return batch
-
-
-def build_optimizer(model: UNet, config: TrainConfig) -> torch.optim.Optimizer:
-    """SGD with momentum (the paper's Caffe setting) or Adam."""
-    if config.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
-
-
-def build_schedule(
-    optimizer: torch.optim.Optimizer, config: TrainConfig
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """A learning-rate factor per step: linear warm-up, then constant, cosine decay or step decay."""
-
-    def factor(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-        if config.schedule == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-        if config.schedule == "step":
-            return 0.1 ** int(progress * 3)
-        return 1.0
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def fingerprint(*parts: Any) -> str:
     """A short hash of what defines a run, so a checkpoint of another run is never resumed."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -270,55 +151,6 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
     generator.set_state(state["sampler"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def validate(
-    model: UNet,
-    data: TrainingData | Sequence[TrainingData],
-    *,
-    device: torch.device,
-    threshold: float = loss.EVEN_ODDS,
-    memory_gb: float = 1.0,
-    tta: bool = False,
-) -> dict[str, float]:
-    """Whole-slice overlap-tile prediction of the validation slices (`tta`: averaged over the 8 flips and
-    rotations): weighted loss, IoU and pixel error (unannotated pixels left out of both). A net that sees
-    along z validates a source's runs, each predicted with the volume's slices around it."""
-    runs = [data] if isinstance(data, TrainingData) else list(data)
-    options = {"mean": 0.0, "std": 1.0, "device": device, "memory_gb": memory_gb, "tta": tta}
-    probs = np.concatenate([predict_array(model, run.raw, z_range=run.z_range, **options) for run in runs])
-    labels, weights, unannotated = joined(runs)
-    scores = [
-        evaluate(p, t, threshold=threshold, include_warping=False, ignore=mask)
-        for p, t, mask in zip(probs, labels, unannotated, strict=True)
-    ]
-    model.train()
-    return {
-        "val_loss": loss.probability_loss(probs, labels, weights),
-        "val_iou": _mean(s["iou"] for s in scores),
-        "val_pixel_error": _mean(s["pixel_error"] for s in scores),
-    }
-
-
-def _mean(values: Any) -> float:
-    """The mean of the values that are numbers (a slice without annotated pixels scores NaN)."""
-    found = [value for value in values if not math.isnan(value)]
-    return float(np.mean(found)) if found else math.nan
-
-
-def pooled_scores(
-    per_source: dict[str, dict[str, float]], sizes: dict[str, tuple[int, int]]
-) -> dict[str, float]:
-    """The validation scores of several sources as one: the loss over all their pixels, IoU and pixel error
-    over all their slices (`sizes`: pixels and slices of each); one source's scores as they are."""
-    if len(per_source) == 1:
-        return dict(next(iter(per_source.values())))
-    pixels = sum(size[0] for size in sizes.values())
-    slices = sum(size[1] for size in sizes.values())
-    pooled = {"val_loss": sum(s["val_loss"] * sizes[n][0] for n, s in per_source.items()) / pixels}
-    for key in ("val_iou", "val_pixel_error"):
-        pooled[key] = sum(s[key] * sizes[n][1] for n, s in per_source.items()) / slices
-    return pooled
 
 
 def remove_stale_temporaries(*paths: Path) -> None:
@@ -460,6 +292,74 @@ class TrainingRun:
         return (*VAL_COLUMNS, *per_source)
 
 
+def read_training_data(
+    sources: Sequence[TrainingSource], config: TrainConfig, *, net: NetGeometry, tile: int
+) -> tuple[list[TrainingData], list[TrainingData], float, tuple[float, float]]:
+    """Check the sources' training slices (`tile`: the output tile) and read every source's training and
+    validation data; those, the loss's threshold and the label offset (moved onto, with `auto`)."""
+    counts = {
+        source.name: count_classes(source.data, source.train, rows=source.rows, columns=source.columns)
+        for source in sources
+        if source.train
+    }
+    check_training_data(counts, tile=tile)
+    mode = config.loss_weights
+    train_data = [data for s in sources for data in load_role(s, "train", loss_weights=mode, net=net)]
+    val_data = [data for s in sources for data in load_role(s, "val", loss_weights=mode, net=net)]
+    threshold = loss.loss_threshold(mode, loss_class_weights(sources, mode))
+    label_offset = align_training_data(train_data) if config.label_offset == "auto" else alignment.NO_OFFSET
+    return train_data, val_data, threshold, label_offset
+
+
+def build_net(
+    model_config: UNetConfig,
+    *,
+    seed: int,
+    device: torch.device,
+    label_offset: tuple[float, float],
+    init: str | Path | None,
+    init_state: dict[str, Any] | None,
+    init_record: dict[str, Any] | None,
+) -> tuple[UNet, dict[str, Any] | None]:
+    """The net, random from `seed` or with the weights of the model fine-tuned (`init_state`); the record
+    of what it starts from, completed with that model's step, run and metrics."""
+    torch.manual_seed(seed)
+    model = UNet(model_config).to(device)
+    model.label_offset = label_offset
+    if init_state is not None:
+        model.load_state_dict(init_state["model_state_dict"])
+        init_record = {
+            **(init_record or {}),
+            "step": init_state.get("step"),
+            "run_id": init_state.get("run_id"),
+            "metrics": init_state.get("metrics", {}),
+        }
+        log.info(
+            "fine-tuning: starting from %s (sha256 %s, step %s of its run), a fresh optimizer",
+            init,
+            (init_record.get("sha256") or "?")[:12],
+            init_record["step"],
+        )
+    return model, init_record
+
+
+def build_sampler(
+    net: NetGeometry, train_data: list[TrainingData], config: TrainConfig, *, device: torch.device, data: Path
+) -> TileSampler | VolumeTileSampler:
+    """The run's tile sampler (the paper's augmentation); a 3-D one steps along z by the voxel aspect of
+    the first source's volume (`data`)."""
+    voxel = omezarr.voxel_size(data)
+    return tile_sampler(
+        net,
+        train_data,
+        tile=config.tile,
+        config=config.augment,
+        device=device,
+        batch_size=config.batch_size,
+        step=voxel[0] / voxel[1],
+    )
+
+
 def setup(
     *,
     sources: Sequence[TrainingSource],
@@ -481,17 +381,9 @@ def setup(
     workdir.mkdir(parents=True, exist_ok=True)
     net = model_config.net_geometry
     (in_z, out_z), (in_size, out_size) = net.training_tile(config.tile)
-    counts = {
-        source.name: count_classes(source.data, source.train, rows=source.rows, columns=source.columns)
-        for source in sources
-        if source.train
-    }
-    check_training_data(counts, tile=out_size)
-    mode = config.loss_weights
-    train_data = [data for s in sources for data in load_role(s, "train", loss_weights=mode, net=net)]
-    val_data = [data for s in sources for data in load_role(s, "val", loss_weights=mode, net=net)]
-    threshold = loss.loss_threshold(mode, loss_class_weights(sources, mode))
-    label_offset = align_training_data(train_data) if config.label_offset == "auto" else alignment.NO_OFFSET
+    train_data, val_data, threshold, label_offset = read_training_data(
+        sources, config, net=net, tile=out_size
+    )
     init_state = read_init(init, model_config) if init is not None else None
     init_record = init_identity(init)
     run_id = fingerprint(
@@ -502,43 +394,19 @@ def setup(
     )
     normalization = normalization_record(sources)
 
-    torch.manual_seed(config.seed)
-    model = UNet(model_config).to(device)
-    model.label_offset = label_offset
-    if init_state is not None:
-        model.load_state_dict(init_state["model_state_dict"])
-        init_record = {
-            **(init_record or {}),
-            "step": init_state.get("step"),
-            "run_id": init_state.get("run_id"),
-            "metrics": init_state.get("metrics", {}),
-        }
-        log.info(
-            "fine-tuning: starting from %s (sha256 %s, step %s of its run), a fresh optimizer",
-            init,
-            (init_record.get("sha256") or "?")[:12],
-            init_record["step"],
-        )
-    distributed.seed_process(config.seed, parallel)
-    layout = torch.channels_last_3d if net.dims == 3 else torch.channels_last
-    memory_format = layout if config.channels_last and device.type == "cuda" else None
-    if memory_format is not None:
-        model = model.to(memory_format=memory_format)
-    optimizer = build_optimizer(model, config)
-    schedule = build_schedule(optimizer, config)
-    autocast = PRECISIONS[config.precision] if device.type == "cuda" else None
-    scaler = torch.amp.GradScaler(device.type, enabled=autocast == torch.float16)
-    generator = torch.Generator().manual_seed(config.seed)
-    voxel = omezarr.voxel_size(sources[0].data)
-    sampler = tile_sampler(
-        net,
-        train_data,
-        tile=config.tile,
-        config=config.augment,
+    model, init_record = build_net(
+        model_config,
+        seed=config.seed,
         device=device,
-        batch_size=config.batch_size,
-        step=voxel[0] / voxel[1],
+        label_offset=label_offset,
+        init=init,
+        init_state=init_state,
+        init_record=init_record,
     )
+    distributed.seed_process(config.seed, parallel)
+    optimization = build_optimization(model, config, device=device, dims=net.dims)
+    generator = torch.Generator().manual_seed(config.seed)
+    sampler = build_sampler(net, train_data, config, device=device, data=sources[0].data)
     return TrainingRun(
         sources=list(sources),
         model_config=model_config,
@@ -557,14 +425,14 @@ def setup(
         run_id=run_id,
         normalization=normalization,
         init=init_record,
-        model=model,
-        optimizer=optimizer,
-        schedule=schedule,
-        scaler=scaler,
+        model=optimization.model,
+        optimizer=optimization.optimizer,
+        schedule=optimization.schedule,
+        scaler=optimization.scaler,
         generator=generator,
         sampler=sampler,
-        autocast=autocast,
-        memory_format=memory_format,
+        autocast=optimization.autocast,
+        memory_format=optimization.memory_format,
         parallel=parallel,
     )
 
@@ -654,18 +522,9 @@ def save_resumable(run: TrainingRun, batches: BatchStream) -> None:
 
 def validate_sources(run: TrainingRun) -> dict[str, float]:
     """Validate on every source's validation slices; keep the best checkpoint by pooled IoU; the scores."""
-    by_source: dict[str, list[TrainingData]] = {}
-    for data in run.val_data:  # a source's runs of slices (one for a 2-D net) validate together
-        by_source.setdefault(data.name, []).append(data)
-    per_source = {
-        name: validate(run.model, runs, device=run.device, threshold=run.threshold)
-        for name, runs in by_source.items()
-    }
-    sizes = {
-        name: (sum(int(data.labels.size) for data in runs), sum(int(data.labels.shape[0]) for data in runs))
-        for name, runs in by_source.items()
-    }
-    scores = pooled_scores(per_source, sizes)
+    per_source, scores = validate_per_source(
+        run.model, run.val_data, device=run.device, threshold=run.threshold
+    )
     row = {"step": run.step, **scores}
     if len(per_source) > 1:
         row.update({f"{key}:{name}": value for name, s in per_source.items() for key, value in s.items()})
