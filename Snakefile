@@ -35,6 +35,7 @@ else:
 
 
 include: "workflow/rules/predict.smk"
+include: "workflow/rules/segment.smk"
 include: "workflow/rules/evaluate.smk"
 
 

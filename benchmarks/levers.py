@@ -12,6 +12,9 @@ best weights with and without the 8 flips and rotations.
 Prepare the data once, then run from the repo root (about 11 minutes per lever at --minutes 10):
   snakemake results/weights/isbi2012.zarr --cores 2 --configfile configs/isbi2012-cpu.yaml
   .venv/bin/python benchmarks/levers.py --minutes 10 --tta
+`--test` also scores each lever's best weights on the config's held-out test slices; `context slices 1`
+gives the 2-D net the slice above and below as channels (configs/isbi2012-context-cpu.yaml):
+  .venv/bin/python benchmarks/levers.py --minutes 10 --levers baseline "context slices 1" --test
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +31,14 @@ import torch
 
 from unetflow.config.load import load_config_files
 from unetflow.config.model import ModelConfig, TrainConfig
+from unetflow.config.slices import select_slices
 from unetflow.config.split import split_entries
+from unetflow.data import omezarr
+from unetflow.data.alignment import recorded_offset
 from unetflow.model.checkpoint import load_checkpoint
 from unetflow.model.unet import UNet, UNetConfig
 from unetflow.train.loop import BatchStream, TrainingRun, optimize_step, run_steps, setup, validate
-from unetflow.train.sources import resolve_sources
+from unetflow.train.sources import load_role, resolve_sources
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,8 @@ LEVERS = {
         Lever("24 channels", model={"base_channels": 24}),
         Lever("batch 2", train={"batch_size": 2}),
         Lever("lr 0.0005", train={"lr": 0.0005}),
+        Lever("context slices 1", model={"context_slices": 1}),
+        Lever("context slices 2", model={"context_slices": 2}),
     )
 }
 DEFAULT_LEVERS = ["baseline", "tile 388", "depth 3, 24 channels", "lr 0.003"]
@@ -184,6 +192,25 @@ def throughput(base: Any, sources: list[Any], *, rounds: int, block: int) -> lis
     return [(name, first[name], float(np.median(per_step[name]))) for name in cases]
 
 
+def held_out(result: dict, base: Any, sources: list[Any]) -> tuple[float, float]:
+    """IoU and pixel error of the lever's best weights on the config's test slices, each predicted with the
+    volume's slices around it (as the workflow predicts the whole volume) and moved by its label offset."""
+    state = result["state"]
+    model = UNet(UNetConfig(**state["model_config"]))
+    model.load_state_dict(state["model_state_dict"])
+    model.label_offset = recorded_offset(state)
+    depth = int(omezarr.open_image(sources[0].data).shape[0])
+    test = select_slices(split_entries(base.split)[0].test, depth, what="split.test")
+    runs = load_role(
+        replace(sources[0], val=test),
+        "val",
+        loss_weights=base.train.loss_weights,
+        net=model.config.net_geometry,
+    )
+    scores = validate(model, runs, device=torch.device("cpu"), threshold=result["threshold"])
+    return scores["val_iou"], scores["val_pixel_error"]
+
+
 def tta_gain(result: dict) -> list[tuple[str, float, float]]:
     """Validation IoU and pixel error of the lever's best weights without and with test-time augmentation."""
     state = result["state"]
@@ -221,6 +248,7 @@ def main() -> None:
     parser.add_argument("--levers", nargs="*", default=DEFAULT_LEVERS, choices=list(LEVERS), metavar="LEVER")
     parser.add_argument("--speed-rounds", type=int, default=0, help="also time eager, channels-last, compile")
     parser.add_argument("--tta", action="store_true", help="also score the first lever's best with TTA")
+    parser.add_argument("--test", action="store_true", help="also score each lever's best on the test slices")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     base = load_config_files(["config.yaml", args.config])
@@ -243,6 +271,9 @@ def main() -> None:
             f"IoU at marks {marks}",
             flush=True,
         )
+        if args.test:
+            iou, error = held_out(result, base, sources)
+            print(f"{name:<22s} held-out test slices: IoU {iou:.4f}, pixel error {error:.4f}", flush=True)
     if args.speed_rounds:
         rows = throughput(base, sources, rounds=args.speed_rounds, block=10)
         eager = rows[0][2]

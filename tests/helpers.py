@@ -98,3 +98,24 @@ def write_n5(
             header + (gzip.compress(payload) if compression == "gzip" else payload)
         )
     return path
+
+
+def write_precomputed(folder: Path, data: np.ndarray, chunks: tuple[int, int, int]) -> None:
+    """A neuroglancer precomputed volume (raw encoding, origin away from 0) written with tensorstore."""
+    import tensorstore as ts
+
+    spec = {
+        "driver": "neuroglancer_precomputed",
+        "kvstore": {"driver": "file", "path": str(folder) + "/"},
+        "multiscale_metadata": {"type": "image", "data_type": data.dtype.name, "num_channels": 1},
+        "scale_metadata": {
+            "size": list(data.shape[::-1]),
+            "resolution": [4, 4, 40],
+            "encoding": "raw",
+            "chunk_size": list(chunks[::-1]),
+            "voxel_offset": [3, 5, 7],
+        },
+        "create": True,
+    }
+    store = ts.open(spec).result()
+    store[ts.d[:].translate_to[0]][..., 0] = data.T

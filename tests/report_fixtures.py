@@ -82,10 +82,12 @@ def _logs(root: Path, model: str, *, val_rows: bool) -> tuple[Path, Path]:
     steps = np.arange(1, 61)
     scale = 1.0 if model == "main" else 0.6
     loss = scale * (0.7 * np.exp(-steps / 25) + 0.05 + 0.02 * np.sin(steps))
+    # The main model's log is of a run of 4 processes (train.gpus 4); the ablation's predates the column.
+    columns = ["step", "loss", "lr", "step_time", "data_time", *(["processes"] if model == "main" else [])]
     write_rows(
         folder / "train_log.csv",
-        ["step", "loss", "lr", "step_time", "data_time"],
-        [(s, f"{v:.5f}", 0.02, 0.25, 0.01) for s, v in zip(steps, loss, strict=True)],
+        columns,
+        [(s, f"{v:.5f}", 0.02, 0.25, 0.01, 4)[: len(columns)] for s, v in zip(steps, loss, strict=True)],
     )
     val = [(s, 0.3 - s / 400, 0.6 + s / 200, 0.2 - s / 600) for s in (20, 40, 60)] if val_rows else []
     write_rows(folder / "val_log.csv", ["step", "val_loss", "val_iou", "val_pixel_error"], val)

@@ -167,6 +167,6 @@ def test_foreign_ome_zarr_v05_group(tmp_path: Path, stack: np.ndarray) -> None:
 
 def test_member_only_for_containers(tmp_path: Path, stack: np.ndarray) -> None:
     tifffile.imwrite(tmp_path / "s.tif", stack, photometric="minisblack")
-    with pytest.raises(InputError, match="member 'raw' only applies to HDF5 and Zarr"):
+    with pytest.raises(InputError, match="member 'raw' only applies to HDF5, Zarr and N5 containers"):
         formats.read_volume(tmp_path / "s.tif", member="raw")
     np.testing.assert_array_equal(formats.read_volume(tmp_path / "s.tif", format="TIF"), stack)

@@ -76,7 +76,7 @@ def assert_chain(jobs: Sequence[Job], chain: Sequence[str]) -> None:
 
 
 # The configs that read ../shared/data/isbi2012 in place, with how many volumes each imports.
-LOCAL_IMPORTS = {"isbi2012-local": 2, "isbi2012-cpu": 1}
+LOCAL_IMPORTS = {"isbi2012-local": 2, "isbi2012-cpu": 2}
 
 
 @pytest.mark.parametrize("name", ["isbi2012", "isbi2012-cpu", "isbi2012-local"])

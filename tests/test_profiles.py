@@ -148,3 +148,40 @@ def test_an_installed_package_ships_and_installs_the_template(tmp_path: Path) ->
             check=True,
         ).stdout
     )
+
+
+class _Resources(dict):  # type: ignore[type-arg]
+    """A job's resources as the slurm executor reads them (`.get` and attributes)."""
+
+    __getattr__ = dict.__getitem__
+
+
+def test_training_on_every_gpu_of_a_node_is_one_slurm_task() -> None:
+    """The workflow profile's train resources with gpu: 4 (docs/slurm.md: every GPU of a node), through the
+    installed slurm executor's own sbatch builder: 4 GPUs and 32 CPUs in one task, not one task per GPU
+    (plugin issues 316 and 459), which `tasks: 1` would still ask for."""
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    from types import SimpleNamespace
+
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    workflow = yaml.safe_load((ROOT / "profiles" / "default" / "config.yaml").read_text())
+    params = {
+        "run_uuid": "u",
+        "slurm_logfile": "log",
+        "comment_str": "train",
+        "account": "",
+        "partition": "-p gpu",
+        "workdir": "",
+    }
+
+    def sbatch(**resources: object) -> str:
+        job = SimpleNamespace(resources=_Resources(runtime=720, **resources), threads=32)
+        return get_submit_command(job, params) + set_gres_string(job)
+
+    call = sbatch(**{**workflow["set-resources"]["train"], "gpu": 4})
+    assert "--gpus=4" in call and "--cpus-per-task=32" in call, call
+    assert "--ntasks" not in call, call  # one task (sbatch's default)
+    trap = {key: value for key, value in workflow["set-resources"]["train"].items() if key != "tasks_per_gpu"}
+    assert "--ntasks-per-gpu=1" in sbatch(**{**trap, "gpu": 4, "tasks": 1})

@@ -365,7 +365,8 @@ def test_slice_folder_with_a_truncated_file(tmp_path: Path, suffix: str) -> None
 
 def test_errors_name_what_exists(tmp_path: Path) -> None:
     with pytest.raises(
-        InputError, match=r"unknown format 'nifti'; use one of hdf5, zarr, n5, tiff, image, slices"
+        InputError,
+        match=r"unknown format 'nifti'; use one of hdf5, zarr, n5, precomputed, tiff, image, slices",
     ):
         open_input(tmp_path, format="nifti")
     (tmp_path / "data.mrc").write_bytes(b"\0" * 8)
@@ -382,7 +383,8 @@ def test_errors_name_what_exists(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"rgb\.tif: a colour"):
         open_input(tmp_path / "rgb.tif")
     with pytest.raises(
-        InputError, match=r"level 0 only applies to Zarr and N5 multiscale images, this is TIFF"
+        InputError,
+        match=r"level 0 only applies to Zarr, N5 and neuroglancer precomputed multiscale images, this is TIF",
     ):
         open_input(tmp_path / "rgb.tif", level=0)
     four = zarr.create_array(str(tmp_path / "czyx.zarr"), shape=(2, 3, 4, 4), dtype="u1")

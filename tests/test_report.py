@@ -289,6 +289,8 @@ def test_ablation_compares_the_border_term(pair: tuple[dict[str, Any], str]) -> 
     assert metrics.count('class="model"') == 2
     training = _table(text, "table-training")
     assert re.search(r"<td>ablation</td><td>60</td><td>[0-9.]+</td><td>n/a</td>", training)
+    processes = re.findall(r"<td>(main|ablation)</td>.*?<td>(\d+)</td></tr>", training)
+    assert processes == [("main", "4"), ("ablation", "1")]  # train.gpus of each run, 1 for an old log
 
 
 @pytest.mark.parametrize("key", ["metrics", "slices", "step_logs", "val_logs"])

@@ -6,7 +6,8 @@ chain of the whole workflow goes through the slurm executor with it, layered wit
 cluster's status command) and the workflow profile tests/slurm/profile-cpu (the jobs' needs on its 2 CPUs
 without GPU, in place of profiles/default); its training job is cancelled with scancel after its first
 checkpoint and the same command is run again. A local run of the same config beside it is the reference the
-SLURM outputs must equal.
+SLURM outputs must equal. Copies of that run then train with two processes (one job of one task with both
+CPUs), ask for a GPU the cluster lacks, and predict with dask workers that are SLURM jobs.
 """
 
 from __future__ import annotations
@@ -323,7 +324,53 @@ def test_gpu_request_on_a_cluster_without_gpus_fails_saying_so(chain: Chain, tmp
     assert "SLURM sbatch failed" in out, out[-4000:]
     assert "Invalid generic resource (gres) specification" in out
     assert "--gpus=1" in out and "--cpus-per-task=8" in out and "-p gpu" in out
+    assert "--ntasks-per-gpu" not in out  # one task however many GPUs (profiles/default: tasks_per_gpu 0)
     assert not _slurm_logs(work, "rule_train/*/*.log")  # refused at submission: no job ever ran
+
+
+def _job_record(job_id: str) -> dict[str, str]:
+    """SLURM's record of a job (`scontrol show job`, while squeue still lists it) as key=value pairs."""
+    out = subprocess.run(
+        ["scontrol", "show", "job", job_id], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    return dict(item.split("=", 1) for item in out.split() if "=" in item)
+
+
+@pytest.mark.slow
+def test_two_process_training_is_one_slurm_job_of_one_task(chain: Chain, tmp_path: Path) -> None:
+    """train.cpu_processes 2 (the CPU form of train.gpus: the same launch and DDP code) with the rule's
+    threads at 2: ONE SLURM job of one task with both CPUs, whose train step starts the two processes
+    itself; Snakemake ran the rule once, not once per task."""
+    work = tmp_path / "two"
+    shutil.copytree(chain.work, work, symlinks=True)
+    config = yaml.safe_load(CHAIN.read_text())
+    config["train"] |= {
+        "cpu_processes": 2,
+        "batch_size": 2,
+        "steps": 20,
+        "val_every": 10,
+        "checkpoint_every": 10,
+    }
+    (work / "chain.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    before = set(_slurm_logs(work, "group_train*/*.log"))
+    target = "results/models/main/model.pt"
+    command = _command(*CPU_CLUSTER, "--set-threads", "train=2", "--forcerun", "train", "--", target)
+    result = subprocess.run(command, cwd=work, env=chain.env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, _tail(result)
+    jobs = {job: log for job, log in _slurm_logs(work, "group_train*/*.log").items() if job not in before}
+    assert len(jobs) == 1, jobs  # one job
+    ((job_id, job_log),) = jobs.items()
+    record = _job_record(job_id)
+    assert (record["NumTasks"], record["CPUs/Task"], record["NumNodes"]) == ("1", "2", "1"), record
+    assert record["JobState"] == "COMPLETED", record
+    # The batch script's Snakemake names the rule (`rule train:`), the job step it starts with srun runs it
+    # (`localrule train:`): once, not once per task.
+    assert job_log.read_text().count("localrule train:") == 1, job_log.read_text()[-3000:]
+    log = (work / "results" / "logs" / "train" / "main.log").read_text()
+    assert log.count("INFO unetflow.steps.train: training on synthetic") == 1, log[-3000:]
+    assert log.count("training with 2 processes (CPU, gloo, 1 torch thread each)") == 1, log[-3000:]
+    model = torch.load(work / target, map_location="cpu", weights_only=True)
+    assert model["processes"] == 2 and model["step"] in (10, 20)
 
 
 @pytest.mark.slow

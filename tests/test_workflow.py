@@ -198,6 +198,18 @@ def test_rerun_with_nothing_changed_does_nothing(tiny_run: Path) -> None:
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
+def test_a_changed_option_reruns_its_rule_and_what_follows(tiny_run: Path, tmp_path: Path) -> None:
+    """Rules pass plain params, which Snakemake compares with the last run's: a changed predict option reruns
+    the prediction (and what reads it), never training."""
+    change = tmp_path / "change.yaml"
+    change.write_text(yaml.safe_dump({"predict": {"memory_gb": 0.02}}))
+    result = snakemake("-n", "--configfile", "tiny.yaml", str(change), cwd=tiny_run)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    assert "rule predict_init:" in out and "rule evaluate:" in out
+    assert "rule train:" not in out and "rule weights:" not in out
+
+
 def test_ablation_trains_and_reports_a_second_model(tmp_path: Path) -> None:
     config = write_config(tmp_path, {"ablation": True})
     result = snakemake("-n", "--forceall", "--nolock", "--configfile", str(config))

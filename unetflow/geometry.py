@@ -9,7 +9,9 @@ whole-image pass exactly.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -19,23 +21,47 @@ KERNEL_SIZE = 3
 
 @dataclass(frozen=True)
 class UNetGeometry:
-    """Sizes of a U-Net with `depth` 2x2 poolings and two 3x3 valid convolutions per level."""
+    """Sizes along one axis of a U-Net with `depth` poolings and two valid convolutions per level.
+
+    By default every level's kernels are 3 wide and every pooling halves the axis (the paper's net, and
+    each axis of the isotropic 3-D net). An axis of an anisotropic 3-D net may have 1-wide kernels at some
+    levels (`kernels`: one per level, 0..depth, the last the bottleneck's; 3 or 1) and no pooling after them
+    (`pools`: one per pooling, 2 or 1): along it the valid convolutions shrink nothing there and the pooling
+    keeps its size.
+    """
 
     depth: int = 4
+    kernels: tuple[int, ...] | None = None
+    pools: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.depth, int) or self.depth < 1:
             raise ValueError(f"U-Net depth must be an integer >= 1, got {self.depth!r}")
+        if self.kernels is not None and (
+            len(self.kernels) != self.depth + 1 or not set(self.kernels) <= {1, KERNEL_SIZE}
+        ):
+            raise ValueError(
+                f"kernels {self.kernels}: give one kernel width per level ({self.depth + 1}), each 1 or 3"
+            )
+        if self.pools is not None and (len(self.pools) != self.depth or not set(self.pools) <= {1, 2}):
+            raise ValueError(f"pools {self.pools}: give one factor per pooling ({self.depth}), each 1 or 2")
 
-    @property
-    def shrink_per_level(self) -> int:
-        """Pixels lost by one level's valid convolutions (4 for two 3x3 convolutions)."""
-        return CONVS_PER_LEVEL * (KERNEL_SIZE - 1)
+    def kernel(self, level: int) -> int:
+        """Kernel width along this axis at `level` (0..depth, depth = the bottleneck)."""
+        return KERNEL_SIZE if self.kernels is None else self.kernels[level]
+
+    def pool(self, level: int) -> int:
+        """Pooling factor along this axis after `level` (0..depth-1)."""
+        return 2 if self.pools is None else self.pools[level]
+
+    def shrink(self, level: int) -> int:
+        """Pixels lost along this axis by the valid convolutions of `level`."""
+        return CONVS_PER_LEVEL * (self.kernel(level) - 1)
 
     @property
     def alignment(self) -> int:
         """The net is shift-equivariant only for shifts that are multiples of this (2**depth)."""
-        return 2**self.depth
+        return math.prod(self.pool(level) for level in range(self.depth))
 
     @property
     def margin(self) -> int:
@@ -44,16 +70,16 @@ class UNetGeometry:
 
     def input_for_bottleneck(self, bottleneck: int) -> int:
         """Input size whose contracting path ends in `bottleneck` pixels after the lowest convolutions."""
-        size = bottleneck + self.shrink_per_level
-        for _ in range(self.depth):
-            size = 2 * size + self.shrink_per_level
+        size = bottleneck + self.shrink(self.depth)
+        for level in reversed(range(self.depth)):
+            size = self.pool(level) * size + self.shrink(level)
         return size
 
     def output_for_bottleneck(self, bottleneck: int) -> int:
         """Output size of the expansive path that starts from `bottleneck` pixels."""
         size = bottleneck
-        for _ in range(self.depth):
-            size = 2 * size - self.shrink_per_level
+        for level in reversed(range(self.depth)):
+            size = self.pool(level) * size - self.shrink(level)
         return size
 
     @property
@@ -63,17 +89,17 @@ class UNetGeometry:
         return max(1, -(-(lost + 1) // self.alignment))
 
     def output_size(self, input_size: int) -> int:
-        """Output size for `input_size`; raises when some 2x2 pooling would see an odd size."""
+        """Output size for `input_size`; raises when some pooling would see a size it does not divide."""
         size = input_size
         for level in range(self.depth):
-            size -= self.shrink_per_level
-            if size <= 0 or size % 2:
+            size -= self.shrink(level)
+            if size <= 0 or size % self.pool(level):
                 raise ValueError(
                     f"input size {input_size} is not valid for a depth-{self.depth} U-Net: level {level} "
                     f"pools an odd or empty size {size}; use UNetGeometry.valid_input(n) to round up"
                 )
-            size //= 2
-        bottleneck = size - self.shrink_per_level
+            size //= self.pool(level)
+        bottleneck = size - self.shrink(self.depth)
         if bottleneck < self.min_bottleneck:
             raise ValueError(f"input size {input_size} is too small for a depth-{self.depth} U-Net")
         return self.output_for_bottleneck(bottleneck)
@@ -118,17 +144,171 @@ class UNetGeometry:
         return self.valid_output(stride)
 
 
+@dataclass(frozen=True)
+class SliceContext:
+    """The z axis of a 2-D net: one slice out, read with `context` neighbouring slices on each side as input
+    channels (mirrored at the volume's ends). Answers as a UNetGeometry does where tiling asks."""
+
+    context: int = 0
+
+    @property
+    def margin(self) -> int:
+        """Slices read on each side of the predicted one."""
+        return self.context
+
+    @property
+    def alignment(self) -> int:
+        """Any slice may be predicted on its own."""
+        return 1
+
+    def output_for_stride(self, stride: int) -> int:
+        """One slice per net call: the only stride is 1."""
+        if stride != 1:
+            raise ValueError(f"a 2-D net predicts one slice at a time: z stride must be 1, got {stride}")
+        return 1
+
+    def input_for_output(self, output_size: int) -> int:
+        """Slices read for `output_size` predicted ones."""
+        return output_size + 2 * self.context
+
+
+Layout = tuple[tuple[int, int, int], ...]
+"""Per level a (z, y, x) triple: kernel widths (depth + 1 levels) or pooling factors (depth poolings)."""
+
+
+@dataclass(frozen=True)
+class NetGeometry:
+    """What tiling needs of a net: a 2-D net (with `context` slices as channels) or a 3-D one with its
+    per-level (z, y, x) `kernels` and `pools` (None: 3x3x3 and 2x2x2 everywhere). y and x share a layout."""
+
+    depth: int = 4
+    dims: int = 2
+    context: int = 0
+    kernels: Layout | None = None
+    pools: Layout | None = None
+
+    def __post_init__(self) -> None:
+        if self.dims not in (2, 3):
+            raise ValueError(f"dims must be 2 or 3, got {self.dims!r}")
+        if self.context < 0 or (self.context and self.dims == 3):
+            raise ValueError(f"context slices ({self.context}) are for 2-D nets, >= 0; a 3-D net sees z")
+        if self.dims == 2 and (self.kernels is not None or self.pools is not None):
+            raise ValueError("kernels and pools per axis are for 3-D nets; a 2-D net is 3x3 / 2x2 throughout")
+        for name, layout, count in (
+            ("kernels", self.kernels, self.depth + 1),
+            ("pools", self.pools, self.depth),
+        ):
+            if layout is not None and (
+                len(layout) != count or any(len(v) != 3 or v[1] != v[2] for v in layout)
+            ):
+                raise ValueError(
+                    f"{name} {[list(v) for v in layout]}: give {count} (z, y, x) triples for depth "
+                    f"{self.depth}, with y = x (the in-plane axes alike)"
+                )
+        self.axis(0)  # checks the values of the layouts
+
+    def axis(self, index: int) -> UNetGeometry:
+        """The geometry along axis `index` (0 = z, 1 = y, 2 = x) of a 3-D net, or in-plane of a 2-D one."""
+        if self.dims == 2:
+            return UNetGeometry(self.depth)
+        kernels = None if self.kernels is None else tuple(level[index] for level in self.kernels)
+        pools = None if self.pools is None else tuple(level[index] for level in self.pools)
+        return UNetGeometry(self.depth, kernels=kernels, pools=pools)
+
+    @property
+    def plane(self) -> UNetGeometry:
+        """The geometry along y and along x."""
+        return self.axis(1)
+
+    @property
+    def z(self) -> UNetGeometry | SliceContext:
+        """The geometry along z: the 3-D net's, or the 2-D net's slice context."""
+        return self.axis(0) if self.dims == 3 else SliceContext(self.context)
+
+    @property
+    def min_slices(self) -> int:
+        """The fewest slices the net's smallest tile reads along z (a 3-D net on fewer is an error)."""
+        return self.axis(0).valid_input(1) if self.dims == 3 else 1
+
+    def training_tile(self, tile: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(input, output) along z and in-plane of a training tile asked to be `tile` px in-plane: a 3-D
+        net's z output grows with its z alignment (n steps along each axis, as `largest_volume_tile`); a 2-D
+        net reads 2k + 1 slices for one."""
+        plane = self.plane
+        output = plane.valid_output(tile)
+        if self.dims == 2:
+            return (2 * self.context + 1, 1), (plane.input_for_output(output), output)
+        z = self.axis(0)
+        output_z = z.valid_output(-(-tile * z.alignment // plane.alignment))
+        return (z.input_for_output(output_z), output_z), (plane.input_for_output(output), output)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form (a prediction plan's attributes)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> NetGeometry:
+        """The geometry stored by `to_dict` (a plan of a 2-D net without context stores only its depth)."""
+
+        def layout(value: Any) -> Layout | None:
+            return None if value is None else tuple(tuple(int(v) for v in level) for level in value)  # type: ignore[misc]
+
+        return cls(
+            depth=int(values["depth"]),
+            dims=int(values.get("dims", 2)),
+            context=int(values.get("context", 0)),
+            kernels=layout(values.get("kernels")),
+            pools=layout(values.get("pools")),
+        )
+
+
+ANISOTROPY_JOIN = 2.0
+"""nnU-Net's rule: an axis takes part in a level's 3-wide kernels and pooling once its spacing there is less
+than this factor times the finest axis's spacing (pooling doubles a taking-part axis's spacing)."""
+
+
+def anisotropic_layout(voxel_size: Sequence[float], depth: int) -> tuple[Layout, Layout]:
+    """Per-level (z, y, x) kernel widths and pooling factors of a 3-D net for `voxel_size`, by nnU-Net's rule.
+
+    At each level an axis whose current spacing is within ANISOTROPY_JOIN of the finest gets 3-wide kernels
+    and (below the bottleneck) 2x pooling, which doubles its spacing; a coarser axis gets 1-wide kernels and
+    no pooling until the others have caught up. 4 x 4 x 50 nm and depth 4: in-plane only (1x3x3, 1x2x2) at
+    levels 0-2, 3x3x3 from level 3 (z joins when y and x reach 32 nm); isotropic: 3x3x3 and 2x2x2 throughout.
+    """
+    if len(voxel_size) != 3 or min(voxel_size) <= 0:
+        raise ValueError(f"voxel_size must be three positive numbers (z, y, x), got {list(voxel_size)}")
+    spacing = [float(value) for value in voxel_size]
+    kernels, pools = [], []
+    for level in range(depth + 1):
+        finest = min(spacing)
+        joins = [value / finest < ANISOTROPY_JOIN for value in spacing]
+        kernels.append(tuple(KERNEL_SIZE if join else 1 for join in joins))
+        if level < depth:
+            pools.append(tuple(2 if join else 1 for join in joins))
+            spacing = [value * 2 if join else value for value, join in zip(spacing, joins, strict=True)]
+    return tuple(kernels), tuple(pools)  # type: ignore[return-value]
+
+
 def activation_bytes(geometry: UNetGeometry, input_size: int, base_channels: int, *, batch: int = 1) -> int:
     """Estimated peak inference memory of a square tile: kept skip maps plus the working maps of a level."""
+    return volume_activation_bytes([(geometry, input_size)] * 2, base_channels, batch=batch)
+
+
+def volume_activation_bytes(
+    axes: Sequence[tuple[UNetGeometry, int]], base_channels: int, *, batch: int = 1
+) -> int:
+    """Estimated peak inference memory of a tile with the given (geometry, input size) per spatial axis."""
+    depth = axes[0][0].depth
     total = 0
-    size = input_size
+    sizes = [size for _, size in axes]
     peak_level = 0
-    for level in range(geometry.depth + 1):
+    for level in range(depth + 1):
         channels = base_channels * 2**level
-        maps = channels * size * size
+        maps = channels * math.prod(sizes)
         total += maps
         peak_level = max(peak_level, 4 * maps)
-        size = (size - geometry.shrink_per_level) // 2
+        if level < depth:
+            sizes = [(n - g.shrink(level)) // g.pool(level) for (g, _), n in zip(axes, sizes, strict=True)]
     return int((total + peak_level) * 4 * batch)
 
 
@@ -157,6 +337,48 @@ def largest_tile_for_memory(
     return best
 
 
+def largest_volume_tile(
+    net: NetGeometry,
+    memory_bytes: float,
+    base_channels: int,
+    *,
+    shape: Sequence[int],
+    batch: int = 1,
+    cap: int | None = None,
+) -> tuple[int, int]:
+    """The largest (z, in-plane) tile strides of a net whose input fits `memory_bytes` per batch.
+
+    A 2-D net predicts one slice per tile (z stride 1, the in-plane stride as `largest_tile_for_memory`). A
+    3-D net's tile grows along all three axes together, n alignment steps each: an isotropic net's tile is a
+    cube, an anisotropic one that pools z once in four levels takes 2n slices for 16n pixels in-plane (its
+    alignment along z over in-plane, 1/8), each axis no further than the volume of `shape` (z, y, x) needs.
+    """
+    plane = net.plane
+    if net.dims == 2:
+        return 1, largest_tile_for_memory(plane, memory_bytes, base_channels, batch=batch, cap=cap)
+    z = net.axis(0)
+    need_z = -(-shape[0] // z.alignment) * z.alignment
+    need = -(-max(shape[1:]) // plane.alignment) * plane.alignment
+    if cap is not None:
+        need = min(need, max(plane.alignment, cap // plane.alignment * plane.alignment))
+    best = None
+    n = 0
+    while best is None or best != (need_z, need):
+        n += 1
+        depth, stride = min(need_z, n * z.alignment), min(need, n * plane.alignment)
+        inputs = [(z, z.input_for_output(z.output_for_stride(depth)))]
+        inputs += [(plane, plane.input_for_output(plane.output_for_stride(stride)))] * 2
+        if volume_activation_bytes(inputs, base_channels, batch=batch) > memory_bytes:
+            break
+        best = (depth, stride)
+    if best is None:
+        raise ValueError(
+            f"a memory budget of {memory_bytes / 2**30:.3f} GiB does not fit the smallest tile of a "
+            f"{base_channels}-channel depth-{net.depth} 3-D U-Net; raise predict.memory_gb"
+        )
+    return best
+
+
 def tile_starts(length: int, stride: int) -> list[int]:
     """Output offsets of tiles of `stride` that cover `length` pixels (the last tile is cropped)."""
     if length <= 0:
@@ -174,20 +396,11 @@ def reflect_indices(start: int, stop: int, length: int) -> np.ndarray:
     return np.where(positions < length, positions, period - positions)
 
 
-@dataclass(frozen=True)
-class TilePlan:
-    """How a 2-D slice is cut into overlap tiles: every output pixel is predicted once, from full context.
+class _Strided:
+    """What a tiling derives from its geometry and tile stride (the dataclasses below give both)."""
 
-    Tiles step by `stride` (a multiple of the alignment, so each tile sees the pooling grid of a whole-slice
-    pass); each tile's net output is `output` >= `stride` pixels, of which the first `stride` are kept.
-    Blocks (the unit of I/O and of resume) are `block` x `block` output pixels, a multiple of `stride`.
-    """
-
-    geometry: UNetGeometry
-    height: int
-    width: int
+    geometry: UNetGeometry | SliceContext
     stride: int
-    block: int
 
     @property
     def output(self) -> int:
@@ -204,6 +417,50 @@ class TilePlan:
         """Context on each side of the kept output."""
         return self.geometry.margin
 
+
+@dataclass(frozen=True)
+class AxisTiling(_Strided):
+    """How one axis is cut into overlap tiles: tiles step by `stride` (a multiple of the axis's alignment),
+    each predicts `output` >= `stride` and keeps the first `stride`; blocks of `block` (a multiple of the
+    stride) are the unit of I/O. Along z of a 2-D net (SliceContext) every tile is one slice."""
+
+    geometry: UNetGeometry | SliceContext
+    length: int
+    stride: int
+    block: int
+
+    def starts(self) -> list[int]:
+        """Output offsets of the blocks along the axis."""
+        return tile_starts(self.length, self.block)
+
+    def extent(self, start: int) -> int:
+        """Size of the block at `start`, cropped at the axis's end."""
+        return min(self.block, self.length - start)
+
+    def window(self, start: int, extent: int) -> tuple[int, int]:
+        """Input coordinates [begin, end) that the tiles covering output [start, start + extent) read."""
+        tiles = -(-extent // self.stride)
+        return start - self.margin, start + (tiles - 1) * self.stride + self.input - self.margin
+
+
+@dataclass(frozen=True)
+class TilePlan(_Strided):
+    """How a slice (or a volume) is cut into overlap tiles: every output pixel is predicted once, from full
+    context.
+
+    Tiles step by `stride` (a multiple of the alignment, so each tile sees the pooling grid of a whole-slice
+    pass); each tile's net output is `output` >= `stride` pixels, of which the first `stride` are kept.
+    Blocks (the unit of I/O and of resume) are `block` x `block` output pixels, a multiple of `stride`.
+    `slices` tiles z: a 3-D net's z axis, or a 2-D net's context slices (None: one slice, no context).
+    """
+
+    geometry: UNetGeometry
+    height: int
+    width: int
+    stride: int
+    block: int
+    slices: AxisTiling | None = None
+
     def block_starts(self) -> list[tuple[int, int]]:
         """(y, x) output offsets of the blocks of one slice, row-major."""
         return [
@@ -216,8 +473,9 @@ class TilePlan:
 
     def context_window(self, start: int, extent: int) -> tuple[int, int]:
         """Input coordinates [begin, end) that the tiles covering output [start, start + extent) read."""
-        tiles = -(-extent // self.stride)
-        return start - self.margin, start + (tiles - 1) * self.stride + self.input - self.margin
+        return AxisTiling(self.geometry, max(self.height, self.width), self.stride, self.block).window(
+            start, extent
+        )
 
 
 # Output blocks (= Zarr chunks, the unit of I/O and of resume) of about this many pixels a side: each Zarr
@@ -248,6 +506,44 @@ def plan_tiles(
     if block % stride:
         raise ValueError(f"block size {block} must be a multiple of the tile stride {stride}")
     return TilePlan(geometry=geometry, height=height, width=width, stride=stride, block=block)
+
+
+# 3-D output blocks hold about this many tiles of the stride along each axis' 128 px: 128^3 float32 is 8 MB,
+# a chunk size that neuroglancer and other 3-D viewers read well.
+BLOCK_TARGET_3D = 128
+
+
+def plan_volume_tiles(
+    net: NetGeometry,
+    shape: Sequence[int],
+    *,
+    stride: int,
+    stride_z: int = 1,
+    block: int | None = None,
+    block_z: int | None = None,
+) -> TilePlan:
+    """A tile plan for a (z, y, x) volume: in-plane as `plan_tiles`, z tiled by the 3-D net or, for a 2-D
+    net, one slice per tile read with its context slices. A 3-D net's blocks hold as many tiles along z as
+    in-plane (about BLOCK_TARGET_3D px a side by default)."""
+    depth = int(shape[0])
+    if net.dims == 2:
+        plan = plan_tiles(net.plane, int(shape[1]), int(shape[2]), stride=stride, block=block)
+        context = AxisTiling(SliceContext(net.context), length=depth, stride=1, block=1)
+        return replace(plan, slices=context if net.context else None)
+    z = net.axis(0)
+    if block is None:
+        needed = -(-max(shape[1:]) // net.plane.alignment) * net.plane.alignment
+        cut = min(stride, needed)
+        block = cut * max(1, -(-BLOCK_TARGET_3D // cut))
+    plan = plan_tiles(net.plane, int(shape[1]), int(shape[2]), stride=stride, block=block)
+    stride_z = min(stride_z, -(-depth // z.alignment) * z.alignment)
+    if stride_z <= 0 or stride_z % z.alignment:
+        raise ValueError(f"z tile stride {stride_z} must be a positive multiple of {z.alignment}")
+    if block_z is None:
+        block_z = stride_z * (plan.block // plan.stride)
+    if block_z % stride_z:
+        raise ValueError(f"z block size {block_z} must be a multiple of the z tile stride {stride_z}")
+    return replace(plan, slices=AxisTiling(z, length=depth, stride=stride_z, block=block_z))
 
 
 # Output shards (Zarr v3) hold about this many bytes of the probability array: with the uint8 segmentation

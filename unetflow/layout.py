@@ -8,7 +8,7 @@ a script that opens the file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 PRETRAINED_MODEL = "pretrained"
 """The name under which a run that trains nothing files the predictions of its `pretrained:` model."""
@@ -20,10 +20,16 @@ ABLATION_MODEL = "ablation"
 
 @dataclass(frozen=True)
 class Layout:
-    """Paths of a run's inputs (`raw`, downloads and synthetic volumes) and outputs (`results`)."""
+    """Paths of a run's inputs (`raw`, downloads and synthetic volumes) and outputs (`results`); the
+    predictions under `output` (config predict.output: a folder or an object store URL) when it is set."""
 
     results: str = "results"
     raw: str = "data/raw"
+    output: str | None = None
+
+    def with_output(self, output: str | None) -> Layout:
+        """This layout with its predictions under `output` (None: results/predict)."""
+        return replace(self, output=None if output is None else output.rstrip("/"))
 
     def _in(self, *parts: str) -> str:
         return "/".join((self.results, *parts))
@@ -81,16 +87,26 @@ class Layout:
 
     # prediction
     def prediction(self, model: str, volume: str) -> str:
-        """The probability and segmentation OME-Zarr of a volume."""
+        """The probability and segmentation OME-Zarr of a volume (under `output` when set: maybe a URL)."""
+        if self.output is not None:
+            return f"{self.output}/{model}/{volume}.zarr"
         return self._in("predict", model, f"{volume}.zarr")
 
+    def prediction_record(self, model: str, volume: str) -> str:
+        """What the workflow tracks of a prediction: its folder, or with `output` a local record of where it
+        was written (an object store is not Snakemake's to check or delete)."""
+        if self.output is None:
+            return self.prediction(model, volume)
+        return self._in("predict", model, f"{volume}.where.json")
+
     def prediction_summary(self, model: str, volume: str) -> str:
-        """What finalising a prediction found (blocks, voxels, instances)."""
-        return prediction_summary(self.prediction(model, volume))
+        """What finalising a prediction found (blocks, voxels, instances); always under results/."""
+        return prediction_summary(self._in("predict", model, f"{volume}.zarr"))
 
     def prediction_stats(self, model: str, volume: str) -> str:
-        """The normalisation statistics of the predicted volume (computed by a chunked pass over a sample)."""
-        return prediction_stats(self.prediction(model, volume))
+        """The normalisation statistics of the predicted volume (computed by a chunked pass over a sample);
+        always under results/."""
+        return prediction_stats(self._in("predict", model, f"{volume}.zarr"))
 
     def prediction_progress(self, model: str, volume: str) -> str:
         """The completion journals of a prediction's block groups."""
@@ -99,6 +115,23 @@ class Layout:
     def group_flag(self, model: str, volume: str, group: str | int) -> str:
         """Flag of one finished block group of a prediction."""
         return self._in("predict", model, f"{volume}.blocks", f"{group}.done")
+
+    # segmentation
+    def segmentation(self, model: str, volume: str) -> str:
+        """The instance segmentation (OME-NGFF 0.5 label image, uint64 ids) of a volume's prediction."""
+        return self._in("segment", model, f"{volume}.zarr")
+
+    def segmentation_summary(self, model: str, volume: str) -> str:
+        """What finalising a segmentation found (objects, fragments, edges, time per step)."""
+        return self._in("segment", model, f"{volume}.json")
+
+    def isbi_submission(self, model: str, volume: str) -> str:
+        """The ISBI 2012 challenge submission file of a volume's segmentation (32-bit float TIFF)."""
+        return self._in("segment", model, f"{volume}.isbi2012.tif")
+
+    def segment_flag(self, model: str, volume: str, step: str, group: str | int = 0) -> str:
+        """Flag of one finished step (fragments, graph, solve, relabel) of one group of a segmentation."""
+        return self._in("segment", model, f"{volume}.steps", f"{step}-{group}.done")
 
     # evaluation and report
     def metrics(self, model: str) -> str:

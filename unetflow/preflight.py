@@ -19,6 +19,7 @@ from unetflow.data import zarrmeta
 from unetflow.errors import InputError
 from unetflow.layout import prediction_summary
 from unetflow.readers.registry import detect_format, format_from_suffix, reader_for
+from unetflow.stores import Location, StoreOptions, is_url
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ def read_in_place(volume: VolumeConfig) -> bool:
     (Zarr, N5, HDF5). Labelled volumes are imported: they train or are evaluated, and are small."""
     if volume.raw is None or volume.labelled:
         return False
+    if volume.raw.in_place:
+        return True
     name = volume.raw.format
     if name is None:
         path = Path(volume.raw.path) if volume.raw.path is not None else Path(volume.raw.local_name)
@@ -43,11 +46,20 @@ def shape_of(
     format: str | None = None,
     member: str | None = None,
     level: int | str | None = None,
+    anon: bool = False,
+    endpoint_url: str | None = None,
+    profile: str | None = None,
 ) -> tuple[int, ...] | None:
     """The (z, y, x) shape of a volume from its header (Zarr and TIFF without importing much, any other
-    format through its reader); None where it does not exist yet."""
+    format through its reader, a URL through its store: metadata only); None where it does not exist yet."""
     if path is None:
         return None
+    if is_url(path) and not Location(path).is_local:
+        from unetflow.readers import open_input
+
+        options = StoreOptions(anon=anon, endpoint_url=endpoint_url, profile=profile)
+        with open_input(path, format=format, member=member, level=level, options=options) as volume:
+            return tuple(volume.shape)
     target = Path(path)
     if not target.exists():
         return None
@@ -80,7 +92,20 @@ def _tiff_shape(path: Path) -> tuple[int, ...] | None:
 
 
 def _source_shape(source: SourceConfig | None, key: str) -> tuple[int, ...] | None:
-    """The shape of a path source from its header; a missing path or an unreadable file is an error."""
+    """The shape of a path source, or a url read in place, from its header (a URL's store is reached
+    before any job: access, bucket and key are checked); a missing or unreadable one is an error."""
+    if source is not None and source.in_place:
+        options = source.store_options
+        try:
+            return shape_of(
+                source.url,
+                format=source.format,
+                member=source.member,
+                level=source.level,
+                **options.to_dict(),
+            )
+        except InputError as error:
+            raise InputError(f"config {key}: {error}") from None
     if source is None or source.path is None:
         return None
     if not Path(source.path).exists():
@@ -137,7 +162,9 @@ def check_init(path: str, sha256: str | None, section: ModelConfig) -> None:
     init_architecture(load_checkpoint(path), section, source=path)
 
 
-def invalidate_incomplete_groups(target: str | Path, flags: list[str]) -> list[int]:
+def invalidate_incomplete_groups(
+    target: str | Path | Location, flags: list[str], *, summary: str | None = None
+) -> list[int]:
     """Remove the flag of each finished block group whose shards changed on disk, and the prediction's
     summary with them; returns the groups' numbers.
 
@@ -147,18 +174,18 @@ def invalidate_incomplete_groups(target: str | Path, flags: list[str]) -> list[i
     """
     from unetflow.predict.progress import incomplete_groups
 
-    summary = Path(prediction_summary(str(target)))
-    finished = summary.exists() or any(Path(flag).exists() for flag in flags)
+    summary_file = Path(summary if summary is not None else prediction_summary(str(target)))
+    finished = summary_file.exists() or any(Path(flag).exists() for flag in flags)
     if not finished or zarrmeta.group_attrs(target) is None:
         return []
     try:
         stale = sorted(incomplete_groups(target))
     except InputError:
         return []
-    redo = [g for g in stale if g < len(flags) and (summary.exists() or Path(flags[g]).exists())]
+    redo = [g for g in stale if g < len(flags) and (summary_file.exists() or Path(flags[g]).exists())]
     for group in redo:
         log.warning("%s: block group %d has shards missing or changed on disk: it runs again", target, group)
         Path(flags[group]).unlink(missing_ok=True)
     if redo:
-        summary.unlink(missing_ok=True)
+        summary_file.unlink(missing_ok=True)
     return redo

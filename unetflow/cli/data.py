@@ -34,6 +34,22 @@ def _add_synthesize(sub: Any) -> None:
     p.add_argument(
         "--cell-diameter", type=float, default=SYNTHETIC.cell_diameter, help="mean cell diameter in pixels"
     )
+    p.add_argument(
+        "--mode",
+        choices=("2d", "3d"),
+        default=SYNTHETIC.mode,
+        help="2d: a tessellation per slice; 3d: neurites that run through the volume",
+    )
+    p.add_argument(
+        "--voxel-size",
+        type=float,
+        nargs=3,
+        metavar=("Z", "Y", "X"),
+        help="3d: the voxel size, whose z over y sets the section spacing (default: isotropic)",
+    )
+    p.add_argument(
+        "--tilt", type=float, default=SYNTHETIC.tilt, help="3d: degrees between the neurites and z"
+    )
     p.set_defaults(handler=_synthesize)
 
 
@@ -78,7 +94,9 @@ def _add_import(sub: Any) -> None:
 
 
 def _add_weights(sub: Any) -> None:
-    p = sub.add_parser("weights", help="the paper's border weight map of an imported volume")
+    p = sub.add_parser(
+        "weights", help="the paper's border weight map of an imported volume (in 3-D for model.dims 3)"
+    )
     p.add_argument("data", help="an imported OME-Zarr with labels")
     p.add_argument("target", help="the weight-map OME-Zarr to write")
     p.add_argument(
@@ -120,8 +138,19 @@ def _add_class_balance(sub: Any) -> None:
 
 
 def _synthesize(args: argparse.Namespace) -> None:
-    options = {"shape": list(args.shape), "seed": args.seed, "cell_diameter": args.cell_diameter}
-    steps.run_synthesize(raw=args.raw, labels=args.labels, options=SyntheticConfig.from_dict(options))
+    options = {
+        "shape": list(args.shape),
+        "seed": args.seed,
+        "cell_diameter": args.cell_diameter,
+        "mode": args.mode,
+        "tilt": args.tilt,
+    }
+    steps.run_synthesize(
+        raw=args.raw,
+        labels=args.labels,
+        options=SyntheticConfig.from_dict(options),
+        voxel_size=args.voxel_size,
+    )
 
 
 def _download(args: argparse.Namespace) -> None:
@@ -161,11 +190,17 @@ def _weights(args: argparse.Namespace) -> None:
         if args.train_slices is not None:
             raise InputError("--class-balance and --train-slices both set w_c: give one")
         steps.run_weights(
-            data=args.data, target=args.target, class_balance=args.class_balance, options=options
+            data=args.data,
+            target=args.target,
+            class_balance=args.class_balance,
+            options=options,
+            model=config.model,
         )
         return
     train_slices = args.train_slices if args.train_slices is not None else training_entry(config).train
-    steps.run_weights(data=args.data, target=args.target, train_slices=train_slices, options=options)
+    steps.run_weights(
+        data=args.data, target=args.target, train_slices=train_slices, options=options, model=config.model
+    )
 
 
 def _class_balance(args: argparse.Namespace) -> None:

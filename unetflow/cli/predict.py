@@ -41,6 +41,10 @@ def add_commands(sub: Any) -> None:
         "--threshold", help="segmentation threshold, or auto (the prediction's own)", default="auto"
     )
     p.add_argument("--no-warping", action="store_true", help="skip the warping error (the slowest measure)")
+    p.add_argument(
+        "--segmentation",
+        help="the segment step's label image of the same volume: scored beside the connected components",
+    )
     add_config(p)
     p.set_defaults(handler=_evaluate)
 
@@ -76,4 +80,5 @@ def _evaluate(args: argparse.Namespace) -> None:
         slices=str(Path(args.metrics).with_suffix(".csv")),
         threshold=threshold,
         options=options,
+        segmentations=None if args.segmentation is None else [args.segmentation],
     )

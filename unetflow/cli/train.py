@@ -21,7 +21,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--workdir", help="resumable checkpoints (default: checkpoints/ beside the output)")
     p.add_argument("--train-slices", help='training slices (default: the config\'s split.train), e.g. "0-19"')
     p.add_argument("--val-slices", help="validation slices (default: the config's split.val)")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="torch CPU threads (default 2), shared by the processes of train.gpus or train.cpu_processes",
+    )
     add_config(p)
     p.set_defaults(handler=_train)
 

@@ -11,22 +11,27 @@ Light on purpose (pydantic only): the workflow imports it while parsing the Snak
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import PurePosixPath
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import unquote, urlparse
 
-from pydantic import Field, model_validator
+from pydantic import Field, TypeAdapter, model_validator
 
 from unetflow.config.base import Device, Precision, ScriptSafe, Section, VolumeName
 from unetflow.config.patterns import SHA256_PATTERN, WALLTIME_PATTERN
 from unetflow.config.split import SplitConfig, check_split, primary_entry, split_entries, split_keys
 from unetflow.errors import InputError
-from unetflow.readers.registry import format_names
+from unetflow.geometry import Layout, NetGeometry, anisotropic_layout
+from unetflow.readers.registry import format_from_suffix, format_names, reader_for
+from unetflow.stores import REMOTE_SCHEMES, Location, StoreOptions, scheme_of
 
 FORMAT_NAMES = format_names(aliases=True)
 """Input formats a source may name (aliases included): the reader registry's (unetflow.readers)."""
 MAX_SYNTHETIC_VOXELS = 2**29
 """The embedded generator builds a volume in memory (about 5 bytes a voxel): at most 512 Mi voxels."""
+MAX_SYNTHETIC_VOXELS_3D = 2**27
+"""Its 3-D mode keeps the whole volume's geometry at once (about 25 bytes a voxel): at most 128 Mi voxels."""
 
 VoxelSize = Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=3, max_length=3)]
 UNSTATED_VOXEL_SIZE = (1.0, 1.0, 1.0)
@@ -58,8 +63,13 @@ class OriginConfig(Section):
     def _one_origin(self) -> OriginConfig:
         if (self.url is None) == (self.path is None):
             raise ValueError("give exactly one of url and path")
-        if self.url is not None and not self.url.startswith(("http://", "https://", "file://")):
-            raise ValueError(f"url {self.url!r} must start with http://, https:// or file://")
+        volume = isinstance(self, SourceConfig)
+        schemes = ("http://", "https://", "file://", *(STORE_SCHEMES if volume else ()))
+        if self.url is not None and not self.url.startswith(schemes):
+            also = " (s3:// and gs:// for a chunked volume read in place)" if volume else ""
+            raise ValueError(f"url {self.url!r} must start with http://, https:// or file://{also}")
+        if volume and self.in_place:  # type: ignore[attr-defined]
+            return self
         if self.filename in (".", ".."):
             raise ValueError(f"filename {self.filename!r} names a folder; give the file's name")
         if self.path is not None and self.filename is not None:
@@ -69,15 +79,67 @@ class OriginConfig(Section):
         return self
 
 
+STORE_SCHEMES = ("s3://", "gs://")
+"""URL schemes only a chunked volume read in place may have (nothing is downloaded from them)."""
+
+
 class SourceConfig(OriginConfig):
-    """Where one image volume comes from: a download or a local file or folder."""
+    """Where one image volume comes from: a download, a local file or folder, or a chunked volume at a URL
+    (s3://, gs://, https://, file://) read in place chunk by chunk."""
 
     format: Literal[FORMAT_NAMES] | None = None  # type: ignore[valid-type]
-    """File format (a name of unetflow's readers); inferred from the path when null."""
+    """File format (a name of unetflow's readers); inferred from the path or URL when null."""
     member: str | None = None
     """HDF5 dataset, or path of an array or image inside a Zarr or N5 store."""
     level: Annotated[int, Field(ge=0)] | str | None = None
-    """Resolution level of an OME-Zarr / N5 multiscale image (index or path; null: full resolution)."""
+    """Resolution level of an OME-Zarr / N5 multiscale image or precomputed scale (index, path or key)."""
+    anon: bool = False
+    """url read in place from a public bucket: unsigned requests, no credentials needed."""
+    endpoint_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] | None = None
+    """url on an S3-compatible store that is not AWS (an institute's): its address, e.g. https://s3.lab.org."""
+    profile: ScriptSafe | None = None
+    """url on S3: a named profile of ~/.aws/credentials (null: the standard chain: AWS_* variables,
+    AWS_PROFILE, ~/.aws, the instance role). Credentials never go in the config."""
+
+    @property
+    def in_place(self) -> bool:
+        """Whether this is a url read where it is (a Zarr, N5 or precomputed volume; s3:// and gs:// always),
+        not downloaded: the format named, else the URL's suffix (.zarr, .n5) or precomputed:// prefix."""
+        if self.url is None:
+            return False
+        if self.url.startswith(STORE_SCHEMES):
+            return True
+        name = self.format or format_from_suffix(self.url)
+        return name is not None and reader_for(name).remote
+
+    @property
+    def store_options(self) -> StoreOptions:
+        """How to reach the url's store (no secrets: the credential chains supply those)."""
+        return StoreOptions(anon=self.anon, endpoint_url=self.endpoint_url, profile=self.profile)
+
+    @model_validator(mode="after")
+    def _in_place(self) -> SourceConfig:
+        reach = [k for k in ("anon", "endpoint_url", "profile") if getattr(self, k) not in (False, None)]
+        if not self.in_place:
+            if reach:
+                raise ValueError(f"{', '.join(reach)}: only for a url read in place (s3://, gs://); drop it")
+            return self
+        if self.sha256 is not None:
+            raise ValueError(
+                f"url {self.url} is a chunked volume read in place, chunk by chunk, never downloaded whole: "
+                "drop sha256 (it applies to single files such as TIFF or HDF5, which are downloaded)"
+            )
+        if self.filename is not None:
+            raise ValueError(f"url {self.url} is read in place, not downloaded to a file: drop filename")
+        name = self.format or format_from_suffix(self.url)  # type: ignore[arg-type]
+        if name is not None and not reader_for(name).remote:
+            raise ValueError(
+                f"url {self.url}: {name} is not read from a URL in place (Zarr, N5 and precomputed are); "
+                "give a http(s):// or file:// url with sha256 to download it, or convert it to OME-Zarr"
+            )
+        if self.endpoint_url is not None and not self.url.startswith("s3://"):  # type: ignore[union-attr]
+            raise ValueError("endpoint_url applies to s3:// urls (S3-compatible stores); drop it")
+        return self
 
 
 class ModelSourceConfig(OriginConfig):
@@ -91,6 +153,13 @@ class LabelSourceConfig(SourceConfig):
     """Binary labels whose foreground is the membrane: invert so that 0 = membrane."""
     ignore: Annotated[int, Field(ge=1)] | None = None
     """Label value of unannotated pixels (sparse labels): no loss, no class, no border, no metric there."""
+    separate: Annotated[int, Field(ge=0, le=64)] | None = None
+    """Instance ids whose cells touch: background forced this many pixels wide where two ids meet (the
+    paper's Fig. 3; unetflow.data.instances), at import; 0: none. null: none, and the import warns where
+    cells touch and refuses dense ids (connectomics ground truth without membrane pixels)."""
+    separate_in: Literal["slice", "volume"] = "slice"
+    """Where `separate` finds touching cells: in each 2-D slice (serial sections, time-lapse frames) or in
+    3-D (isotropic volumes; also across slices)."""
 
 
 class SyntheticConfig(Section):
@@ -106,14 +175,22 @@ class SyntheticConfig(Section):
     """Mean cell diameter in pixels."""
     membrane_contrast: Annotated[float, Field(ge=0)] = 1.0
     """Darkness of the membranes against the cytoplasm (1: the default look; 0.5: half as dark, 0: none)."""
+    mode: Literal["2d", "3d"] = "2d"
+    """2d: every slice a tessellation of its own; 3d: neurites that run through the volume, cut as the
+    volume's voxel_size says (z over y: 1 isotropic, 12.5 for 50 nm sections of 4 nm pixels; null: 1)."""
+    tilt: Annotated[float, Field(ge=0, le=90)] = 30.0
+    """3d: degrees between the neurites' main direction and z (0: along z; 90: lying in the slices)."""
+    wander: Annotated[float, Field(ge=0)] = 0.6
+    """3d: how far a neurite drifts sideways over two diameters of its length, in diameters."""
 
     @model_validator(mode="after")
     def _fits_memory(self) -> SyntheticConfig:
         voxels = math.prod(self.shape)
-        if voxels > MAX_SYNTHETIC_VOXELS:
+        limit = MAX_SYNTHETIC_VOXELS_3D if self.mode == "3d" else MAX_SYNTHETIC_VOXELS
+        if voxels > limit:
             raise ValueError(
-                f"shape {self.shape} is {voxels:,} voxels; the generator builds the volume in memory and "
-                f"takes at most {MAX_SYNTHETIC_VOXELS:,}: make it smaller"
+                f"shape {self.shape} is {voxels:,} voxels; the {self.mode} generator builds the volume in "
+                f"memory and takes at most {limit:,}: make it smaller"
             )
         if min(self.shape[1:]) < 16:
             raise ValueError(f"shape {self.shape}: height and width must be at least 16 pixels")
@@ -143,6 +220,17 @@ class VolumeConfig(Section):
             raise ValueError("give exactly one of synthetic and raw")
         if self.synthetic is not None and self.labels is not None:
             raise ValueError("a synthetic volume makes its own labels; drop labels")
+        if self.labels is not None and self.labels.in_place:
+            raise ValueError(
+                "labels are imported for training and evaluation: give them as a path, or as a url with "
+                "sha256 to download (a url read in place is for raw volumes that are only predicted)"
+            )
+        three_d = self.synthetic is not None and self.synthetic.mode == "3d"
+        if three_d and self.voxel_size and not math.isclose(*self.voxel_size[1:], rel_tol=1e-6):
+            raise ValueError(
+                f"voxel_size {self.voxel_size}: a 3d synthetic volume has square pixels in-plane; give y = x "
+                "(z sets the section spacing)"
+            )
         if self.raw is not None and self.labels is not None and self.raw.url and self.labels.url:
             same_file = self.raw.local_name == self.labels.local_name
             if same_file and self.raw.url != self.labels.url:
@@ -158,10 +246,11 @@ class VolumeConfig(Section):
         return self
 
     def downloads(self) -> dict[str, SourceConfig]:
-        """The url sources of this volume by local file name (raw and labels of one URL share one)."""
+        """The url sources of this volume downloaded, by local file name (raw and labels of one URL share
+        one); a url read in place is not among them."""
         found: dict[str, SourceConfig] = {}
         for source in (self.raw, self.labels):
-            if source is not None and source.url is not None:
+            if source is not None and source.url is not None and not source.in_place:
                 found.setdefault(source.local_name, source)
         return found
 
@@ -184,8 +273,11 @@ class WeightsConfig(Section):
     """Cells of binary labels: 1 = 4-neighbour, 2 = 8-neighbour components."""
 
 
+LayoutList = list[Annotated[list[int], Field(min_length=3, max_length=3)]]
+
+
 class ModelConfig(Section):
-    """The valid-convolution U-Net (paper: depth 4, base_channels 64)."""
+    """The valid-convolution U-Net (paper: depth 4, base_channels 64), in 2-D or 3-D."""
 
     KEY: ClassVar[str] = "model"
 
@@ -197,6 +289,43 @@ class ModelConfig(Section):
     """Drop-out at the end of the contracting path."""
     norm: Literal["none", "batch"] = "none"
     """Normalisation after each convolution: none (the paper) or batch (faster convergence per CPU minute)."""
+    dims: Literal[2, 3] = 2
+    """2: the paper's net, slice by slice; 3: a 3-D net (valid 3x3x3 convolutions, 2x2x2 pooling, in-plane
+    only at the levels where z is much coarser than y and x; Cicek et al. 2016)."""
+    context_slices: Annotated[int, Field(ge=0, le=8)] = 0
+    """2-D nets: k neighbouring slices on each side read as input channels (2k + 1, mirrored at the
+    volume's ends), cheap 3-D context for serial sections; 0: the paper's single slice."""
+    kernels: Literal["auto"] | LayoutList = "auto"
+    """3-D nets: (z, y, x) kernel widths (1 or 3) per level 0..depth; auto: from the training volumes'
+    voxel_size by nnU-Net's rule (an axis joins once its spacing is within 2x of the finest)."""
+    pools: Literal["auto"] | LayoutList = "auto"
+    """3-D nets: (z, y, x) pooling factors (1 or 2) per pooling 0..depth-1; auto: by the rule, as kernels."""
+
+    @model_validator(mode="after")
+    def _layout(self) -> ModelConfig:
+        if self.context_slices and self.dims == 3:
+            raise ValueError("context_slices are for 2-D nets (a 3-D net sees z itself); set one of them")
+        explicit = [name for name in ("kernels", "pools") if getattr(self, name) != "auto"]
+        if explicit and self.dims == 2:
+            raise ValueError(f"{' and '.join(explicit)} are for 3-D nets (dims: 3); leave them auto")
+        if len(explicit) == 1:
+            raise ValueError(f"give kernels and pools together (only {explicit[0]} is set), or neither")
+        if explicit:
+            NetGeometry(self.depth, 3, 0, *self.layout(None))
+        return self
+
+    def layout(self, voxel_size: Sequence[float] | None) -> tuple[Layout | None, Layout | None]:
+        """A 3-D net's per-level (z, y, x) kernels and pools: as given, or by nnU-Net's rule from the
+        training data's `voxel_size` (None for the isotropic 3x3x3 / 2x2x2 net)."""
+        if self.kernels != "auto" and self.pools != "auto":
+            return tuple(map(tuple, self.kernels)), tuple(map(tuple, self.pools))  # type: ignore[return-value]
+        if voxel_size is None:
+            raise InputError(
+                "model.dims 3 chooses its in-plane-only levels from the training volumes' voxel_size "
+                "(model.kernels: auto), and none is stated: give volumes.<name>.voxel_size [z, y, x], or set "
+                "model.kernels and model.pools"
+            )
+        return anisotropic_layout(voxel_size, self.depth)
 
 
 Pair = Annotated[list[float], Field(min_length=2, max_length=2)]
@@ -272,6 +401,13 @@ class TrainConfig(Section):
     """Steps between validations."""
     device: Device = "auto"
     """auto (GPU when present), cpu, cuda or cuda:N."""
+    gpus: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
+    """GPUs of the node to train on, one process each (DistributedDataParallel); auto: every GPU the job
+    was given. batch_size is the whole step's batch, split over them; lr is not scaled (docs/slurm.md)."""
+    cpu_processes: Annotated[int, Field(ge=1)] = 1
+    """On the CPU: the same data-parallel training as N processes (gloo), sharing the job's threads."""
+    port: Annotated[int, Field(ge=1, le=65535)] | Literal["auto"] = "auto"
+    """TCP port on 127.0.0.1 where the processes of a multi-process run meet; auto: a free one."""
     precision: Precision = "float32"
     """float32, or bfloat16 / float16 mixed precision on CUDA."""
     channels_last: bool = True
@@ -322,6 +458,42 @@ class ClusterConfig(Section):
         return self
 
 
+class OutputConfig(Section):
+    """Where predictions are written instead of results/predict: a folder or a URL, written in place."""
+
+    KEY: ClassVar[str] = "predict.output"
+
+    url: str
+    """A folder, file:// URL or an object store prefix (s3://bucket/run, gs://bucket/run): each prediction is
+    <url>/<model>/<volume>.zarr, its journals beside it."""
+    endpoint_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] | None = None
+    """An S3-compatible store that is not AWS (an institute's): its address."""
+    profile: ScriptSafe | None = None
+    """A named profile of ~/.aws/credentials (null: the standard chain); never credentials in the config."""
+
+    @model_validator(mode="after")
+    def _store(self) -> OutputConfig:
+        scheme = scheme_of(self.url)
+        if scheme in ("http", "https"):
+            raise ValueError(
+                f"url {self.url}: http(s) is read-only; write to s3://, gs://, file:// or a folder"
+            )
+        if scheme is not None and scheme not in (*REMOTE_SCHEMES, "file"):
+            raise ValueError(f"url {self.url}: use s3://, gs://, file:// or a folder")
+        if (self.endpoint_url or self.profile) and scheme != "s3":
+            raise ValueError("endpoint_url and profile apply to an s3:// url; drop them")
+        return self
+
+    @property
+    def options(self) -> StoreOptions:
+        """How to reach the output's store."""
+        return StoreOptions(endpoint_url=self.endpoint_url, profile=self.profile)
+
+    def location(self) -> Location:
+        """The output root as a Location (with the options to reach its store)."""
+        return Location(self.url, self.options)
+
+
 class PredictConfig(Section):
     """Overlap-tile prediction of every volume."""
 
@@ -361,6 +533,46 @@ class PredictConfig(Section):
     """Resolution levels of the output (level 0 and N-1 more, each 2x coarser in y and x) for viewers."""
     skip_empty: bool = True
     """Leave regions whose input chunks were never written (no data) at the fill value, unpredicted."""
+    output: OutputConfig | None = None
+    """Where the predictions (with pyramid and journals) are written: null = results/predict; or {url:
+    s3://bucket/run} (gs://, file://, a folder), with endpoint_url/profile for S3."""
+
+
+Shape3 = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=3, max_length=3)]
+
+
+class SegmentConfig(Section):
+    """Instance segmentation of every predicted volume: fragments, region graph, one agglomeration."""
+
+    KEY: ClassVar[str] = "segment"
+
+    enabled: bool = True
+    """Segment every prediction into objects (results/segment/<model>/<volume>.zarr, uint64 ids)."""
+    block_shape: Shape3 = [32, 512, 512]
+    """Blocks (z, y, x) of the blockwise steps: a unit of work and of resume, and a chunk of the output."""
+    halo: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=3, max_length=3)] = [32, 32, 32]
+    """Voxels each block reads beyond its faces for its fragments (z unused in mode 2d): the seeds reach 22
+    voxels, and near a cut face the distance to the boundary is wrong, so 32 keeps the blocks' seeds those
+    of a whole-volume pass (24 left a VOI of 0.14 bits between 60 odd blocks and one, 32 left 0.007)."""
+    mode: Literal["auto", "2d", "3d"] = "auto"
+    """Fragments per slice (2d, anisotropic serial sections) or in 3-D (isotropic); auto: by voxel size."""
+    method: Literal["mean", "multicut", "mutex"] = "mutex"
+    """Agglomeration of the region graph: mutex watershed, mean-boundary (GASP average) or multicut (GAEC +
+    Kernighan-Lin); measured in benchmarks/segment.py (docs/benchmarks.md)."""
+    threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    """Mean boundary probability of a contact at which two regions stay apart (every method's bias)."""
+    seed_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    """Boundary probability from which a voxel is boundary for the fragments' seeds (distance maxima)."""
+    block_groups: Annotated[int, Field(ge=1)] = 1
+    """Independent jobs that split the blockwise steps of each volume (one SLURM job each)."""
+    pyramid: Annotated[int, Field(ge=1, le=12)] = 4
+    """Resolution levels of the label image (each 2x coarser in y and x) for napari and neuroglancer."""
+    max_edges: Annotated[int, Field(ge=1)] = 10_000_000
+    """The largest region graph agglomerated in one pass (about 350 bytes per edge at the peak: 3.4 GB at
+    10^7); a larger one is agglomerated per block group first, then the graph of what those merged."""
+    isbi_submission: VolumeName | None = None
+    """A volume (the ISBI 2012 test slices) whose segmentation is also written as the challenge's
+    submission file: results/segment/<model>/<volume>.isbi2012.tif (null: none)."""
 
 
 class EvaluateConfig(Section):
@@ -411,6 +623,8 @@ class Config(Section):
     """Training to the paper's recipe."""
     predict: PredictConfig = PredictConfig()
     """Overlap-tile prediction of every volume."""
+    segment: SegmentConfig = SegmentConfig()
+    """Instance segmentation of every prediction (objects with one id through the volume)."""
     evaluate: EvaluateConfig = EvaluateConfig()
     """Metrics on the test slices."""
     export: ExportConfig = ExportConfig()
@@ -419,6 +633,15 @@ class Config(Section):
     """Also train and evaluate a model with class-balancing weights only (what the border term buys)."""
     pretrained: ModelSourceConfig | None = None
     """A trained model to predict every volume with: nothing is trained, labels and split are optional."""
+
+    @classmethod
+    def section(cls, key: str, values: Any) -> Any:
+        """The typed value of top-level key `key` from its plain values, as a rule passes them in params.
+
+        Snakemake records and compares only plain params, so a changed option reruns its rule; a script turns
+        them back into the section here.
+        """
+        return TypeAdapter(cls.model_fields[key].annotation).validate_python(values)
 
     @model_validator(mode="after")
     def _split_fits(self) -> Config:
@@ -430,11 +653,51 @@ class Config(Section):
                 )
         else:
             check_split(self.split, self.volumes)
+        submission = self.segment.isbi_submission
+        if submission is not None and submission not in self.volumes:
+            raise InputError(
+                f"segment.isbi_submission names volume {submission!r}, which volumes does not list; name one "
+                f"of {', '.join(self.volumes)} or drop it"
+            )
+        if self.predict.output is not None and any(volume.labelled for volume in self.volumes.values()):
+            raise InputError(
+                "predict.output: predictions go elsewhere than results/ only in predict-only runs of "
+                "unlabelled volumes (evaluation reads them from results/); drop predict.output, or the labels"
+            )
         if self.pretrained is not None and self.ablation:
             raise InputError("ablation trains a second model; it does not apply with pretrained: drop one")
         if self.pretrained is not None and self.train.init_from is not None:
             raise InputError(
                 "train.init_from fine-tunes a model, pretrained trains none (it only predicts): drop one"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _three_d(self) -> Config:
+        if self.model.dims != 3 or self.pretrained is not None:
+            return self
+        if self.train.augment.interpolation == "bicubic":
+            raise InputError(
+                "train.augment.interpolation bicubic is for 2-D tiles; a 3-D net's are interpolated "
+                "trilinearly: set it to bilinear"
+            )
+        if self.model.kernels != "auto":
+            return self
+        layouts = {}
+        for name in self.training_volumes():
+            volume = self.volumes[name]
+            if volume.voxel_size is None and volume.synthetic is None:
+                raise InputError(
+                    f"model.dims 3 chooses its in-plane-only levels from the training volumes' voxel_size "
+                    f"(model.kernels: auto, nnU-Net's rule), and volumes.{name} states none: give its "
+                    "voxel_size [z, y, x], or set model.kernels and model.pools"
+                )
+            layouts[name] = self.model.layout(volume.voxel_size or UNSTATED_VOXEL_SIZE)
+        if len(set(layouts.values())) > 1:
+            raise InputError(
+                f"the training volumes {sorted(layouts)} have voxel sizes that give 3-D nets of different "
+                "layouts (model.kernels: auto); train on volumes of one voxel size, or set model.kernels "
+                "and model.pools"
             )
         return self
 

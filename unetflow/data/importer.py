@@ -7,6 +7,12 @@ tile is normalised identically at train and predict time. Binary labels (such as
 as uint8 0/1 with 1 = cell interior, 0 = membrane/background; instance labels as uint32 ids. Sparse labels
 name the value of their unannotated pixels (`labels_ignore`); those are stored as 255 (binary) or
 2**32 - 1 (instance), recorded in the attributes (unetflow.data.labels, `omezarr.label_ignore`).
+
+Instance labels whose cells touch: with `labels_separate` (a width in pixels) the background is forced
+between touching cells (unetflow.data.instances, the paper's Fig. 3) and these separated labels are the
+volume's labels (`labels/cells`: what the weights, the class balance, training and the pixel metrics
+read), the ids as given are kept beside them (`labels/ids`, for object metrics). Without it, touching
+cells are named in a warning and dense ids (almost no background) are refused.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import numpy as np
 
 from unetflow.atomic import atomic_path
 from unetflow.data import formats, omezarr
+from unetflow.data.instances import Contacts, check_contacts, contacts, separate_touching
 from unetflow.data.labels import IGNORE_STORED
 from unetflow.errors import InputError
 
@@ -76,16 +83,24 @@ def _check_raw(raw: Any, name: str, chunks: tuple[int, ...] | None) -> omezarr.R
 
 
 def _label_kind(
-    labels: Any, name: str, kind: str, chunks: tuple[int, ...] | None, *, ignore: int | None = None
-) -> str:
+    labels: Any,
+    name: str,
+    kind: str,
+    chunks: tuple[int, ...] | None,
+    *,
+    ignore: int | None = None,
+    per_slice: bool = True,
+) -> tuple[str, Contacts]:
     """Scan the labels block by block: whole non-negative numbers, some annotated foreground; resolve kind
-    'auto'. Pixels equal to `ignore` (unannotated) count as neither foreground nor a label value."""
+    'auto'; count how the ids touch (within each block). Pixels equal to `ignore` (unannotated) count as
+    neither foreground nor a label value."""
     if np.dtype(labels.dtype).kind not in "biuf":
         raise InputError(f"{name}: label type {labels.dtype} is not supported; store labels as integers")
     shape = tuple(int(s) for s in labels.shape)
     values: set[float] = set()
     foreground = 0
     largest = 0.0
+    touching = Contacts(0, 0, 0)
     for block in omezarr.iter_blocks(shape, chunks or omezarr.default_chunks(shape)):
         part = np.asarray(labels[block])
         if part.dtype.kind == "f" and not (np.isfinite(part).all() and np.array_equal(part, np.round(part))):
@@ -95,6 +110,7 @@ def _label_kind(
             )
         if part.size and part.min() < 0:
             raise InputError(f"{name}: labels hold negative values; use 0 for background and positive ids")
+        touching = touching + contacts(_as_ids(part), ignore=ignore, per_slice=per_slice)
         nonzero = part[(part != 0) & (part != ignore)] if ignore is not None else part[part != 0]
         foreground += int(nonzero.size)
         if nonzero.size:
@@ -117,7 +133,32 @@ def _label_kind(
     limit = IGNORE_STORED["instance"] - (ignore is not None)  # 2**32 - 1 then marks unannotated pixels
     if kind == "instance" and largest > limit:
         raise InputError(f"{name}: label id {largest:g} does not fit uint32; relabel the ids consecutively")
-    return kind
+    return kind, touching
+
+
+def _as_ids(block: np.ndarray) -> np.ndarray:
+    """Whole-number labels of any numeric type as integers (bool as 0/1)."""
+    if block.dtype.kind in "iu":
+        return block
+    return block.astype(np.int64)
+
+
+def _separated(labels: Any, *, width: int, ignore: int | None, per_slice: bool) -> da.Array:
+    """The labels with the background forced `width` pixels wide between touching ids, lazily (each block
+    read with the halo the derivation needs)."""
+    volume = da.asarray(labels)
+    if volume.dtype.kind not in "iu":
+        volume = volume.astype(np.int64)
+    reach = width // 2 + 1
+    return volume.map_overlap(
+        separate_touching,
+        depth={0: 0 if per_slice else reach, 1: reach, 2: reach},
+        boundary="nearest",
+        dtype=volume.dtype,
+        width=width,
+        ignore=ignore,
+        per_slice=per_slice,
+    )
 
 
 def import_volume(
@@ -131,15 +172,23 @@ def import_volume(
     labels_member: str | None = None,
     labels_kind: str = "auto",
     labels_ignore: int | None = None,
+    labels_separate: int | None = None,
+    labels_separate_in: str = "slice",
+    separate_key: str = "labels_separate",
     voxel_size: tuple[float, float, float] = (1.0, 1.0, 1.0),
     unit: str = "nanometer",
     chunks: tuple[int, int, int] | None = None,
+    attrs: dict[str, Any] | None = None,
 ) -> Path:
     """Validate raw (and labels) and write them as an OME-Zarr store at `target` (raw at 0, labels/cells).
 
     `labels_kind` "auto" takes labels with one non-zero value (0/255, 0/1) as binary, else as instances.
     `labels_ignore` is the label value of unannotated pixels (sparse labels): they are stored as
     `unetflow.data.labels.IGNORE_STORED[kind]` and recorded, and the loss and the metrics leave them out.
+    `labels_separate` forces the background that many pixels wide between touching instance ids, in each
+    slice or in 3-D (`labels_separate_in` "slice" / "volume"), keeping the ids as given at `labels/ids`;
+    `separate_key` is the name of that setting in messages (the config key). `attrs` are added to the
+    image's unetflow attributes.
     """
     if labels_ignore is not None and (isinstance(labels_ignore, bool) or labels_ignore < 1):
         raise InputError(
@@ -160,9 +209,35 @@ def import_volume(
                 f"{label_name}: labels of shape {tuple(label_data.shape)} (z, y, x) do not match the raw "
                 f"volume {raw_name} of shape {tuple(raw_data.shape)}; use the labels made for this raw volume"
             )
-        kind = _label_kind(label_data, label_name, labels_kind, chunks, ignore=labels_ignore)
+        kind, found = _label_kind(
+            label_data,
+            label_name,
+            labels_kind,
+            chunks,
+            ignore=labels_ignore,
+            per_slice=_per_slice(labels_separate_in),
+        )
+        if kind == "instance":
+            check_contacts(found, name=label_name, separate=labels_separate, key=separate_key)
+        elif labels_separate:
+            raise InputError(
+                f"{label_name}: {separate_key} {labels_separate} separates touching instance ids, but these "
+                "labels are binary (one cell value: their cells are connected components, which never "
+                f"touch); drop {separate_key}"
+            )
         sources.update(labels=label_name, labels_member=labels_member)
-    attrs = {"normalization": {"mean": stats.mean, "std": stats.std}, "source": sources}
+    meta: dict[str, Any] = {
+        **dict(attrs or {}),
+        "normalization": {"mean": stats.mean, "std": stats.std},
+        "source": sources,
+    }
+    separate = bool(label_data is not None and kind == "instance" and labels_separate)
+    if separate:
+        meta["separate"] = {
+            "width": int(labels_separate or 0),
+            "in": labels_separate_in,
+            "ids": omezarr.INSTANCE_IDS,
+        }
     with atomic_path(destination) as tmp:
         omezarr.write_image(
             tmp,
@@ -171,10 +246,21 @@ def import_volume(
             unit=unit,
             chunks=chunks,
             name=destination.stem,
-            attrs=attrs,
+            attrs=meta,
         )
         if label_data is not None and kind is not None:
-            omezarr.write_labels(tmp, omezarr.DEFAULT_LABELS, label_data, kind=kind, ignore=labels_ignore)
+            cells = label_data
+            if separate:
+                cells = _separated(
+                    label_data,
+                    width=int(labels_separate or 0),
+                    ignore=labels_ignore,
+                    per_slice=_per_slice(labels_separate_in),
+                )
+                omezarr.write_labels(
+                    tmp, omezarr.INSTANCE_IDS, label_data, kind="instance", ignore=labels_ignore
+                )
+            omezarr.write_labels(tmp, omezarr.DEFAULT_LABELS, cells, kind=kind, ignore=labels_ignore)
     LOG.info(
         "imported %s (%s, %s) into %s (mean %.4g, std %.4g)",
         raw_name,
@@ -185,6 +271,13 @@ def import_volume(
         stats.std,
     )
     return destination
+
+
+def _per_slice(where: str) -> bool:
+    """Whether `labels_separate_in` ("slice" or "volume") means each 2-D slice on its own."""
+    if where not in ("slice", "volume"):
+        raise InputError(f"labels_separate_in is {where!r}; use slice (each 2-D slice) or volume (3-D)")
+    return where == "slice"
 
 
 def invert_binary_labels(

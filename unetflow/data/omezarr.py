@@ -12,10 +12,14 @@ that value is recorded under "label_ignore".
 
 Format 2 with OME-NGFF 0.4 has the widest reader support (napari, Fiji). Metadata is written with
 ome-zarr-py's writers, arrays by zarr itself, compressed with Blosc zstd.
+
+Images are opened and created at a path or at a `unetflow.stores.Location` (a URL on an object store, with
+the options to reach it): the prediction's outputs are written in place there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
@@ -30,9 +34,10 @@ import zarr
 from ome_zarr.format import FormatV04, FormatV05
 from zarr.codecs import ZstdCodec
 
-from unetflow.atomic import atomic_path, remove
+from unetflow.atomic import atomic_path
 from unetflow.data.labels import IGNORE_STORED
 from unetflow.errors import InputError
+from unetflow.stores import Location
 
 with warnings.catch_warnings():
     # ome-zarr-py's writer module builds a deprecated Scaler as a default argument when imported
@@ -45,6 +50,9 @@ LABELS_GROUP = "labels"
 """Sub-group holding the label images (OME-NGFF)."""
 DEFAULT_LABELS = "cells"
 """Name of the label image the importer writes."""
+INSTANCE_IDS = "ids"
+"""Name of the instance ids as given, which the importer keeps beside `cells` where it separated touching
+cells (unetflow.data.instances): the truth of object metrics."""
 ATTRS_KEY = "unetflow"
 """Group attribute holding unetflow's metadata (voxel size, unit, normalization, label kinds)."""
 AXES = ("z", "y", "x")
@@ -56,6 +64,17 @@ BLOCK_ELEMENTS = 8 * 1024 * 1024
 
 LabelKind = Literal["instance", "binary"]
 ArrayLike = np.ndarray | da.Array
+Place = str | os.PathLike[str] | Location
+"""A path or a Location (a URL with the options to reach it)."""
+
+
+def _zarr_open(place: Place, mode: str, **kwargs: Any) -> Any:
+    """zarr.open_group / zarr.open at a path or a Location (`kwargs["group"]` False: any node)."""
+    location = Location.of(place)
+    store = location.zarr_store(read_only=mode == "r")
+    if kwargs.pop("group", True):
+        return zarr.open_group(store=store, mode=mode, **kwargs)
+    return zarr.open(store=store, mode=mode, **kwargs)
 
 
 NGFF_VERSIONS = ("0.4", "0.5")
@@ -68,9 +87,9 @@ def _format(ngff: str = "0.4") -> FormatV04:
     return FormatV05() if ngff == "0.5" else FormatV04()
 
 
-def ngff_version(path: str | os.PathLike[str]) -> str:
+def ngff_version(path: Place) -> str:
     """The OME-NGFF version of an image written by unetflow: 0.5 for a Zarr v3 group, else 0.4."""
-    return "0.5" if (Path(path) / "zarr.json").exists() else "0.4"
+    return "0.5" if (Location.of(path) / "zarr.json").is_file() else "0.4"
 
 
 DEFAULT_COMPRESSION_LEVEL = 5
@@ -251,7 +270,7 @@ def _create_level(
 
 
 def _new_image_group(
-    path: Path,
+    path: Place,
     *,
     shape: tuple[int, ...],
     dtype: np.dtype,
@@ -266,7 +285,7 @@ def _new_image_group(
 ) -> tuple[zarr.Group, zarr.Array]:
     """A fresh OME-NGFF image group at `path` with an empty level-0 array and multiscales metadata."""
     fmt = _format(ngff)
-    group = zarr.open_group(str(path), mode="w", zarr_format=fmt.zarr_format)
+    group = _zarr_open(path, "w", zarr_format=fmt.zarr_format)
     array = _create_level(
         group,
         LEVEL,
@@ -282,15 +301,15 @@ def _new_image_group(
 
 
 def add_levels(
-    path: str | os.PathLike[str],
+    path: Place,
     grids: Sequence[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...] | None]],
     *,
     compression_level: int = DEFAULT_COMPRESSION_LEVEL,
 ) -> list[zarr.Array]:
     """Create (empty) pyramid levels 1, 2, ... of an image group beside level 0, each 2x coarser in y and x,
     as `grids` gives them (shape, chunks, shards or None), and list every level in the multiscales."""
-    target = Path(path)
-    group = zarr.open_group(str(target), mode="r+")
+    target = Location.of(path)
+    group = _zarr_open(target, "r+")
     base = group[LEVEL]
     multiscale = ome_multiscales(group)[0]
     spacing = [float(v) for v in multiscale["datasets"][0]["coordinateTransformations"][0]["scale"]]
@@ -376,7 +395,7 @@ def write_image(
 
 
 def create_image(
-    path: str | os.PathLike[str],
+    path: Place,
     *,
     shape: tuple[int, ...],
     dtype: np.dtype | type | str,
@@ -397,7 +416,7 @@ def create_image(
     `compression_level` (zstd, 0-9) trades file size for write speed on outputs written in a hot loop.
     `ngff` "0.5" writes Zarr v3, where `shards` (whole chunks) group chunks into one file each.
     """
-    target = Path(path)
+    target = Location.of(path)
     full_shape = tuple(int(s) for s in shape)
     if len(full_shape) == 2:
         full_shape = (1, *full_shape)
@@ -406,7 +425,7 @@ def create_image(
     if target.exists():
         if not overwrite:
             raise FileExistsError(f"{target} already exists; delete it or pass overwrite=True")
-        remove(target)
+        target.remove()
     spacing = _check_voxel_size(voxel_size)
     group, array = _new_image_group(
         target,
@@ -460,30 +479,34 @@ def _label_converter(kind: str, ignore: int | None = None) -> Callable[[np.ndarr
     return with_ignore
 
 
-def _open_node(path: str | os.PathLike[str], mode: str = "r") -> zarr.Group | zarr.Array:
+def _open_node(path: Place, mode: str = "r") -> zarr.Group | zarr.Array:
     """The Zarr group or array at `path`; InputError naming it when missing or not Zarr."""
-    target = Path(path)
-    if not target.exists():
+    target = Location.of(path)
+    if target.is_local and not target.path.exists():
         raise InputError(f"{target}: no such Zarr image; check the path or import the dataset first")
     try:
-        return zarr.open(str(target), mode=mode)
+        return _zarr_open(target, mode, group=False)
+    except InputError:
+        raise
     except Exception as exc:
+        if not target.is_local and type(exc).__name__.endswith("NotFoundError"):
+            raise target.missing_error("Zarr image") from exc
         raise InputError(f"{target}: cannot open as Zarr ({exc}); point to an OME-Zarr image folder") from exc
 
 
-def _image_group(image_path: str | os.PathLike[str], mode: str = "r") -> zarr.Group:
-    path = Path(image_path)
+def _image_group(image_path: Place, mode: str = "r") -> zarr.Group:
+    path = Location.of(image_path)
     node = _open_node(path, mode)
     if not isinstance(node, zarr.Group):
         raise InputError(f"{path}: is a plain Zarr array, not an OME-Zarr image group; labels need the group")
     return node
 
 
-def _register_labels(image_path: Path, name: str, kind: str, *, ignore: int | None = None) -> None:
+def _register_labels(image_path: Place, name: str, kind: str, *, ignore: int | None = None) -> None:
     """List label `name` in the image's labels group (OME-NGFF) and record its kind (and stored ignore
     value) in the unetflow attrs."""
     fmt = _format(ngff_version(image_path))
-    group = zarr.open_group(str(image_path), mode="r+", zarr_format=fmt.zarr_format)
+    group = _zarr_open(image_path, "r+", zarr_format=fmt.zarr_format)
     labels_group = group.require_group(LABELS_GROUP)
     listed = labels_group.attrs.get("labels", []) if fmt.zarr_format == 2 else []
     labels_group.attrs["labels"] = [n for n in listed if n != name]
@@ -498,13 +521,13 @@ def _register_labels(image_path: Path, name: str, kind: str, *, ignore: int | No
     group.attrs[ATTRS_KEY] = meta
 
 
-def _label_geometry(image_path: Path) -> tuple[tuple[int, ...], tuple[int, ...], list[float], str]:
+def _label_geometry(image_path: Place) -> tuple[tuple[int, ...], tuple[int, ...], list[float], str]:
     image = open_image(image_path)
     return tuple(image.shape), tuple(image.chunks), list(voxel_size(image_path)), _unit(image_path)
 
 
 def write_labels(
-    image_path: str | os.PathLike[str],
+    image_path: Place,
     name: str,
     data: ArrayLike,
     *,
@@ -513,21 +536,25 @@ def write_labels(
     shards: tuple[int, int, int] | None = None,
     ignore: int | None = None,
 ) -> zarr.Array:
-    """Write a label volume beside an image as ``labels/<name>`` (atomically), with image-label metadata.
+    """Write a label volume beside an image as ``labels/<name>`` (atomically on a file system; on an object
+    store its metadata is listed last), with image-label metadata.
 
     `kind` "binary" stores uint8 0/1 (any non-zero value becomes 1), "instance" stores uint32 ids.
     `ignore`: the value of `data` that marks unannotated pixels; they are stored as the kind's
     `IGNORE_STORED` value, which `label_ignore` then returns.
     """
     _check_kind(kind)
-    path = Path(image_path)
+    path = Location.of(image_path)
     _image_group(path)
     shape, image_chunks, spacing, unit = _label_geometry(path)
     volume = _as_zyx(data)
     if tuple(volume.shape) != shape:
         raise ValueError(f"labels of shape {tuple(volume.shape)} do not match the image {path} of {shape}")
     label_dir = path / LABELS_GROUP / name
-    with atomic_path(label_dir) as tmp:
+    if not label_dir.is_local:
+        label_dir.remove()
+    written = atomic_path(label_dir.path) if label_dir.is_local else contextlib.nullcontext(label_dir)
+    with written as tmp:
         _, array = _new_image_group(
             tmp,
             shape=shape,
@@ -541,11 +568,11 @@ def write_labels(
         )
         _copy_into(array, volume, convert=_label_converter(kind, ignore))
     _register_labels(path, name, kind, ignore=None if ignore is None else IGNORE_STORED[kind])
-    return zarr.open_array(str(label_dir / LEVEL), mode="r+")
+    return zarr.open_array(store=(label_dir / LEVEL).zarr_store(read_only=False), mode="r+")
 
 
 def create_labels(
-    image_path: str | os.PathLike[str],
+    image_path: Place,
     name: str,
     *,
     dtype: np.dtype | type | str | None = None,
@@ -565,15 +592,15 @@ def create_labels(
     label_dtype = _native(dtype if dtype is not None else LABEL_DTYPES[kind])
     if label_dtype.kind not in "iu":
         raise ValueError(f"label dtype must be an integer type (OME-NGFF labels), got {label_dtype}")
-    path = Path(image_path)
+    path = Location.of(image_path)
     _image_group(path)
     label_dir = path / LABELS_GROUP / name
     if label_dir.exists():
         if not overwrite:
             raise FileExistsError(f"{label_dir} already exists; delete it or pass overwrite=True")
-        remove(label_dir)
+        label_dir.remove()
     shape, image_chunks, spacing, unit = _label_geometry(path)
-    zarr.open_group(str(path), mode="r+").require_group(LABELS_GROUP)
+    _zarr_open(path, "r+").require_group(LABELS_GROUP)
     _, array = _new_image_group(
         label_dir,
         shape=shape,
@@ -602,9 +629,9 @@ def _level_path(group: zarr.Group) -> str:
     return str(multiscales[0]["datasets"][0]["path"]) if multiscales else LEVEL
 
 
-def open_image(path: str | os.PathLike[str], *, mode: str = "r") -> zarr.Array:
+def open_image(path: Place, *, mode: str = "r") -> zarr.Array:
     """The level-0 array of an OME-Zarr image group, or a plain Zarr array at `path`."""
-    target = Path(path)
+    target = Location.of(path)
     node = _open_node(target, mode)
     if isinstance(node, zarr.Array):
         return node
@@ -617,14 +644,19 @@ def open_image(path: str | os.PathLike[str], *, mode: str = "r") -> zarr.Array:
     return array
 
 
-def open_labels(
-    path: str | os.PathLike[str], name: str = DEFAULT_LABELS, *, mode: str = "r"
-) -> zarr.Array | None:
+def open_labels(path: Place, name: str = DEFAULT_LABELS, *, mode: str = "r") -> zarr.Array | None:
     """The level-0 array of label image `name` of an OME-Zarr image, or None where it has no such labels."""
-    label_dir = Path(path) / LABELS_GROUP / name
+    label_dir = Location.of(path) / LABELS_GROUP / name
     if not label_dir.exists():
         return None
     return open_image(label_dir, mode=mode)
+
+
+def open_instances(path: str | os.PathLike[str]) -> zarr.Array | None:
+    """The instance ids of an imported volume as given (`labels/ids` where touching cells were separated,
+    else `labels/cells`); None without labels."""
+    found = open_labels(path, INSTANCE_IDS)
+    return found if found is not None else open_labels(path)
 
 
 def label_ignore(path: str | os.PathLike[str], name: str = DEFAULT_LABELS) -> int | None:
@@ -633,7 +665,7 @@ def label_ignore(path: str | os.PathLike[str], name: str = DEFAULT_LABELS) -> in
     return None if value is None else int(value)
 
 
-def read_attrs(path: str | os.PathLike[str]) -> dict[str, Any]:
+def read_attrs(path: Place) -> dict[str, Any]:
     """The "unetflow" attributes of an image group ({} for a plain array or a foreign OME-Zarr)."""
     node = _open_node(path)
     if isinstance(node, zarr.Array):
@@ -641,7 +673,7 @@ def read_attrs(path: str | os.PathLike[str]) -> dict[str, Any]:
     return dict(node.attrs.get(ATTRS_KEY, {}))
 
 
-def voxel_size(path: str | os.PathLike[str]) -> tuple[float, float, float]:
+def voxel_size(path: Place) -> tuple[float, float, float]:
     """Voxel size (z, y, x) of an image: unetflow attrs, else the OME scale transform, else 1 x 1 x 1."""
     meta = read_attrs(path)
     if "voxel_size" in meta:
@@ -657,11 +689,11 @@ def voxel_size(path: str | os.PathLike[str]) -> tuple[float, float, float]:
     return (1.0, 1.0, 1.0)
 
 
-def _unit(path: str | os.PathLike[str]) -> str:
+def _unit(path: Place) -> str:
     return str(read_attrs(path).get("unit", "nanometer"))
 
 
-def normalization(path: str | os.PathLike[str]) -> tuple[float, float]:
+def normalization(path: Place) -> tuple[float, float]:
     """The (mean, std) of the raw volume stored at import; every block is normalised with these."""
     meta = read_attrs(path)
     stats = meta.get("normalization")
@@ -673,6 +705,12 @@ def normalization(path: str | os.PathLike[str]) -> tuple[float, float]:
     return float(stats["mean"]), float(stats["std"])
 
 
+def update_attrs(path: Place, values: Mapping[str, Any]) -> None:
+    """Add `values` to the "unetflow" attributes of an image group (one metadata write)."""
+    group = _zarr_open(path, "r+")
+    group.attrs[ATTRS_KEY] = {**dict(group.attrs.get(ATTRS_KEY, {})), **dict(values)}
+
+
 def normalize(block: np.ndarray, mean: float, std: float) -> np.ndarray:
     """(block - mean) / std as float32, with the volume-wide statistics (identical for every tile)."""
     if not (math.isfinite(std) and std > 0):
@@ -680,3 +718,16 @@ def normalize(block: np.ndarray, mean: float, std: float) -> np.ndarray:
     out = np.asarray(block, dtype=np.float32) - np.float32(mean)
     out /= np.float32(std)
     return out
+
+
+def mark_label_image(path: str | os.PathLike[str]) -> None:
+    """Mark an image group as a label image (OME-NGFF "image-label"): viewers show it as labels, each id in
+    its own colour (napari's labels layer, neuroglancer's segmentation layer)."""
+    group = zarr.open_group(str(path), mode="r+")
+    attrs = group.attrs.asdict()
+    if "ome" in attrs:
+        ome = dict(attrs["ome"])
+        ome["image-label"] = {"version": ome.get("version", "0.5")}
+        group.attrs["ome"] = ome
+    else:
+        group.attrs["image-label"] = {"version": "0.4"}

@@ -12,6 +12,8 @@ drawn from its own generator spawned from `seed`, so it is the same whatever the
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -66,19 +68,17 @@ def synthesize_volume(
     over the whole volume, slice after slice; the same `seed` gives bit-identical output.
     """
     depth, height, width = _check_shape(shape)
-    if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}; pass e.g. seed=0")
-    diameter = _check_number("cell_diameter", cell_diameter, minimum=0.0, inclusive=False)
-    thin, thick = _check_membrane_width(membrane_width)
-    if diameter < 2.0 * thick:
-        raise ValueError(
-            f"cell_diameter ({diameter}) must be at least twice the largest membrane_width ({thick}); "
-            "raise cell_diameter or make the membranes thinner"
-        )
-    noise_sd = _check_number("noise", noise, minimum=0.0, inclusive=True)
-    blur_sd = _check_number("blur", blur, minimum=0.0, inclusive=True)
-    organelle_density = _check_number("organelles", organelles, minimum=0.0, inclusive=True)
-    contrast = _check_number("membrane_contrast", membrane_contrast, minimum=0.0, inclusive=True)
+    look = check_look(
+        seed=seed,
+        cell_diameter=cell_diameter,
+        membrane_width=membrane_width,
+        noise=noise,
+        blur=blur,
+        organelles=organelles,
+        membrane_contrast=membrane_contrast,
+    )
+    diameter, (thin, thick), contrast = look.diameter, look.widths, look.contrast
+    noise_sd, blur_sd, organelle_density = look.noise, look.blur, look.organelles
 
     raw = np.empty((depth, height, width), dtype=np.uint8)
     labels = np.empty((depth, height, width), dtype=np.uint32)
@@ -105,6 +105,48 @@ def synthesize_volume(
         )
         raw[k] = _acquire(texture_rng, image, noise_sd, blur_sd)
     return raw, labels
+
+
+@dataclass(frozen=True)
+class Look:
+    """The checked options that both generators (2-D and unetflow.data.synthesize3d) take alike."""
+
+    diameter: float
+    widths: tuple[float, float]
+    noise: float
+    blur: float
+    organelles: float
+    contrast: float
+
+
+def check_look(
+    *,
+    seed: object,
+    cell_diameter: object,
+    membrane_width: object,
+    noise: object,
+    blur: object,
+    organelles: object,
+    membrane_contrast: object,
+) -> Look:
+    """Validate the seed and the options of the cells' look; a bad one is a ValueError that names it."""
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}; pass e.g. seed=0")
+    diameter = _check_number("cell_diameter", cell_diameter, minimum=0.0, inclusive=False)
+    thin, thick = _check_membrane_width(membrane_width)
+    if diameter < 2.0 * thick:
+        raise ValueError(
+            f"cell_diameter ({diameter}) must be at least twice the largest membrane_width ({thick}); "
+            "raise cell_diameter or make the membranes thinner"
+        )
+    return Look(
+        diameter=diameter,
+        widths=(thin, thick),
+        noise=_check_number("noise", noise, minimum=0.0, inclusive=True),
+        blur=_check_number("blur", blur, minimum=0.0, inclusive=True),
+        organelles=_check_number("organelles", organelles, minimum=0.0, inclusive=True),
+        contrast=_check_number("membrane_contrast", membrane_contrast, minimum=0.0, inclusive=True),
+    )
 
 
 def _check_shape(shape: object) -> tuple[int, int, int]:
@@ -301,15 +343,21 @@ def _render(
     diameter: float,
     density: float,
     contrast: float = 1.0,
+    *,
+    shade: np.ndarray | None = None,
+    paint: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Noise-free intensities: shaded, grainy cytoplasm, dark membranes, organelles, an illumination field.
 
     Organelles draw from `organelle_rng` only, so the rest of the image does not depend on `density`;
-    `contrast` scales the membranes' darkness below the cytoplasm level.
+    `contrast` scales the membranes' darkness below the cytoplasm level. A 3-D volume gives each cell's
+    `shade` (indexed by its id, the same in every slice) and paints its own organelles (`paint`, in place
+    of the 2-D ones: cross-sections of 3-D organelles, unetflow.data.synthesize3d).
     """
     shape = cells.shape
     inside = cells > 0
-    shade = np.concatenate([[0.0], np.clip(rng.normal(0.0, 9.0, size=n_cells), -20.0, 20.0)])
+    if shade is None:
+        shade = np.concatenate([[0.0], np.clip(rng.normal(0.0, 9.0, size=n_cells), -20.0, 20.0)])
     grain = 15.0 * _smooth_field(rng, shape, 1.0) + 7.0 * _smooth_field(rng, shape, 3.0)
     halo = np.exp(-(((boundary - 1.0) / 0.8) ** 2))
     cytoplasm = CYTOPLASM_LEVEL + shade[cells] + grain - 18.0 * halo
@@ -317,7 +365,9 @@ def _render(
     if contrast != 1.0:
         membrane = CYTOPLASM_LEVEL - contrast * (CYTOPLASM_LEVEL - membrane)
     image = np.where(inside, cytoplasm, membrane)
-    if density > 0 and n_cells > 0:
+    if paint is not None:
+        image = paint(image)
+    elif density > 0 and n_cells > 0:
         depth_to_membrane = ndi.distance_transform_edt(inside)
         image = _add_mitochondria(organelle_rng, image, cells, depth_to_membrane, diameter, density)
         image = _add_vesicles(organelle_rng, image, cells, n_cells, depth_to_membrane, diameter, density)

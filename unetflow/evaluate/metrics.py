@@ -72,7 +72,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from unetflow.evaluate.registry import METRICS, POOLED
+from unetflow.evaluate.objects import Contingency
+from unetflow.evaluate.registry import METRICS, OBJECT_METRICS, POOLED
 from unetflow.evaluate.stats import SliceStats, evaluation_options, volume_stats
 from unetflow.model.loss import EVEN_ODDS
 
@@ -152,3 +153,41 @@ def _mean(per_slice: list[dict[str, float]]) -> dict[str, float]:
 def _pooled(stats: Sequence[SliceStats]) -> dict[str, float]:
     """Every registered metric with a stack form, pooled over the slices (`<key>_pooled`)."""
     return {f"{key}{POOLED}": float(m.stack(stats)) for key, m in METRICS.items() if m.stack is not None}
+
+
+def evaluate_objects(
+    truth: np.ndarray, prediction: np.ndarray, *, ignore: np.ndarray | None = None
+) -> dict[str, float]:
+    """Every object metric (``unetflow.evaluate.registry.OBJECT_METRICS``, in order) of one truth and one
+    predicted label image (a 2-D frame or a 3-D volume as one unit); ``ignore`` marks unannotated pixels
+    (unetflow.evaluate.objects: they hold no truth object and excuse a false positive lying on them)."""
+    table = Contingency.of(truth, prediction, ignore=ignore)
+    return {key: float(metric.score(table)) for key, metric in OBJECT_METRICS.items()}
+
+
+def evaluate_objects_frames(
+    truth: np.ndarray, prediction: np.ndarray, *, ignore: np.ndarray | None = None
+) -> tuple[list[dict[str, float]], dict[str, float], list[Contingency]]:
+    """The object metrics of each 2-D frame of (t, y, x) stacks, their aggregate and each frame's table.
+
+    The aggregate holds the mean over frames under each key (frames where a metric is NaN left out) and
+    ``<key>_pooled``: the metric of all frames' objects together, as the challenge computes SEG over a
+    sequence (every truth object of every annotated frame counts once).
+    """
+    truth_stack, pred_stack = np.asarray(truth), np.asarray(prediction)
+    if truth_stack.ndim != 3 or truth_stack.shape != pred_stack.shape:
+        raise ValueError(
+            f"truth {truth_stack.shape} and prediction {pred_stack.shape} must be (t, y, x) stacks of one "
+            "shape"
+        )
+    masks = [None] * len(truth_stack) if ignore is None else list(np.asarray(ignore, dtype=bool))
+    tables = [Contingency.of(t, p, ignore=m) for t, p, m in zip(truth_stack, pred_stack, masks, strict=True)]
+    per_frame = [{key: float(m.score(table)) for key, m in OBJECT_METRICS.items()} for table in tables]
+    aggregate = {}
+    for key in OBJECT_METRICS:
+        values = [frame[key] for frame in per_frame if not math.isnan(frame[key])]
+        aggregate[key] = float(np.mean(values)) if values else math.nan
+    aggregate.update(
+        {f"{key}{POOLED}": float(m.stack(tables)) for key, m in OBJECT_METRICS.items() if m.stack is not None}
+    )
+    return per_frame, aggregate, tables

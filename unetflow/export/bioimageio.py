@@ -31,7 +31,7 @@ from unetflow.atomic import atomic_path
 from unetflow.config.model import VolumeConfig
 from unetflow.data.alignment import moves, recorded_offset
 from unetflow.errors import InputError
-from unetflow.geometry import UNetGeometry
+from unetflow.geometry import NetGeometry, UNetGeometry
 from unetflow.model import unet as model_module
 from unetflow.model.loss import EVEN_ODDS
 from unetflow.model.package import INSTALL_HINT, bioimageio_spec
@@ -77,43 +77,71 @@ def context_tile(
     return tile.astype(np.float32), (y, x)
 
 
+def net_input(model: UNet, tile: np.ndarray) -> np.ndarray:
+    """A tile as the net's input tensor: (1, 1, y, x), a 3-D net's (1, 1, z, y, x), or a 2-D net with context
+    slices' (1, 2k + 1, y, x)."""
+    return tile[None] if model.config.dims == 2 and tile.ndim == 3 else tile[None, None]
+
+
 def class_probabilities(model: UNet, tile: np.ndarray) -> np.ndarray:
-    """Softmax of the net over a (y, x) input z-scored with its own statistics: (1, classes, y', x')."""
+    """Softmax of the net over an input z-scored with its own statistics: (1, classes, y', x') (3-D: (1,
+    classes, z', y', x')); `tile` is (y, x), a 3-D net's (z, y, x) or a context net's (2k + 1, y, x)."""
     from unetflow.data import omezarr
 
     normalized = omezarr.normalize(tile, float(tile.mean()), float(tile.std()))
     with torch.inference_mode():
-        logits = model.eval()(torch.from_numpy(normalized)[None, None])
+        logits = model.eval()(torch.from_numpy(net_input(model, normalized)))
     return torch.softmax(logits, dim=1).numpy()
 
 
-def read_test_image(
-    image: str | Path | np.ndarray, index: int = 0
-) -> tuple[np.ndarray, tuple[float, str] | None]:
-    """Slice `index` of a volume (OME-Zarr, any format unetflow imports, or an array) and its pixel size.
+def volume_tile(
+    volume: Any, net: NetGeometry, output: int, index: int
+) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """A net input for an output block of a volume, read as overlap-tile prediction reads it: `output` x
+    `output` px of slice `index` near the centre of its plane, read with its context slices (a 2-D net's
+    2k + 1 as channels), or a 3-D net's smallest block along z from `index` on (aligned), with its margins,
+    mirrored past the volume's border. Returns the tile and the block's first voxel (z, y, x)."""
+    from unetflow.predict import read_window
 
-    The pixel size (size, unit) comes from the attributes unetflow's import writes; None where unknown.
-    """
+    plane = net.plane
+    margin, align = plane.margin, plane.alignment
+    y, x = (max(0, (size - output) // 2) // align * align for size in volume.shape[1:])
+    if net.dims == 3:
+        along = net.axis(0)
+        depth = along.valid_output(1)
+        z = min(index, max(0, volume.shape[0] - depth)) // along.alignment * along.alignment
+        slices = (z - along.margin, z + depth + along.margin)
+    else:
+        z, slices = index, (index - net.context, index + net.context + 1)
+    rows, cols = (y - margin, y + output + margin), (x - margin, x + output + margin)
+    return read_window(volume, slices, rows, cols).astype(np.float32), (z, y, x)
+
+
+def read_test_volume(image: str | Path | np.ndarray) -> tuple[Any, str, tuple[tuple[float, ...], str] | None]:
+    """A volume (OME-Zarr, any format unetflow imports, or an array) as (z, y, x), its name and its voxel
+    size and unit (from the attributes unetflow's import writes; None where unknown)."""
     from unetflow.data import omezarr
     from unetflow.data.formats import infer_format, open_volume
     from unetflow.predict import as_stack
 
-    pixel = None
     if isinstance(image, np.ndarray):
-        volume, name = as_stack(image), "the test image array"
-    elif infer_format(image) == "zarr":
-        volume, name = as_stack(omezarr.open_image(image)), str(image)
+        return as_stack(image), "the test image array", None
+    if infer_format(image) == "zarr":
         attrs = omezarr.read_attrs(image)
+        voxel = None
         if "voxel_size" in attrs:
-            pixel = (float(attrs["voxel_size"][-1]), str(attrs.get("unit", "nanometer")))
-    else:
-        volume, name = as_stack(open_volume(image)), str(image)
+            voxel = (tuple(float(v) for v in attrs["voxel_size"]), str(attrs.get("unit", "nanometer")))
+        return as_stack(omezarr.open_image(image)), str(image), voxel
+    return as_stack(open_volume(image)), str(image), None
+
+
+def check_slice(volume: Any, name: str, index: int) -> None:
+    """A test slice outside the volume is an InputError naming it and the range."""
     if not 0 <= index < volume.shape[0]:
         raise InputError(
             f"test image slice {index} is out of range: {name} has {volume.shape[0]} slices; "
             f"give a slice between 0 and {volume.shape[0] - 1}"
         )
-    return np.asarray(volume[index]), pixel
 
 
 def read_metrics(path: str | Path) -> dict[str, Any]:
@@ -179,9 +207,11 @@ def _readme(
     threshold: float,
     metrics: dict[str, Any] | None,
     label_offset: tuple[float, float] = (0.0, 0.0),
+    net: NetGeometry | None = None,
 ) -> str:
     """The package's documentation, with the '## Validation' section the spec asks for."""
     margin, sizes = geometry.margin, (geometry.valid_input(1), geometry.alignment)
+    along_z = _along_z(net) if net is not None else []
     lines = [
         f"# {name}",
         "",
@@ -199,6 +229,7 @@ def _readme(
         "point that undoes the class weights of the training loss).",
         f"- To predict a whole image, pad it by {margin} pixels on each side (mirroring) and tile it with "
         f"tiles whose offsets are multiples of {sizes[1]}: that reproduces one pass over the whole image.",
+        *along_z,
         *(
             [
                 "- unetflow moves the input image by (dy, dx) = "
@@ -226,6 +257,24 @@ def _readme(
         ]
     lines += ["", "## Citation", "", f"{PAPER_TEXT}. doi:{PAPER_DOI}", ""]
     return "\n".join(lines)
+
+
+def _along_z(net: NetGeometry) -> list[str]:
+    """The README's lines on the third dimension: a 3-D net's z axis, or a 2-D net's context slices."""
+    if net.dims == 3:
+        along = net.axis(0)
+        return [
+            f"- A 3-D net: input and output have a z axis after the channel (batch, channel, z, y, x); z is "
+            f"{along.valid_input(1)} + n * {along.alignment} slices in and {2 * along.margin} fewer out, and "
+            f"tiles along z have offsets that are multiples of {along.alignment}. Kernels (z, y, x) per "
+            f"level: {[list(k) for k in net.kernels] if net.kernels else '3 x 3 x 3 throughout'}."
+        ]
+    if net.context:
+        return [
+            f"- The {2 * net.context + 1} input channels are the slices z - {net.context} .. z + "
+            f"{net.context} around the predicted slice z, in that order, mirrored at the volume's ends."
+        ]
+    return []
 
 
 def export_model(
@@ -272,26 +321,19 @@ def export_model(
     normalization = _check_normalization(state, source)
     scores = read_metrics(metrics) if metrics is not None else None
 
-    out_size = geometry.valid_output(
-        int(test_size or (state.get("tile") or {}).get("output") or DEFAULT_TEST_OUTPUT)
-    )
-    pixel = None
-    if image is None:
-        from unetflow.data.synthesize import synthesize_volume
-
-        side = geometry.input_for_output(out_size)
-        slice_image = synthesize_volume(shape=(1, side, side), seed=0)[0][0]
-    else:
-        slice_image, pixel = read_test_image(image, image_slice)
-    tile, _ = context_tile(slice_image, geometry, out_size)
+    tile, voxel = _test_input(model, state, image, image_slice, test_size)
     expected = class_probabilities(model, tile)
 
-    name = name or f"unetflow U-Net depth {config.depth} width {config.base_channels}"
+    kind = {3: " 3-D"}.get(
+        config.dims, f" {2 * config.context_slices + 1}-slice" if config.context_slices else ""
+    )
+    name = name or f"unetflow{kind} U-Net depth {config.depth} width {config.base_channels}"
     description = description or (
         f"The valid-convolution U-Net of Ronneberger et al. (2015), depth {config.depth}, "
         f"{config.base_channels} base channels, trained with unetflow for two-class segmentation of EM "
         f"images. Output channel {FOREGROUND_CHANNEL} is the foreground (cell interior) probability; the "
-        f"output is {geometry.margin} px smaller than the input on each side. "
+        f"output is {geometry.margin} px smaller than the input on each side"
+        + (f" ({config.net_geometry.z.margin} slices along z). " if config.dims == 3 else ". ")
         + _normalization_text(normalization)
     )
     readme = _readme(
@@ -301,6 +343,7 @@ def export_model(
         threshold=float(state.get("threshold", EVEN_ODDS)),
         metrics=scores,
         label_offset=recorded_offset(state),
+        net=config.net_geometry,
     )
     data_text = training_data or (
         "The volume this checkpoint was trained on; not described further at export (give a description). "
@@ -322,9 +365,16 @@ def export_model(
                 license=licences["package"],
                 covers=[v0_5.FileDescr(source=files / "cover.png")],
                 documentation=v0_5.FileDescr(source=files / "README.md"),
-                tags=["unet", "segmentation", "electron-microscopy", "2d", "pytorch", "unetflow"],
-                inputs=[_input_descr(v0_5, files, geometry, pixel)],
-                outputs=[_output_descr(v0_5, files, geometry, pixel, classes=config.num_classes)],
+                tags=[
+                    "unet",
+                    "segmentation",
+                    "electron-microscopy",
+                    f"{config.dims}d",
+                    "pytorch",
+                    "unetflow",
+                ],
+                inputs=[_input_descr(v0_5, files, config.net_geometry, voxel)],
+                outputs=[_output_descr(v0_5, files, config.net_geometry, voxel, classes=config.num_classes)],
                 weights=v0_5.WeightsDescr(
                     pytorch_state_dict=v0_5.PytorchStateDictWeightsDescr(
                         source=files / "weights.pt",
@@ -375,42 +425,110 @@ def export_model(
     return Path(output)
 
 
+def _test_input(
+    model: UNet, state: dict[str, Any], image: str | Path | np.ndarray | None, index: int, size: int | None
+) -> tuple[np.ndarray, tuple[tuple[float, ...], str] | None]:
+    """The package's test input: the overlap-tile context of an output block (the training tile's size
+    unless `size`) of slice `index` of `image` (default: the embedded generator's data, 3-D for a net that
+    sees along z), and the image's voxel size and unit where known."""
+    net = model.config.net_geometry
+    plane = net.plane
+    out_size = plane.valid_output(int(size or (state.get("tile") or {}).get("output") or DEFAULT_TEST_OUTPUT))
+    flat = net.dims == 2 and net.context == 0
+    voxel = None
+    if image is None:
+        index, side = 0, plane.input_for_output(out_size)
+        if flat:
+            from unetflow.data.synthesize import synthesize_volume
+
+            volume = synthesize_volume(shape=(1, side, side), seed=0)[0]
+        else:
+            from unetflow.data.synthesize3d import synthesize_volume_3d
+
+            volume = synthesize_volume_3d(
+                shape=(max(net.min_slices, 2 * net.context + 1), side, side), seed=0
+            )[0]
+    else:
+        volume, name, voxel = read_test_volume(image)
+        check_slice(volume, name, index)
+    if flat:
+        return context_tile(np.asarray(volume[index]), plane, out_size)[0], voxel
+    return volume_tile(volume, net, out_size, index)[0], voxel
+
+
 def _write_files(files: Path, model: UNet, tile: np.ndarray, expected: np.ndarray, readme: str) -> None:
     """The package's files: both weights, the architecture source, test and sample tensors, cover, README."""
     torch.save(model.state_dict(), files / "weights.pt")
     with warnings.catch_warnings():
         # TorchScript is what bioimage.io consumers run (torch.export has no weights format there)
         warnings.filterwarnings("ignore", message=".*torch.jit.* is deprecated", category=DeprecationWarning)
-        traced = torch.jit.trace(model, torch.from_numpy(tile)[None, None])
+        traced = torch.jit.trace(model, torch.from_numpy(net_input(model, tile)))
         torch.jit.save(traced, str(files / "weights_torchscript.pt"))
     (files / ARCHITECTURE_FILE).write_text(Path(model_module.__file__).read_text())
-    np.save(files / "test_input.npy", tile[None, None])
+    np.save(files / "test_input.npy", net_input(model, tile))
     np.save(files / "test_output.npy", expected)
     tifffile.imwrite(files / "sample_input.tif", tile)
     tifffile.imwrite(files / "sample_output.tif", expected[0])
-    margin = model.config.geometry.margin
-    _cover(files / "cover.png", tile[margin:-margin, margin:-margin], expected[0, FOREGROUND_CHANNEL])
+    net = model.config.net_geometry
+    margin = net.plane.margin
+    plane = (
+        tile if tile.ndim == 2 else tile[net.z.margin]
+    )  # the first output slice's (3-D; context: the centre)
+    probability = expected[0, FOREGROUND_CHANNEL]
+    _cover(
+        files / "cover.png",
+        plane[margin:-margin, margin:-margin],
+        probability if probability.ndim == 2 else probability[0],
+    )
     (files / "README.md").write_text(readme)
 
 
-def _input_descr(v0_5: Any, files: Path, geometry: UNetGeometry, pixel: tuple[float, str] | None) -> Any:
-    """The input: (batch, channel, y, x), y and x of min + n * 2**depth px, z-scored per image."""
-    unit = {"unit": pixel[1], "scale": pixel[0]} if pixel else {}
-    size = v0_5.ParameterizedSize(min=geometry.valid_input(1), step=geometry.alignment)
+def _space_axes(
+    v0_5: Any, net: NetGeometry, voxel: tuple[tuple[float, ...], str] | None, *, output: bool
+) -> list[Any]:
+    """The space axes (z of a 3-D net, y, x): inputs of min + n * alignment px, outputs the input's minus
+    twice the valid-convolution margin along each axis; scaled by the voxel size where known."""
+    axes = list(zip("zyx", (net.axis(0), net.plane, net.plane), strict=True))
+    axes = axes if net.dims == 3 else axes[1:]
+    found = []
+    for name, geometry in axes:
+        scale = {"unit": voxel[1], "scale": voxel[0]["zyx".index(name)]} if voxel else {}
+        if output:
+            size = v0_5.SizeReference(
+                tensor_id=v0_5.TensorId(INPUT_ID), axis_id=v0_5.AxisId(name), offset=-2 * geometry.margin
+            )
+            found.append(v0_5.SpaceOutputAxis(id=v0_5.AxisId(name), size=size, **scale))
+        else:
+            size = v0_5.ParameterizedSize(min=geometry.valid_input(1), step=geometry.alignment)
+            found.append(v0_5.SpaceInputAxis(id=v0_5.AxisId(name), size=size, **scale))
+    return found
+
+
+def _input_descr(
+    v0_5: Any, files: Path, net: NetGeometry, voxel: tuple[tuple[float, ...], str] | None
+) -> Any:
+    """The input: (batch, channel, [z,] y, x) of valid sizes, z-scored per image; a 2-D net's context slices
+    are its channels, named by their offset along z."""
+    context = net.context
+    sign = {-1: "m", 0: "", 1: "p"}  # raw_zm1, raw_z0, raw_zp1: identifiers, as the spec wants
+    offsets = range(-context, context + 1)
+    names = [f"{INPUT_ID}_z{sign[(o > 0) - (o < 0)]}{abs(o)}" for o in offsets] if context else [INPUT_ID]
+    space = ["z", "y", "x"] if net.dims == 3 else ["y", "x"]
     return v0_5.InputTensorDescr(
         id=v0_5.TensorId(INPUT_ID),
-        description="a grey-value image",
+        description="a grey-value image"
+        + ("; channels: the slices around the predicted one" if context else ""),
         axes=[
             v0_5.BatchAxis(),
-            v0_5.ChannelAxis(channel_names=[v0_5.Identifier(INPUT_ID)]),
-            *(v0_5.SpaceInputAxis(id=v0_5.AxisId(axis), size=size, **unit) for axis in "yx"),
+            v0_5.ChannelAxis(channel_names=[v0_5.Identifier(name) for name in names]),
+            *_space_axes(v0_5, net, voxel, output=False),
         ],
         test_tensor=v0_5.FileDescr(source=files / "test_input.npy"),
         sample_tensor=v0_5.FileDescr(source=files / "sample_input.tif"),
         preprocessing=[
             v0_5.ZeroMeanUnitVarianceDescr(
                 kwargs=v0_5.ZeroMeanUnitVarianceKwargs(
-                    axes=[v0_5.AxisId(axis) for axis in ("channel", "y", "x")]
+                    axes=[v0_5.AxisId(axis) for axis in ("channel", *space)]
                 )
             )
         ],
@@ -418,10 +536,9 @@ def _input_descr(v0_5: Any, files: Path, geometry: UNetGeometry, pixel: tuple[fl
 
 
 def _output_descr(
-    v0_5: Any, files: Path, geometry: UNetGeometry, pixel: tuple[float, str] | None, *, classes: int
+    v0_5: Any, files: Path, net: NetGeometry, voxel: tuple[tuple[float, ...], str] | None, *, classes: int
 ) -> Any:
-    """The output: softmax over the classes, y and x the input's minus twice the valid-convolution margin."""
-    unit = {"unit": pixel[1], "scale": pixel[0]} if pixel else {}
+    """The output: softmax over the classes, each space axis the input's minus twice its margin."""
     names = list(CLASS_NAMES) if classes == 2 else [f"class{i}" for i in range(classes)]
     return v0_5.OutputTensorDescr(
         id=v0_5.TensorId(OUTPUT_ID),
@@ -429,18 +546,7 @@ def _output_descr(
         axes=[
             v0_5.BatchAxis(),
             v0_5.ChannelAxis(channel_names=[v0_5.Identifier(name) for name in names]),
-            *(
-                v0_5.SpaceOutputAxis(
-                    id=v0_5.AxisId(axis),
-                    size=v0_5.SizeReference(
-                        tensor_id=v0_5.TensorId(INPUT_ID),
-                        axis_id=v0_5.AxisId(axis),
-                        offset=-2 * geometry.margin,
-                    ),
-                    **unit,
-                )
-                for axis in "yx"
-            ),
+            *_space_axes(v0_5, net, voxel, output=True),
         ],
         test_tensor=v0_5.FileDescr(source=files / "test_output.npy"),
         sample_tensor=v0_5.FileDescr(source=files / "sample_output.tif"),

@@ -78,8 +78,12 @@ def init_architecture(state: dict[str, Any], section: ModelConfig, *, source: st
         ) from None
     if section == ModelConfig():
         return initial
-    recorded = initial.to_dict()
-    differ = {key: value for key, value in section.dump().items() if recorded.get(key) != value}
+    recorded = {"dims": 2, "context_slices": 0, "kernels": None, "pools": None, **initial.to_dict()}
+    differ = {
+        key: value
+        for key, value in section.dump().items()
+        if recorded.get(key) != value and not (key in ("kernels", "pools") and value == "auto")
+    }
     if differ:
         listed = ", ".join(
             f"model.{key} is {value} there, {recorded.get(key)} in the model" for key, value in differ.items()

@@ -44,8 +44,9 @@ def read_package(path: str | Path, *, map_location: str | torch.device = "cpu") 
     """A checkpoint dict (model_state_dict, model_config, threshold, ...) of a package `export_model` wrote.
 
     `path` is the package's .zip or its rdf.yaml / bioimageio.yaml. A package without PyTorch state-dict
-    weights, whose tensors are not one 2-D (batch, channel, y, x) image, or whose architecture is not
-    unetflow's UNet is an InputError that names the file and what to do instead.
+    weights, whose tensors are not one 2-D (batch, channel, y, x) or 3-D image, or whose architecture is not
+    unetflow's UNet is an InputError that names the file and what to do instead. A 3-D net's package has a z
+    axis; a 2-D net with context slices has them as input channels (its kwargs say which).
     """
     spec = bioimageio_spec()
     target = Path(path)
@@ -68,10 +69,13 @@ def read_package(path: str | Path, *, map_location: str | torch.device = "cpu") 
             f"only weights unetflow loads; {fix}"
         )
     kinds = [[axis.type for axis in tensor.axes] for tensor in (*descr.inputs, *descr.outputs)]
-    if kinds != [["batch", "channel", "space", "space"]] * 2:
+    if kinds not in (
+        [["batch", "channel", "space", "space"]] * 2,
+        [["batch", "channel", "space", "space", "space"]] * 2,
+    ):
         raise InputError(
-            f"{target} is not a 2-D image model: unetflow needs one input and one output with axes "
-            f"(batch, channel, y, x), this package has {kinds}; {fix}"
+            f"{target} is not a 2-D image model or a 3-D one: unetflow needs one input and one output with "
+            f"axes (batch, channel, y, x) or (batch, channel, z, y, x), this package has {kinds}; {fix}"
         )
     architecture = weights.architecture
     known = {item.name for item in fields(UNetConfig)}

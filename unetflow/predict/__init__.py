@@ -23,10 +23,10 @@ _HOMES = {
     "make_plan": "plan",
     "planned_groups": "plan",
     "read_plan": "plan",
-    "INSTANCES": "run",
-    "SEGMENTATION": "run",
+    "INSTANCES": "progress",
+    "SEGMENTATION": "progress",
     "ShardWriter": "run",
-    "check_complete": "run",
+    "check_complete": "progress",
     "incomplete_groups": "progress",
     "init_prediction": "run",
     "pending_shards": "progress",
@@ -35,11 +35,14 @@ _HOMES = {
     "Block": "tiles",
     "as_stack": "tiles",
     "BlockPredictor": "tiles",
+    "check_depth": "plan",
+    "choose_strides": "tiles",
     "dihedral": "tiles",
     "inference_model": "tiles",
     "predict_array": "tiles",
     "predict_whole_slice": "tiles",
     "read_context": "tiles",
+    "read_window": "tiles",
 }
 __all__ = sorted(_HOMES)
 

@@ -10,15 +10,19 @@ the workflow redoes its shard.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import logging
 import math
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import dask
 import numpy as np
+import zarr
 from scipy import ndimage
 
 from unetflow.data import omezarr
@@ -27,14 +31,16 @@ from unetflow.geometry import ShardGrid
 from unetflow.logs import progress_bar
 from unetflow.predict import progress
 from unetflow.predict.plan import PredictionPlan, read_plan
-from unetflow.predict.run import INSTANCES, OUTPUT_COMPRESSION, SEGMENTATION, check_complete
-from unetflow.predict.store import Pieces, write_pieces
-from unetflow.predict.tiles import as_stack
+from unetflow.predict.progress import INSTANCES, SEGMENTATION, check_complete
+from unetflow.predict.store import OUTPUT_COMPRESSION, Pieces, write_pieces
+from unetflow.stores import Location
 
 log = logging.getLogger(__name__)
 
 PYRAMID = "pyramid"
 """Name of the finalisation's journal (the pyramid's shards)."""
+READS_IN_FLIGHT = 16
+"""Chunks of the level below read at once while a level is built."""
 
 
 def pyramid_levels(shape: tuple[int, ...], wanted: int) -> int:
@@ -43,7 +49,7 @@ def pyramid_levels(shape: tuple[int, ...], wanted: int) -> int:
     return max(1, min(wanted, 1 + int(math.log2(largest))))
 
 
-def _digest(target: str | Path, plan: PredictionPlan) -> str:
+def _digest(target: str | Path | Location, plan: PredictionPlan) -> str:
     """A digest of every group's journal: the pyramid journal belongs to exactly this level-0 data."""
     entries = progress.group_entries(target, plan.groups)
     text = "".join(entry.line() for _, entry in sorted(entries.items()))
@@ -66,30 +72,39 @@ def _coarsen(values: np.ndarray, *, labels: bool) -> np.ndarray:
     return total
 
 
+def _open_level(place: Location, mode: str) -> Any:
+    """The array of one pyramid level; read only (the level below, complete), it keeps what it fetched
+    from a store, so each shard's index is read once, not once per chunk."""
+    if mode != "r":
+        return omezarr.open_image(place, mode=mode)
+    return zarr.open_array(store=place.zarr_store(read_only=True, keep=True), mode="r")
+
+
 class _Level:
     """The probability and segmentation arrays of one pyramid level, with their grid and shard files."""
 
-    def __init__(self, target: Path, grid: ShardGrid, level: int, mode: str = "r") -> None:
+    def __init__(self, target: Location, grid: ShardGrid, level: int, mode: str = "r") -> None:
         self.target, self.grid, self.level = target, grid, level
         self.arrays = [
-            (omezarr.open_image(target / str(level), mode=mode), False),
-            (omezarr.open_image(target / omezarr.LABELS_GROUP / SEGMENTATION / str(level), mode=mode), True),
+            (_open_level(target / str(level), mode), False),
+            (_open_level(target / omezarr.LABELS_GROUP / SEGMENTATION / str(level), mode), True),
         ]
         self.files = progress.ShardFiles(target, level)
 
 
-def build_pyramid(target: str | Path, levels: int, *, show_progress: bool = True) -> int:
+def build_pyramid(target: str | Path | Location, levels: int, *, show_progress: bool = True) -> int:
     """Levels 1..`levels`-1 of the probability and segmentation; returns how many levels there are."""
-    folder = Path(target)
+    folder = Location.of(target)
     plan = read_plan(target)
     levels = pyramid_levels(plan.shape, levels)
     if levels == 1:
         return 1
     grids = [plan.level_grid(level) for level in range(levels)]
-    journal_file = progress.journal_folder(target) / f"{PYRAMID}-{_digest(target, plan)}.tsv"
-    for stale in progress.journal_folder(target).glob(f"{PYRAMID}-*.tsv"):
-        if stale != journal_file:
-            stale.unlink()
+    journals = progress.journal_folder(target)
+    journal_file = journals / f"{PYRAMID}-{_digest(target, plan)}.tsv"
+    for name in journals.listdir():
+        if name.startswith(f"{PYRAMID}-") and name.endswith(".tsv") and name != journal_file.name:
+            (journals / name).remove()
     if not journal_file.exists():
         layout = [(g.shape, g.chunk, g.shard if plan.sharded else None) for g in grids[1:]]
         for image in (folder, folder / omezarr.LABELS_GROUP / SEGMENTATION):
@@ -125,19 +140,36 @@ def _level_shard(
     if not any(any(entries.get((lower.level, n), empty).sizes) for n in lower.grid.shards_in(below)):
         return progress.Entry(shard=number, sizes=(0, 0), level=upper.level)
     upper.files.clear(index)
+    chunks = lower.grid.chunks_in(below)
     for (source, labels), (destination, _) in zip(lower.arrays, upper.arrays, strict=True):
         pieces: Pieces = {}
-        for z, y, x in lower.grid.chunks_in(below):
-            chunk = (
-                slice(z, min(z + lower.grid.chunk[0], lower.grid.shape[0])),
-                slice(y, min(y + lower.grid.chunk[1], lower.grid.shape[1])),
-                slice(x, min(x + lower.grid.chunk[2], lower.grid.shape[2])),
-            )
-            values = _read_checked(source, chunk, lower)
+        for (z, y, x), values in _read_chunks(source, chunks, lower):
             if values.any():  # no data (or all 0): nothing to write, the level reads 0 there
                 pieces[(z, y // 2, x // 2)] = _coarsen(values, labels=labels)
         write_pieces(destination, region, pieces)
     return progress.Entry(shard=number, sizes=upper.files.sizes(index), level=upper.level)
+
+
+def _read_chunks(
+    array: Any, starts: list[tuple[int, int, int]], level: _Level
+) -> Iterator[tuple[tuple[int, int, int], np.ndarray]]:
+    """The chunks of a level at `starts`, in order, READS_IN_FLIGHT read at once: on an object store each
+    read waits a round trip (zarr-python reads a shard's chunks one after another), so a whole volume's
+    chunks read one by one would take hours; memory holds at most that many chunks."""
+    grid = level.grid
+
+    def read(start: tuple[int, int, int]) -> tuple[tuple[int, int, int], np.ndarray]:
+        region = tuple(slice(s, min(s + c, n)) for s, c, n in zip(start, grid.chunk, grid.shape, strict=True))
+        return start, _read_checked(array, region, level)  # type: ignore[arg-type]
+
+    with ThreadPoolExecutor(READS_IN_FLIGHT, thread_name_prefix="unetflow-pyramid") as pool:
+        window: collections.deque[Future[tuple[tuple[int, int, int], np.ndarray]]] = collections.deque()
+        for start in starts:
+            window.append(pool.submit(read, start))
+            if len(window) >= READS_IN_FLIGHT:
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()
 
 
 def _read_checked(array: Any, region: tuple[slice, slice, slice], level: _Level) -> np.ndarray:
@@ -149,7 +181,7 @@ def _read_checked(array: Any, region: tuple[slice, slice, slice], level: _Level)
         index = level.grid.index(number)
         paths = [level.files.path(which, index) for which in range(len(level.files.arrays))]
         for path in paths:
-            path.unlink(missing_ok=True)
+            Location.of(path).unlink()
         raise InputError(
             f"prediction {level.target}: {paths[0]} or {paths[1]} does not decode ({type(error).__name__}: "
             f"{error}); removed both: run the same command again and the shard is predicted again"
@@ -163,6 +195,8 @@ def instance_labels(segmentation: Any, *, connectivity: int = 1) -> tuple[Any, i
     counts each slice's components so that slice z's ids start after those of slices 0..z-1.
     """
     import dask.array as da
+
+    from unetflow.predict.tiles import as_stack  # (torch: a finalisation without instances needs none)
 
     if connectivity not in (1, 2):
         raise InputError(f"connectivity must be 1 (4-neighbour) or 2 (8-neighbour), got {connectivity!r}")
@@ -184,18 +218,19 @@ def instance_labels(segmentation: Any, *, connectivity: int = 1) -> tuple[Any, i
     return slices.map_blocks(label_slice, dtype=np.uint32, meta=np.empty((0, 0, 0), np.uint32)), total
 
 
-def group_summaries(target: str | Path, groups: int) -> list[dict[str, Any]]:
+def group_summaries(target: str | Path | Location, groups: int) -> list[dict[str, Any]]:
     """What each block group's last run did (blocks, seconds, voxels per second)."""
     found = []
     for group in range(groups):
-        path = progress.journal_folder(target) / f"{group}.json"
-        if path.is_file():
-            found.append(json.loads(path.read_text()))
+        try:
+            found.append(json.loads((progress.journal_folder(target) / f"{group}.json").read_text()))
+        except FileNotFoundError:
+            continue
     return found
 
 
 def finalize_prediction(
-    target: str | Path,
+    target: str | Path | Location,
     *,
     pyramid: int = 1,
     instances: bool = False,
@@ -209,22 +244,24 @@ def finalize_prediction(
     metadata) are the connected components of the segmentation's interior class, slice by slice
     (`connectivity` 1: 4-neighbour, 2: 8-neighbour), numbered uniquely across the volume.
     """
+    target = Location.of(target)
     summary: dict[str, Any] = check_complete(target)
     plan = read_plan(target)
     summary["levels"] = build_pyramid(target, pyramid, show_progress=show_progress)
     runs = group_summaries(target, plan.groups)
     computed = sum(run["computed"] for run in runs)
     seconds = sum(run["seconds"] for run in runs)
+    sizes = target.sizes()
     summary.update(
         {
+            "files": len(sizes),
+            "bytes": sum(sizes.values()),
             "ngff": plan.ngff,
             "groups": plan.groups,
             "blocks_computed": computed,
             "blocks_empty": sum(run["empty"] for run in runs),
             "predict_seconds": seconds,
             "voxels_per_second": sum(run["voxels_computed"] for run in runs) / seconds if seconds else 0.0,
-            "files": sum(1 for path in Path(target).rglob("*") if path.is_file()),
-            "bytes": sum(path.stat().st_size for path in Path(target).rglob("*") if path.is_file()),
         }
     )
     if instances:

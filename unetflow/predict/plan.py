@@ -6,6 +6,7 @@ A plan is chosen once (`make_plan`), stored in the prediction's attributes and r
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,12 +18,13 @@ from unetflow.data import zarrmeta
 from unetflow.errors import InputError
 from unetflow.geometry import (
     SHARD_TARGET_BYTES,
+    Layout,
+    NetGeometry,
     ShardGrid,
     TilePlan,
-    UNetGeometry,
     auto_groups,
     group_range,
-    plan_tiles,
+    plan_volume_tiles,
     shard_shape,
 )
 
@@ -34,7 +36,12 @@ PLAN_KEY = "plan"
 
 @dataclass(frozen=True)
 class PredictionPlan:
-    """Everything that fixes a prediction's layout (stored in its attributes, the same for every job)."""
+    """Everything that fixes a prediction's layout (stored in its attributes, the same for every job).
+
+    A 2-D net's blocks are one slice deep (`stride_z` and `block_z` 1; `context` slices read on each side);
+    a 3-D net's (`dims` 3, its per-level `kernels` and `pools`) are `block_z` slices deep, tiled by
+    `stride_z`. A plan stored before 3-D nets existed reads as a 2-D net's.
+    """
 
     shape: tuple[int, int, int]
     depth: int
@@ -45,18 +52,38 @@ class PredictionPlan:
     ngff: str
     dtype: str
     shard_bytes: int = SHARD_TARGET_BYTES
+    dims: int = 2
+    context: int = 0
+    kernels: Layout | None = None
+    pools: Layout | None = None
+    stride_z: int = 1
+    block_z: int = 1
+
+    @property
+    def net(self) -> NetGeometry:
+        """The geometry of the net this prediction was planned for."""
+        return NetGeometry(self.depth, self.dims, self.context, self.kernels, self.pools)
 
     @property
     def tiles(self) -> TilePlan:
-        """How each slice is cut into overlap tiles and blocks."""
-        return plan_tiles(
-            UNetGeometry(self.depth), self.shape[1], self.shape[2], stride=self.stride, block=self.block
+        """How the volume is cut into overlap tiles and blocks."""
+        return plan_volume_tiles(
+            self.net,
+            self.shape,
+            stride=self.stride,
+            stride_z=self.stride_z,
+            block=self.block,
+            block_z=self.block_z,
         )
 
     @property
     def chunk(self) -> tuple[int, int, int]:
-        """The output chunk: one block of one slice, cropped to the volume."""
-        return 1, min(self.block, self.shape[1]), min(self.block, self.shape[2])
+        """The output chunk: one block (one slice deep for a 2-D net), cropped to the volume."""
+        return (
+            min(self.block_z, self.shape[0]),
+            min(self.block, self.shape[1]),
+            min(self.block, self.shape[2]),
+        )
 
     @property
     def grid(self) -> ShardGrid:
@@ -91,13 +118,20 @@ class PredictionPlan:
             raise InputError(f"{error}; this prediction was planned with {self.groups} groups") from None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain form for the attributes."""
-        return asdict(self)
+        """Plain form for the attributes, as JSON reads it back (lists, not tuples: it compares equal)."""
+        return json.loads(json.dumps(asdict(self)))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PredictionPlan:
         """The plan stored by `to_dict`."""
+        net = NetGeometry.from_dict(values)
         return cls(
+            dims=net.dims,
+            context=net.context,
+            kernels=net.kernels,
+            pools=net.pools,
+            stride_z=int(values.get("stride_z", 1)),
+            block_z=int(values.get("block_z", 1)),
             shape=tuple(values["shape"]),  # type: ignore[arg-type]
             depth=int(values["depth"]),
             stride=int(values["stride"]),
@@ -120,17 +154,27 @@ def make_plan(
     dtype: str = "float32",
     block: int | None = None,
     shard_bytes: int = SHARD_TARGET_BYTES,
+    net: NetGeometry | None = None,
+    stride_z: int = 1,
 ) -> PredictionPlan:
-    """The plan of a volume of `shape`: blocks of about BLOCK_TARGET px, shards of about `shard_bytes`
-    (OME-NGFF 0.5) with at least `groups` shards where the volume allows, so every group writes its own."""
+    """The plan of a volume of `shape`: blocks of about BLOCK_TARGET px (3-D nets: BLOCK_TARGET_3D, as deep as
+    wide in tiles), shards of about `shard_bytes` (OME-NGFF 0.5) with at least `groups` shards where the
+    volume allows, so every group writes its own. `net` is the net's geometry (default: the 2-D net of
+    `depth`), `stride_z` a 3-D net's tile stride along z."""
     if dtype not in PROBABILITY_DTYPES:
         raise InputError(f"predict.dtype {dtype!r} is not one of {PROBABILITY_DTYPES}")
     if ngff not in NGFF_VERSIONS:
         raise InputError(f"predict.ngff {ngff!r} is not one of {NGFF_VERSIONS}")
     if groups < 1:
         raise InputError(f"predict.block_groups must be >= 1, got {groups}")
-    tiles = plan_tiles(UNetGeometry(depth), shape[1], shape[2], stride=stride, block=block)
-    chunk = (1, min(tiles.block, shape[1]), min(tiles.block, shape[2]))
+    net = net or NetGeometry(depth)
+    tiles = plan_volume_tiles(net, shape, stride=stride, stride_z=stride_z, block=block)
+    along_z = tiles.slices if net.dims == 3 else None
+    chunk = (
+        1 if along_z is None else min(along_z.block, shape[0]),
+        min(tiles.block, shape[1]),
+        min(tiles.block, shape[2]),
+    )
     itemsize = np.dtype(dtype).itemsize
     shard = (
         shard_shape(shape, chunk, itemsize=itemsize, target_bytes=shard_bytes, min_shards=groups)
@@ -139,7 +183,7 @@ def make_plan(
     )
     return PredictionPlan(
         shape=tuple(int(s) for s in shape),  # type: ignore[arg-type]
-        depth=depth,
+        depth=net.depth,
         stride=tiles.stride,
         block=tiles.block,
         shard=shard,
@@ -147,7 +191,23 @@ def make_plan(
         ngff=ngff,
         dtype=dtype,
         shard_bytes=shard_bytes,
+        dims=net.dims,
+        context=net.context,
+        kernels=net.kernels,
+        pools=net.pools,
+        stride_z=1 if along_z is None else along_z.stride,
+        block_z=1 if along_z is None else along_z.block,
     )
+
+
+def check_depth(net: NetGeometry, slices: int, *, name: str) -> None:
+    """A 3-D net on a volume thinner than its smallest input along z is an InputError naming the volume."""
+    if net.dims == 3 and slices < net.min_slices:
+        raise InputError(
+            f"{name} has {slices} slice(s), fewer than the {net.min_slices} that this 3-D net's smallest "
+            "input reads along z: predict or train it with a 2-D net (model.dims: 2, with "
+            "model.context_slices for neighbouring slices), a shallower 3-D net, or on a thicker volume"
+        )
 
 
 def groups_for(shape: tuple[int, ...], *, block_groups: int | str, group_gb: float, dtype: str) -> int:

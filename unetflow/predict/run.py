@@ -17,10 +17,10 @@ another's net; on the CPU each block computes on its share of the cores.
 from __future__ import annotations
 
 import collections
+import contextlib
 import copy
 import json
 import logging
-import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from unetflow.atomic import DISK_FULL, atomic_path, remove
+from unetflow.atomic import DISK_FULL, atomic_path
 from unetflow.config.model import PredictConfig
 from unetflow.data import omezarr
 from unetflow.device import resolve_device
@@ -40,17 +40,14 @@ from unetflow.logs import progress_bar
 from unetflow.model.loss import EVEN_ODDS
 from unetflow.model.unet import UNet
 from unetflow.predict import progress, sources
-from unetflow.predict.plan import PLAN_KEY, PredictionPlan, make_plan, read_plan
-from unetflow.predict.store import write_pieces
-from unetflow.predict.tiles import Block, BlockPredictor, choose_stride, cpu_threads
+from unetflow.predict.plan import PLAN_KEY, PredictionPlan, make_plan, planned_groups, read_plan
+from unetflow.predict.progress import SEGMENTATION
+from unetflow.predict.store import OUTPUT_COMPRESSION, write_pieces
+from unetflow.predict.tiles import Block, BlockPredictor, check_depth, choose_strides, cpu_threads
+from unetflow.stores import Location
 
 log = logging.getLogger(__name__)
 
-SEGMENTATION = "segmentation"
-INSTANCES = "instances"
-# zstd level of the outputs, written in the hot loop: level 1 costs ~2 ms per 512^2 chunk against ~11 ms at
-# the default 5, for files ~4% larger (measured by benchmarks/predict.py).
-OUTPUT_COMPRESSION = 1
 SCHEDULERS = ("threads", "sync", "distributed")
 SHARDS_IN_FLIGHT = 2
 
@@ -65,6 +62,7 @@ def init_prediction(
     threshold: float = EVEN_ODDS,
     stride: int | None = None,
     block: int | None = None,
+    stride_z: int | None = None,
     provenance: dict[str, Any] | None = None,
     stats: str | Path | None = None,
     voxel_size: Sequence[float] | None = None,
@@ -72,57 +70,47 @@ def init_prediction(
     """Create the empty probability and segmentation arrays of a prediction, with its plan in the attributes.
 
     The tile stride is the largest that fits `options.memory_gb` (unless `stride` sets it, a multiple of
-    2**depth); blocks are about BLOCK_TARGET px (unless `block` sets them). The normalisation statistics of
-    the source go into the attributes and, when `stats` names a file, into that JSON too. `voxel_size`
-    (z, y, x) overrides what the source's metadata says.
+    2**depth, and `stride_z` a 3-D net's along z); blocks are about BLOCK_TARGET px (unless `block` sets
+    them). A 3-D net on a volume thinner than its smallest input is an InputError. The normalisation
+    statistics of the source go into the attributes and, when `stats` names a file, into that JSON too.
+    `voxel_size` (z, y, x) overrides what the source's metadata says.
     """
     options = options or PredictConfig()
     spec = sources.SourceSpec.of(source)
     volume = sources.open_source(spec)
-    stride = stride or choose_stride(
-        model, options.memory_gb, batch_size=options.batch_size, workers=options.workers
+    shape = tuple(int(s) for s in volume.shape)
+    check_depth(model.config.net_geometry, shape[0], name=spec.path)
+    chosen = choose_strides(
+        model, options.memory_gb, shape=shape, batch_size=options.batch_size, workers=options.workers
     )
     plan = make_plan(
-        tuple(int(s) for s in volume.shape),  # type: ignore[arg-type]
+        shape,  # type: ignore[arg-type]
         depth=model.config.depth,
-        stride=stride,
+        stride=stride or chosen[1],
         groups=groups,
         ngff=options.ngff,
         dtype=options.dtype,
         block=block,
         shard_bytes=int(options.shard_gb * 2**30),
+        net=model.config.net_geometry,
+        stride_z=stride_z or chosen[0],
     )
-    normalization = sources.normalization_of(spec, volume)
-    target_path = Path(target)
-    remove(progress.journal_folder(target_path))  # journals of an earlier prediction at this path
-    with atomic_path(target_path) as tmp:  # a kill leaves no store without its segmentation or plan
-        omezarr.create_image(
-            tmp,
-            shape=plan.shape,
-            dtype=plan.dtype,
-            chunks=plan.chunk,
-            shards=plan.shard if plan.sharded else None,
-            ngff=plan.ngff,
-            voxel_size=tuple(voxel_size) if voxel_size is not None else _voxel_size(spec, volume),
-            attrs={
-                PLAN_KEY: plan.to_dict(),
-                "source": spec.to_dict(),
-                "threshold": float(threshold),
-                "normalization": normalization,
-                "model": dict(provenance or {}),
-            },
-            name=target_path.stem,
-            compression_level=OUTPUT_COMPRESSION,
-        )
-        omezarr.create_labels(
-            tmp,
-            SEGMENTATION,
-            dtype="uint8",
-            chunks=plan.chunk,
-            shards=plan.shard if plan.sharded else None,
-            kind="binary",
-            compression_level=OUTPUT_COMPRESSION,
-        )
+    place = Location.of(target)
+    attrs = {
+        PLAN_KEY: plan.to_dict(),
+        "source": spec.to_dict(),
+        "threshold": float(threshold),
+        "model": dict(provenance or {}),
+    }
+    existing = _resumable(place, attrs)
+    if existing is not None:
+        normalization = existing
+    else:
+        normalization = sources.normalization_of(spec, volume)
+        attrs["normalization"] = normalization
+        spacing = tuple(voxel_size) if voxel_size is not None else _voxel_size(spec, volume)
+        progress.journal_folder(place).remove()  # journals of an earlier prediction at this place
+        _create_outputs(place, plan, attrs, spacing)  # type: ignore[arg-type]
     if stats is not None:
         with atomic_path(stats) as tmp:
             tmp.write_text(json.dumps({"source": spec.to_dict(), **normalization}, indent=2) + "\n")
@@ -138,6 +126,61 @@ def init_prediction(
     return plan
 
 
+def _resumable(place: Location, attrs: dict[str, Any]) -> dict[str, Any] | None:
+    """On an object store, the normalisation of a prediction already there with this plan, source, threshold
+    and model (a new machine running the same config goes on with it); None where a new one is needed."""
+    if place.is_local:
+        return None  # the workflow removes a local output before it is made again
+    try:
+        found = omezarr.read_attrs(place)
+    except InputError:
+        return None
+    if "normalization" not in found or any(found.get(key) != value for key, value in attrs.items()):
+        return None
+    log.info("%s: a prediction with this plan, source and model is there: it is resumed", place)
+    return dict(found["normalization"])
+
+
+def _create_outputs(
+    place: Location, plan: PredictionPlan, attrs: dict[str, Any], voxel_size: tuple[float, float, float]
+) -> None:
+    """The empty probability image and segmentation labels of a prediction, whose plan marks them complete:
+    written to a temporary folder then renamed on a file system; on an object store (no rename) the old
+    objects go first and the plan is added last, so a killed start leaves no store that looks planned."""
+    local = place.is_local
+    with atomic_path(place.path) if local else contextlib.nullcontext(place) as tmp:
+        if not local:
+            place.remove()
+        omezarr.create_image(
+            tmp,
+            shape=plan.shape,
+            dtype=plan.dtype,
+            chunks=plan.chunk,
+            shards=plan.shard if plan.sharded else None,
+            ngff=plan.ngff,
+            voxel_size=voxel_size,
+            attrs=attrs if local else {k: v for k, v in attrs.items() if k != PLAN_KEY},
+            name=place.stem,
+            compression_level=OUTPUT_COMPRESSION,
+        )
+        omezarr.create_labels(
+            tmp,
+            SEGMENTATION,
+            dtype="uint8",
+            chunks=plan.chunk,
+            shards=plan.shard if plan.sharded else None,
+            kind="binary",
+            compression_level=OUTPUT_COMPRESSION,
+        )
+        if not local:
+            omezarr.update_attrs(place, {PLAN_KEY: attrs[PLAN_KEY]})
+
+
+def is_planned(target: str | Path | Location) -> bool:
+    """Whether a prediction was started at `target` (its plan is stored, the last thing a start writes)."""
+    return planned_groups(target) is not None
+
+
 def _voxel_size(spec: sources.SourceSpec, volume: Any) -> tuple[float, float, float]:
     """The source's voxel size: its reader's (OME scale, N5 resolution, HDF5 attributes), unetflow's
     import attributes, else 1 x 1 x 1."""
@@ -146,7 +189,7 @@ def _voxel_size(spec: sources.SourceSpec, volume: Any) -> tuple[float, float, fl
         z, y, x = (float(v) for v in found)
         return z, y, x
     try:
-        return omezarr.voxel_size(spec.path)
+        return omezarr.voxel_size(spec.location)
     except InputError:
         return (1.0, 1.0, 1.0)
 
@@ -162,7 +205,7 @@ class ShardWriter:
         self,
         model: UNet,
         source: sources.SourceSpec,
-        target: str,
+        target: str | Location,
         plan: PredictionPlan,
         *,
         normalization: dict[str, Any],
@@ -174,7 +217,7 @@ class ShardWriter:
         self.model, self.source, self.target, self.plan = (
             model,
             sources.SourceSpec.of(source),
-            str(target),
+            Location.of(target),
             plan,
         )
         self.mean, self.std = float(normalization["mean"]), float(normalization["std"])
@@ -219,7 +262,8 @@ class ShardWriter:
             return self._opened
 
     def predict_block(self, start: tuple[int, int, int]) -> np.ndarray:
-        """The foreground probability of the block starting at `start` (float32, cropped at the end)."""
+        """The foreground probability (z, y, x) of the block starting at `start` (float32, cropped at the
+        end)."""
         predictor, source, *_ = self.open()
         return predictor(source, Block(*start))
 
@@ -229,10 +273,8 @@ class ShardWriter:
         index = self.plan.grid.index(number)
         region = self.plan.grid.region(index)
         files.clear(index)  # an incomplete earlier attempt: Zarr would read and merge it
-        write_pieces(probability, region, {start: values[None] for start, values in blocks.items()})
-        cut = {
-            start: np.greater(values, self.threshold).view(np.uint8)[None] for start, values in blocks.items()
-        }
+        write_pieces(probability, region, blocks)
+        cut = {start: np.greater(values, self.threshold).view(np.uint8) for start, values in blocks.items()}
         write_pieces(segmentation, region, cut)
         return progress.Entry(shard=number, sizes=files.sizes(index))
 
@@ -251,7 +293,7 @@ def write_shard_task(
 def predict_volume(
     model: UNet,
     source: str | sources.SourceSpec,
-    target: str,
+    target: str | Location,
     *,
     options: PredictConfig | None = None,
     threshold: float = EVEN_ODDS,
@@ -263,6 +305,7 @@ def predict_volume(
     show_progress: bool = True,
     stride: int | None = None,
     block: int | None = None,
+    stride_z: int | None = None,
 ) -> dict[str, int]:
     """Predict the volume at `source` into `target` (created when missing, else resumed): the block group
     `group` of `groups`, or every group; only shards not yet complete are computed.
@@ -276,8 +319,7 @@ def predict_volume(
     if engine not in SCHEDULERS:
         raise InputError(f"predict scheduler {engine!r} is not one of {', '.join(SCHEDULERS)}")
     device = None if engine == "distributed" else resolve_device(options.device)  # before any write
-    target_path = Path(target)
-    if not (target_path / "0").exists():
+    if not is_planned(target):
         if group is not None and not 0 <= group < groups:
             raise InputError(
                 f"block group {group} of {groups} is out of range: use 0 <= group < {groups} (or no --group "
@@ -292,6 +334,7 @@ def predict_volume(
             threshold=threshold,
             stride=stride,
             block=block,
+            stride_z=stride_z,
         )
     plan = read_plan(target)
     spec = sources.SourceSpec.of(source)
@@ -434,7 +477,7 @@ def _run_distributed(
 
 
 def _write_group_summary(
-    target: str | Path,
+    target: str | Path | Location,
     group: int,
     counts: dict[str, int],
     plan: PredictionPlan,
@@ -452,24 +495,9 @@ def _write_group_summary(
         "voxels_computed": voxels,
         "voxels_per_second": voxels / seconds if seconds > 0 and voxels else 0.0,
     }
-    path = progress.journal_folder(target) / f"{group}.json"
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    (progress.journal_folder(target) / f"{group}.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
-def prediction_threshold(target: str | Path) -> float:
+def prediction_threshold(target: str | Path | Location) -> float:
     """The threshold the segmentation of a prediction was made with (0.5 when none is recorded)."""
     return float(omezarr.read_attrs(target).get("threshold", EVEN_ODDS))
-
-
-def check_complete(target: str | Path) -> dict[str, int]:
-    """Verify every shard of every group is complete on disk; the error names what is missing and the fix."""
-    plan = read_plan(target)
-    missing = progress.incomplete_groups(target)
-    if missing:
-        listing = ", ".join(f"group {g}: {n} shard(s)" for g, n in sorted(missing.items()))
-        raise InputError(
-            f"prediction {target} is incomplete ({listing} missing or changed on disk); run the prediction "
-            "again (the workflow redoes exactly those)"
-        )
-    return {"blocks": plan.grid.total_chunks, "shards": len(plan.grid), "voxels": math.prod(plan.shape)}

@@ -22,6 +22,7 @@ from unetflow.data import omezarr
 from unetflow.errors import InputError
 from unetflow.predict.plan import PredictionPlan
 from unetflow.readers import Volume, open_input
+from unetflow.stores import Location, StoreOptions
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +34,26 @@ NORMALIZATION_POLICY = "zscore-volume"
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """Where a prediction reads its volume: a path, and for a container its format, member and level."""
+    """Where a prediction reads its volume: a path or URL, for a container its format, member and level, and
+    for a URL how to reach its store (never a credential: this is stored in the prediction's attributes)."""
 
     path: str
     format: str | None = None
     member: str | None = None
     level: int | str | None = None
+    anon: bool = False
+    endpoint_url: str | None = None
+    profile: str | None = None
+
+    @property
+    def options(self) -> StoreOptions:
+        """How to reach the source's store."""
+        return StoreOptions(anon=self.anon, endpoint_url=self.endpoint_url, profile=self.profile)
+
+    @property
+    def location(self) -> Location:
+        """The source as a Location."""
+        return Location(self.path, self.options)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain form for the prediction's attributes."""
@@ -57,7 +72,9 @@ class SourceSpec:
 def open_source(spec: SourceSpec | str | os.PathLike[str] | dict[str, Any]) -> Volume:
     """The (z, y, x) volume a prediction reads, through the reader of its format (read in place)."""
     source = SourceSpec.of(spec)
-    return open_input(source.path, format=source.format, member=source.member, level=source.level)
+    return open_input(
+        source.path, format=source.format, member=source.member, level=source.level, options=source.options
+    )
 
 
 def chunk_shape(source: Any) -> tuple[int, int, int]:
@@ -116,9 +133,9 @@ def volume_statistics(source: Any, name: str, *, sample: int = SAMPLE_CHUNKS) ->
 def normalization_of(spec: SourceSpec, source: Any) -> dict[str, Any]:
     """The statistics a volume is normalised with: an import's whole-volume ones, else a sampled pass."""
     try:
-        if spec.member is not None or spec.level is not None:
+        if spec.member is not None or spec.level is not None or getattr(source, "name", None) != "zarr":
             raise InputError("a member or level of a store: not a unetflow import")
-        mean, std = omezarr.normalization(spec.path)
+        mean, std = omezarr.normalization(spec.location)
     except InputError:
         return volume_statistics(source, spec.path)
     return {"policy": NORMALIZATION_POLICY, "mean": mean, "std": std, "chunks_sampled": "all (at import)"}
@@ -141,7 +158,8 @@ def nonempty_blocks(
     block_chunk = grid.chunk
     touched: set[tuple[int, int, int]] = set()
     for cz, cy, cx in stored:
-        for z in range(cz * chunks[0], min((cz + 1) * chunks[0], plan.shape[0])):
+        first = cz * chunks[0] // block_chunk[0] * block_chunk[0]  # the block holding the chunk's first slice
+        for z in range(first, min((cz + 1) * chunks[0], plan.shape[0]), block_chunk[0]):
             for by in range(
                 cy * chunks[1] // block_chunk[1],
                 min((cy + 1) * chunks[1] - 1, plan.shape[1] - 1) // block_chunk[1] + 1,
@@ -150,5 +168,7 @@ def nonempty_blocks(
                     cx * chunks[2] // block_chunk[2],
                     min((cx + 1) * chunks[2] - 1, plan.shape[2] - 1) // block_chunk[2] + 1,
                 ):
-                    touched.add((z, by * block_chunk[1], bx * block_chunk[2]))
+                    touched.add(
+                        (z // block_chunk[0] * block_chunk[0], by * block_chunk[1], bx * block_chunk[2])
+                    )
     return {n: [start for start in grid.chunks_of(grid.index(n)) if start in touched] for n in numbers}

@@ -2,8 +2,11 @@
 
 Each output block reads its valid-convolution context from the source (mirrored at the volume's border) and
 runs the net on tiles whose offsets keep the pooling grid of a whole-slice pass, so every pixel is predicted
-once and the result equals one pass over the whole slice. `predict_array` applies it to an in-memory volume
-(validation, tests); `unetflow.predict.run` applies it to volumes of any size, shard by shard.
+once and the result equals one pass over the whole slice. A block is a region of one slice for a 2-D net
+(read with its `context_slices` neighbours on each side, which become input channels) and a box of several
+slices for a 3-D net, whose tiles keep the pooling grid along z too. `predict_array` applies it to an
+in-memory volume (validation, tests); `unetflow.predict.run` applies it to volumes of any size, shard by
+shard.
 """
 
 from __future__ import annotations
@@ -22,8 +25,14 @@ import torch
 from unetflow.data import alignment
 from unetflow.device import resolve_device
 from unetflow.errors import InputError
-from unetflow.geometry import TilePlan, largest_tile_for_memory, plan_tiles, reflect_indices
+from unetflow.geometry import (
+    TilePlan,
+    largest_volume_tile,
+    plan_volume_tiles,
+    reflect_indices,
+)
 from unetflow.model.unet import UNet
+from unetflow.predict.plan import check_depth
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +82,22 @@ def _axis_window(start: int, stop: int, length: int) -> tuple[slice, np.ndarray 
 
 def read_context(source: Any, z: int, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
     """Read source[z, rows, cols] where rows/cols may pass the border: mirrored ('reflect') indices."""
-    height, width = source.shape[1:]
-    row_range, row_index = _axis_window(*rows, height)
-    col_range, col_index = _axis_window(*cols, width)
-    region = np.asarray(source[z, row_range, col_range])
-    if row_index is not None:
-        region = np.take(region, row_index, axis=0)
-    if col_index is not None:
-        region = np.take(region, col_index, axis=1)
+    return read_window(source, (z, z + 1), rows, cols)[0]
+
+
+def read_window(
+    source: Any, slices: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int]
+) -> np.ndarray:
+    """Read source[slices, rows, cols] (z, y, x) where any range may pass the volume's border: mirrored
+    ('reflect') indices, so the context of a block at the volume's end is its mirror image."""
+    windows = [
+        _axis_window(*span, length) for span, length in zip((slices, rows, cols), source.shape, strict=True)
+    ]
+    ranges = tuple(window for window, _ in windows)
+    region = np.asarray(source[ranges])
+    for axis, (_, index) in enumerate(windows):
+        if index is not None:
+            region = np.take(region, index, axis=axis)
     return region
 
 
@@ -129,39 +146,62 @@ class BlockPredictor:
             contextlib.nullcontext() if device.type == "cpu" else threading.Lock()
         )
 
-    def __call__(self, source: Any, block: Block) -> np.ndarray:
-        """Foreground probability of `block` (float32, cropped at the volume's end)."""
+    def __call__(self, source: Any, block: Block, *, depth: int | None = None) -> np.ndarray:
+        """Foreground probability (z, y, x) of `block` (float32, cropped at the volume's end); `depth`
+        slices from block.z where given, else the plan's block depth (one slice for a 2-D net)."""
         plan = self.plan
+        along_z = plan.slices
         height, width = plan.block_extent(block.y, block.x)
-        rows = plan.context_window(block.y, height)
-        cols = plan.context_window(block.x, width)
-        context = self.read(source, block.z, rows, cols)
+        depth = depth or (along_z.extent(block.z) if along_z is not None else 1)
+        slices = along_z.window(block.z, depth) if along_z is not None else (block.z, block.z + 1)
+        context = self.read(
+            source, slices, plan.context_window(block.y, height), plan.context_window(block.x, width)
+        )
         np.subtract(context, self.mean, out=context)
         np.divide(context, self.std, out=context)
-        offsets = [(ty, tx) for ty in range(0, height, plan.stride) for tx in range(0, width, plan.stride)]
-        out = np.empty((height, width), dtype=np.float32)
+        z_step, z_input = (along_z.stride, along_z.input) if along_z is not None else (1, 1)
+        offsets = [
+            (tz, ty, tx)
+            for tz in range(0, depth, z_step)
+            for ty in range(0, height, plan.stride)
+            for tx in range(0, width, plan.stride)
+        ]
+        out = np.empty((depth, height, width), dtype=np.float32)
         for first in range(0, len(offsets), self.batch_size):
             chunk = offsets[first : first + self.batch_size]
-            views = [context[ty : ty + plan.input, tx : tx + plan.input] for ty, tx in chunk]
+            views = [
+                context[tz : tz + z_input, ty : ty + plan.input, tx : tx + plan.input] for tz, ty, tx in chunk
+            ]
             tiles = views[0][None] if len(views) == 1 else np.stack(views)  # one tile: a view, no copy
-            probs = self.forward(torch.from_numpy(tiles[:, None]))
-            for (ty, tx), prob in zip(chunk, probs, strict=True):
-                keep_y, keep_x = min(plan.stride, height - ty), min(plan.stride, width - tx)
-                out[ty : ty + keep_y, tx : tx + keep_x] = prob[:keep_y, :keep_x]
+            probs = self.forward(torch.from_numpy(tiles))
+            for (tz, ty, tx), prob in zip(chunk, probs, strict=True):
+                keep = (min(z_step, depth - tz), min(plan.stride, height - ty), min(plan.stride, width - tx))
+                out[tz : tz + keep[0], ty : ty + keep[1], tx : tx + keep[2]] = prob[
+                    : keep[0], : keep[1], : keep[2]
+                ]
         return out
 
-    def read(self, source: Any, z: int, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
-        """The context window as float32, moved by the model's label offset (read with a halo for that)."""
+    def read(
+        self, source: Any, slices: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int]
+    ) -> np.ndarray:
+        """The context window (z, y, x) as float32, each slice moved by the model's label offset (read with a
+        halo for that)."""
         if not alignment.moves(self.label_offset):
-            return read_context(source, z, rows, cols).astype(np.float32)
+            return read_window(source, slices, rows, cols).astype(np.float32)
         halo = alignment.HALO
-        wider = read_context(source, z, (rows[0] - halo, rows[1] + halo), (cols[0] - halo, cols[1] + halo))
-        return np.ascontiguousarray(alignment.move(wider, self.label_offset)[halo:-halo, halo:-halo])
+        wider = read_window(
+            source, slices, (rows[0] - halo, rows[1] + halo), (cols[0] - halo, cols[1] + halo)
+        )
+        return np.ascontiguousarray(alignment.move(wider, self.label_offset)[:, halo:-halo, halo:-halo])
 
     def forward(self, tiles: torch.Tensor) -> np.ndarray:
-        """Foreground probabilities (N, H, W) of a batch of input tiles (N, 1, H, W)."""
+        """Foreground probabilities (N, Z, H, W) of a batch of input tiles (N, Z', H', W'): a 3-D net's
+        (one channel, Z' slices), or a 2-D net's (Z' = 2k + 1 channels, Z = 1)."""
+        three_d = self.model.config.dims == 3
         with self.lock, torch.inference_mode():
             tiles = tiles.to(self.device, non_blocking=True)
+            if three_d:
+                tiles = tiles[:, None]
             transforms = range(8) if self.tta else range(1)
             total = None
             for k in transforms:
@@ -171,7 +211,7 @@ class BlockPredictor:
                 total = prob if total is None else total.add_(prob)
             if len(transforms) > 1:
                 total.div_(len(transforms))
-            return total.cpu().numpy()
+            return total.cpu().numpy() if three_d else total.cpu().numpy()[:, None]
 
 
 def inference_model(model: UNet, device: torch.device) -> UNet:
@@ -181,8 +221,13 @@ def inference_model(model: UNet, device: torch.device) -> UNet:
     values up to float rounding), and the caller's model (e.g. one still training) keeps its layout and mode.
     """
     if device.type == "cpu":
-        return copy.deepcopy(model).to(device, memory_format=torch.channels_last).eval()
+        return copy.deepcopy(model).to(device, memory_format=channels_last(model)).eval()
     return model.to(device).eval()
+
+
+def channels_last(model: UNet) -> torch.memory_format:
+    """The channels-last memory format of the net's tensors (4-D for a 2-D net, 5-D for a 3-D one)."""
+    return torch.channels_last_3d if model.config.dims == 3 else torch.channels_last
 
 
 @contextlib.contextmanager
@@ -213,14 +258,22 @@ def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return choices[precision]
 
 
-def choose_stride(model: UNet, memory_gb: float, *, batch_size: int = 1, workers: int = 1) -> int:
-    """The largest tile stride whose activations fit `memory_gb` shared by `workers` concurrent blocks."""
+def choose_strides(
+    model: UNet, memory_gb: float, *, shape: tuple[int, ...], batch_size: int = 1, workers: int = 1
+) -> tuple[int, int]:
+    """The largest (z, in-plane) tile strides whose activations fit `memory_gb` shared by `workers`
+    concurrent blocks, for a volume of `shape` (z, y, x); a 2-D net's z stride is 1."""
     if memory_gb <= 0:
         raise InputError(f"predict.memory_gb must be positive, got {memory_gb}")
     budget = memory_gb * 2**30 / max(1, workers)
     try:
-        return largest_tile_for_memory(
-            model.config.geometry, budget, model.config.base_channels, batch=batch_size, cap=4096
+        return largest_volume_tile(
+            model.config.net_geometry,
+            budget,
+            model.config.base_channels,
+            shape=shape,
+            batch=batch_size,
+            cap=4096,
         )
     except ValueError as error:
         raise InputError(str(error)) from error
@@ -235,14 +288,27 @@ def predict_array(
     memory_gb: float = 1.0,
     device: str | torch.device | None = None,
     stride: int | None = None,
+    stride_z: int | None = None,
     batch_size: int = 1,
     tta: bool = False,
+    z_range: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """Foreground probability of an in-memory (z, y, x) or (y, x) array (validation, tests), float32."""
+    """Foreground probability of an in-memory (z, y, x) or (y, x) array (validation, tests), float32.
+
+    `z_range` predicts only those slices [start, stop), with the rest of the array as their context (a
+    3-D net's blocks then start on its z alignment at or before `start`, as a whole-volume pass's do).
+    """
     stack = as_stack(np.asarray(volume))
+    net = model.config.net_geometry
+    first, last = z_range or (0, stack.shape[0])
+    check_depth(net, stack.shape[0], name="the volume")
     torch_device = device if isinstance(device, torch.device) else resolve_device(device)
-    stride = stride or choose_stride(model, memory_gb, batch_size=batch_size)
-    plan = plan_tiles(model.config.geometry, stack.shape[1], stack.shape[2], stride=stride)
+    if stride is None or (stride_z is None and net.dims == 3):
+        chosen = choose_strides(
+            model, memory_gb, shape=(last - first, *stack.shape[1:]), batch_size=batch_size
+        )
+        stride, stride_z = stride or chosen[1], stride_z or chosen[0]
+    plan = plan_volume_tiles(net, stack.shape, stride=stride, stride_z=stride_z or 1)
     predictor = BlockPredictor(
         model,
         plan,
@@ -252,12 +318,16 @@ def predict_array(
         batch_size=batch_size,
         tta=tta,
     )
-    out = np.empty(stack.shape, dtype=np.float32)
-    for z in range(stack.shape[0]):
+    out = np.empty((last - first, *stack.shape[1:]), dtype=np.float32)
+    step = plan.slices.block if net.dims == 3 and plan.slices is not None else 1
+    for z in range(first // step * step, last, step):
         for y, x in plan.block_starts():
-            block = predictor(stack, Block(z, y, x))
-            out[z, y : y + block.shape[0], x : x + block.shape[1]] = block
-    return out.reshape(np.shape(volume))
+            block = predictor(stack, Block(z, y, x), depth=min(step, stack.shape[0] - z))
+            low, high = max(z, first), min(z + block.shape[0], last)
+            out[low - first : high - first, y : y + block.shape[1], x : x + block.shape[2]] = block[
+                low - z : high - z
+            ]
+    return out if z_range is not None or np.ndim(volume) == 3 else out[0]
 
 
 def predict_whole_slice(model: UNet, image: np.ndarray, *, mean: float = 0.0, std: float = 1.0) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Readers of the volumes a user brings: one class per format, a registry, and a lazy (z, y, x) `Volume`.
 
-Chunked sources (Zarr v2/v3, OME-Zarr 0.4/0.5, N5, HDF5) are read where they lie, chunk by chunk, and
+Chunked sources (Zarr v2/v3, OME-Zarr 0.4/0.5, N5, neuroglancer precomputed, HDF5) are read where they lie,
+chunk by chunk (Zarr, N5 and precomputed from a URL too: s3://, gs://, https://), and
 report which chunks are stored so that never-written regions can be skipped; unchunked ones (TIFF
 stacks, slice folders, single images) are read page by page for the importer.
 
@@ -14,6 +15,7 @@ from unetflow.readers.folder import SliceFolderReader, natural_key
 from unetflow.readers.hdf5 import Hdf5Reader
 from unetflow.readers.image import ImageReader
 from unetflow.readers.n5 import N5Reader
+from unetflow.readers.precomputed import PrecomputedReader
 from unetflow.readers.registry import (
     READERS,
     describe_formats,
@@ -30,6 +32,7 @@ __all__ = [
     "Hdf5Reader",
     "ImageReader",
     "N5Reader",
+    "PrecomputedReader",
     "SliceFolderReader",
     "TiffReader",
     "Volume",

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from unetflow.errors import InputError
+from unetflow.stores import Location, kind_of, store_error
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -44,6 +45,31 @@ def unreadable_error(source: str | Path, what: str, exc: Exception) -> InputErro
         f"{source}: cannot be read as {what} ({type(exc).__name__}: {exc}); the file is empty, corrupt or "
         "of another format. Fix: download or export it again, or name its real format"
     )
+
+
+def read_failure(source: Location, what: str, exc: Exception) -> InputError:
+    """The error for a read that failed: the store's problem (denied, missing, unreachable) at a URL, else
+    a file its format's library cannot parse."""
+    if isinstance(exc, InputError):
+        return exc
+    if not source.is_local and kind_of(exc) is not None:
+        return store_error(source, exc)
+    return unreadable_error(source, what, exc)
+
+
+def open_tensorstore(driver: dict[str, Any], location: Location, what: str) -> Any:
+    """Open a tensorstore `driver` spec (N5, neuroglancer precomputed) on `location` for reading, its
+    requests retried with backoff and, at a URL, the chunks it fetched kept for the next blocks without
+    asking again; a failure is the store's problem named, or an unreadable volume."""
+    try:
+        import tensorstore as ts
+
+        spec = {**driver, "kvstore": location.kvstore()}
+        if not location.is_local:
+            spec["recheck_cached_data"] = "open"  # an input does not change while read: chunks kept are fresh
+        return ts.open(spec, read=True, context=ts.Context(location.tensorstore_context())).result()
+    except Exception as exc:
+        raise read_failure(location, what, exc) from exc
 
 
 def truncated_error(source: str | Path, detail: str) -> InputError:
@@ -98,7 +124,8 @@ class Volume(ABC):
     unchunked), `fill_value` (value of never-written regions), `voxel_size` (z, y, x from the source's
     metadata; None when unknown), `source` (path[/member] for messages). Class attributes: `name`,
     `label` (for messages), `aliases`, `suffixes`, `chunked` (True: read in place; False: must be
-    imported), `takes_member`, `takes_level`, `description`.
+    imported), `remote` (True: a URL of this format is read in place too), `takes_member`, `takes_level`,
+    `description`.
     """
 
     name: ClassVar[str]
@@ -107,6 +134,7 @@ class Volume(ABC):
     suffixes: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str]
     chunked: ClassVar[bool]
+    remote: ClassVar[bool] = False
     takes_member: ClassVar[bool] = False
     takes_level: ClassVar[bool] = False
 

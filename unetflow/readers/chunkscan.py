@@ -7,8 +7,20 @@ A store with 10^6 chunk slots of which 5 are written costs a handful of director
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+
+
+def parse_keys(
+    names: Iterable[str], ndim: int, *, prefix: str = "", separator: str = "."
+) -> Iterator[tuple[int, ...]]:
+    """Grid coordinates of the chunk keys among `names` (`<prefix><i><sep><j>...`; others are skipped)."""
+    skip = len(prefix)
+    for name in names:
+        if name.startswith(prefix):
+            parts = name[skip:].split(separator)
+            if len(parts) == ndim and all(map(str.isdigit, parts)):
+                yield tuple(map(int, parts))
 
 
 def scan_flat(
@@ -19,12 +31,7 @@ def scan_flat(
         names = os.listdir(folder)
     except FileNotFoundError:
         return
-    skip = len(prefix)
-    for name in names:
-        if name.startswith(prefix):
-            parts = name[skip:].split(separator)
-            if len(parts) == ndim and all(map(str.isdigit, parts)):
-                yield tuple(map(int, parts))
+    yield from parse_keys(names, ndim, prefix=prefix, separator=separator)
 
 
 def scan_nested(

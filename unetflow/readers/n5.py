@@ -9,61 +9,61 @@ A path may name the container (`member`: the dataset inside it), a dataset, or a
 datasets are s0, s1, ... (n5-viewer / BigDataViewer layout; `level` picks one, default s0). The voxel
 size comes from `resolution` or `pixelResolution` (a list, or {"dimensions": [...], "unit": ...}) of the
 dataset, else of its group times the dataset's `downsamplingFactors`.
+
+A URL (s3://, gs://, https://) is read in place by tensorstore's key-value store of that scheme, its
+requests retried with backoff; attributes and folders are read and listed through `unetflow.stores`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from unetflow.errors import InputError
-from unetflow.readers.base import Box, ChunkSet, Volume, unreadable_error, zyx_of
-from unetflow.readers.chunkscan import scan_nested
+from unetflow.readers.base import Box, ChunkSet, Volume, open_tensorstore, read_failure, zyx_of
+from unetflow.readers.chunkscan import parse_keys, scan_nested
+from unetflow.stores import Location, StoreOptions
 
 ATTRIBUTES = "attributes.json"
 
 
-def read_attributes(folder: Path) -> dict[str, Any]:
+def read_attributes(folder: Path | Location) -> dict[str, Any]:
     """The attributes.json of an N5 group or dataset ({} where there is none)."""
-    path = folder / ATTRIBUTES
-    if not path.is_file():
+    path = Location.of(folder) / ATTRIBUTES
+    if path.is_local and not path.path.is_file():
         return {}
     try:
         value = json.loads(path.read_text())
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return {}
     except (OSError, ValueError) as exc:
-        raise unreadable_error(path, "N5 attributes (JSON)", exc) from exc
+        raise read_failure(path, "N5 attributes (JSON)", exc) from exc
     return value if isinstance(value, dict) else {}
 
 
-def is_dataset(folder: Path) -> bool:
+def is_dataset(folder: Path | Location) -> bool:
     """Whether `folder` is an N5 dataset (its attributes give `dimensions`)."""
     return "dimensions" in read_attributes(folder)
 
 
-def dataset_paths(root: Path) -> list[str]:
+def dataset_paths(root: Path | Location) -> list[str]:
     """Paths of the datasets below an N5 group; the walk never enters a dataset (its blocks)."""
     found: list[str] = []
 
-    def walk(folder: Path, prefix: str) -> None:
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError:
-            return
-        for entry in entries:
-            if not entry.is_dir() or entry.name.isdigit():
+    def walk(folder: Location, prefix: str) -> None:
+        for name in folder.listdir():
+            if name.isdigit() or name == ATTRIBUTES:
                 continue
-            child = Path(entry.path)
-            name = f"{prefix}{entry.name}"
+            child = folder / name
             if is_dataset(child):
-                found.append(name)
-            elif (child / ATTRIBUTES).is_file() or any(p.is_dir() for p in child.iterdir()):
-                walk(child, f"{name}/")
+                found.append(f"{prefix}{name}")
+            elif child.listdir():
+                walk(child, f"{prefix}{name}/")
 
-    walk(root, "")
+    walk(Location.of(root), "")
     return found
 
 
@@ -77,7 +77,7 @@ def _resolution(attributes: dict[str, Any]) -> list[float] | None:
     return None
 
 
-def _voxel_size(dataset: Path, group: Path | None) -> list[float] | None:
+def _voxel_size(dataset: Location, group: Location | None) -> list[float] | None:
     """The dataset's voxel size in (…, z, y, x) order (its own, else the group's times its factors)."""
     attributes = read_attributes(dataset)
     size = _resolution(attributes)
@@ -89,9 +89,9 @@ def _voxel_size(dataset: Path, group: Path | None) -> list[float] | None:
     return None if size is None else size[::-1]
 
 
-def _levels(group: Path) -> list[str]:
+def _levels(group: Location) -> list[str]:
     """The s0, s1, ... datasets of a multiscale group, in order."""
-    names = [e.name for e in os.scandir(group) if e.is_dir() and e.name[:1] == "s" and e.name[1:].isdigit()]
+    names = [name for name in group.listdir() if name[:1] == "s" and name[1:].isdigit()]
     return [n for n in sorted(names, key=lambda n: int(n[1:])) if is_dataset(group / n)]
 
 
@@ -104,11 +104,20 @@ class N5Reader(Volume):
     suffixes: ClassVar[tuple[str, ...]] = (".n5",)
     description: ClassVar[str] = "an N5 dataset (.n5 folder; member = dataset path, level = s<N>)"
     chunked: ClassVar[bool] = True
+    remote: ClassVar[bool] = True
     takes_member: ClassVar[bool] = True
     takes_level: ClassVar[bool] = True
 
-    def __init__(self, path: Path, *, member: str | None = None, level: int | str | None = None) -> None:
-        self.path = Path(path)
+    def __init__(
+        self,
+        path: Path | Location,
+        *,
+        member: str | None = None,
+        level: int | str | None = None,
+        options: StoreOptions | None = None,
+    ) -> None:
+        self.location = Location.of(path, options)
+        self.path: Path | Location = self.location.path if self.location.is_local else self.location
         self.dataset = self._resolve(member, level)
         attributes = read_attributes(self.dataset)
         block = attributes.get("blockSize")
@@ -124,12 +133,16 @@ class N5Reader(Volume):
         self._handle = store
         self._n5_ndim = len(store.shape)
 
-    def _resolve(self, member: str | None, level: int | str | None) -> Path:
+    def _resolve(self, member: str | None, level: int | str | None) -> Location:
         """The dataset folder: path/member, or the level of a multiscale group, or the only dataset."""
-        target = self.path / member.strip("/") if member else self.path
-        self._group: Path | None = None
-        if not target.is_dir():
+        target = self.location / member.strip("/") if member else self.location
+        self._group: Location | None = None
+        if target.is_local and not target.path.is_dir():
             self._missing(member or "", "no such dataset")
+        if not target.is_local and not target.listdir():
+            if not member:
+                raise target.missing_error("N5 container")
+            self._missing(member, "no such dataset")
         if is_dataset(target):
             if level is not None:
                 raise InputError(
@@ -152,7 +165,7 @@ class N5Reader(Volume):
         return self._missing(member or "", f"the group holds {len(datasets)} datasets; name one with member")
 
     @staticmethod
-    def _level(levels: list[str], level: int | str | None, group: Path) -> str:
+    def _level(levels: list[str], level: int | str | None, group: Location) -> str:
         if level is None:
             return levels[0]
         name = level if isinstance(level, str) and not level.isdigit() else f"s{int(level)}"
@@ -183,26 +196,24 @@ class N5Reader(Volume):
 
     def _open_handle(self) -> Any:
         """The tensorstore view of the dataset with axes reversed to (…, z, y, x)."""
-        spec = {"driver": "n5", "kvstore": {"driver": "file", "path": os.fspath(self.dataset)}}
-        try:
-            import tensorstore as ts
-
-            return ts.open(spec, read=True).result().T
-        except Exception as exc:
-            raise unreadable_error(self.dataset, "an N5 dataset", exc) from exc
+        return open_tensorstore({"driver": "n5"}, self.dataset, "an N5 dataset").T
 
     def _read_box(self, box: Box) -> np.ndarray:
         try:
             return self._opened()[self.native_key(box)].read().result()
         except Exception as exc:
-            raise unreadable_error(self.dataset, "an N5 dataset", exc) from exc
+            raise read_failure(self.dataset, "an N5 dataset", exc) from exc
 
     def stored_chunks(self, z_range: tuple[int, int] | None = None) -> ChunkSet | None:
-        """Blocks written to the dataset, from a walk of its <x>/<y>/<z>... folders."""
+        """Blocks written to the dataset, from a walk of its <x>/<y>/<z>... folders (one listing of its
+        prefix on a store)."""
         rows = self._z_chunk_range(z_range)
         ndim = self._n5_ndim
         allowed = {2: rows} if rows is not None and ndim >= 3 else None
-        keys = scan_nested(self.dataset, ndim, allowed=allowed)
+        if self.dataset.is_local:
+            keys = scan_nested(self.dataset.path, ndim, allowed=allowed)
+        else:
+            keys = parse_keys(self.dataset.sizes(), ndim, separator="/")
         if ndim == 3:
             return {(z, y, x) for x, y, z in keys}
         found: ChunkSet = set()

@@ -1,9 +1,13 @@
 """Zarr arrays read in place: v2 ('.' or '/' keys), v3 (default 'c/' or v2 key encoding, sharded or not),
 and OME-Zarr images (NGFF 0.4: top-level `multiscales`; 0.5: `ome.multiscales`) at a chosen level.
 
+A URL (s3://, gs://, https://) is read in place the same way, through fsspec: zarr-python fetches the
+chunks a read touches concurrently, each request retried with backoff (`unetflow.stores`).
+
 Stored chunks are listed from the chunk keys on disk: a flat layout is one scandir of the array folder,
-a nested one walks only the folders that exist (see `chunkscan`). For a sharded array the storage unit
-is the shard: `chunks` is the shard shape and `stored_chunks` lists written shards.
+a nested one walks only the folders that exist (see `chunkscan`); on a store, one listing of the array's
+prefix (or of each z row's, for a z range). For a sharded array the storage unit is the shard: `chunks` is
+the shard shape and `stored_chunks` lists written shards.
 """
 
 from __future__ import annotations
@@ -15,14 +19,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from unetflow.errors import InputError
-from unetflow.readers.base import Box, ChunkSet, Volume, unreadable_error, zyx_of
-from unetflow.readers.chunkscan import scan_flat, scan_nested
+from unetflow.readers.base import Box, ChunkSet, Volume, read_failure, zyx_of
+from unetflow.readers.chunkscan import parse_keys, scan_flat, scan_nested
+from unetflow.stores import Location, StoreOptions
 
 if TYPE_CHECKING:
     import zarr
 
 MARKERS = (".zarray", ".zgroup", "zarr.json")
 """Files that make a folder a Zarr node (v2 array, v2 group, v3 node)."""
+ROW_LISTINGS = 64
+"""Up to this many z rows, a store's chunk keys are listed row by row (else the whole array at once)."""
 
 
 def ome_multiscales(group: zarr.Group) -> list[dict[str, Any]]:
@@ -81,20 +88,29 @@ class ZarrReader(Volume):
         "a Zarr v2/v3 array or OME-Zarr 0.4/0.5 image (.zarr; member = path inside, level = scale)"
     )
     chunked: ClassVar[bool] = True
+    remote: ClassVar[bool] = True
     takes_member: ClassVar[bool] = True
     takes_level: ClassVar[bool] = True
 
-    def __init__(self, path: Path, *, member: str | None = None, level: int | str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | Location,
+        *,
+        member: str | None = None,
+        level: int | str | None = None,
+        options: StoreOptions | None = None,
+    ) -> None:
         import zarr
-        from zarr.storage import LocalStore
 
-        self.path = Path(path)
+        self.location = Location.of(path, options)
+        self.path: Path | Location = self.location.path if self.location.is_local else self.location
         try:
-            node = zarr.open(str(self.path), mode="r")
+            node = zarr.open(store=self.location.zarr_store(read_only=True, keep=True), mode="r")
         except Exception as exc:
-            raise unreadable_error(self.path, "a Zarr store", exc) from exc
+            if not self.location.is_local and type(exc).__name__.endswith("NotFoundError"):
+                raise self.location.missing_error("Zarr array or group") from exc
+            raise read_failure(self.location, "a Zarr store", exc) from exc
         array, voxel_size = self._resolve(node, member, level)
-        self._root = Path(array.store.root) if isinstance(array.store, LocalStore) else None
         self.array_path = array.path
         storage = array.shards or array.chunks
         self._init_geometry(
@@ -193,22 +209,23 @@ class ZarrReader(Volume):
     def _open_handle(self) -> zarr.Array:
         import zarr
 
+        store = self.location.zarr_store(read_only=True, keep=True)
         if self.array_path:
-            return zarr.open_group(str(self._root), mode="r")[self.array_path]
-        return zarr.open_array(str(self._root), mode="r")
+            return zarr.open_group(store=store, mode="r")[self.array_path]
+        return zarr.open_array(store=store, mode="r")
 
     def _read_box(self, box: Box) -> np.ndarray:
-        return self._opened()[self.native_key(box)]
+        try:
+            return self._opened()[self.native_key(box)]
+        except Exception as exc:
+            raise read_failure(self.location, "a Zarr array", exc) from exc
 
     def _keys(self, z_rows: range | None) -> Iterator[tuple[int, ...]] | None:
         """Grid coordinates of the chunk (or shard) keys on disk, in native axis order."""
         from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding, V2ChunkKeyEncoding
         from zarr.core.metadata import ArrayV2Metadata
 
-        if self._root is None:
-            return None
         metadata = self._opened().metadata
-        folder = self._root / self.array_path
         ndim = self._native_ndim
         if isinstance(metadata, ArrayV2Metadata):
             prefix, separator = "", metadata.dimension_separator or "."
@@ -220,10 +237,26 @@ class ZarrReader(Volume):
                 prefix, separator = "", encoding.separator
             else:
                 return None
+        folder = self.location / self.array_path
+        if not folder.is_local:
+            return self._listed_keys(folder, z_rows, prefix=prefix, separator=separator)
         if separator == "/":
             allowed = {ndim - 3: z_rows} if z_rows is not None and ndim >= 3 else None
-            return scan_nested(folder / prefix.rstrip("/"), ndim, allowed=allowed)
-        return scan_flat(folder, ndim, prefix=prefix, separator=separator)
+            return scan_nested(folder.path / prefix.rstrip("/"), ndim, allowed=allowed)
+        return scan_flat(folder.path, ndim, prefix=prefix, separator=separator)
+
+    def _listed_keys(
+        self, folder: Location, z_rows: range | None, *, prefix: str, separator: str
+    ) -> Iterator[tuple[int, ...]]:
+        """Chunk keys of an array on a store: one listing of its prefix, or one per z row of a short range
+        (a nested 3-D layout), never a request per chunk slot."""
+        ndim = self._native_ndim
+        if separator == "/" and ndim == 3 and z_rows is not None and len(z_rows) <= ROW_LISTINGS:
+            base = prefix.rstrip("/")
+            names = [f"{prefix}{z}/{key}" for z in z_rows for key in (folder / base / str(z)).sizes()]
+        else:
+            names = list(folder.sizes())
+        return parse_keys(names, ndim, prefix=prefix, separator=separator)
 
     def stored_chunks(self, z_range: tuple[int, int] | None = None) -> ChunkSet | None:
         """Chunks (shards, for a sharded array) written to the store, from a walk of its key folders."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from unetflow.config.model import Config
 from unetflow.errors import InputError
@@ -16,6 +17,7 @@ from unetflow.report.figures import model_colour
 from unetflow.report.inputs import check_inputs, load_run
 from unetflow.report.provenance import collect_provenance
 from unetflow.report.render import Page, PredictionPage, generated_now, write_page
+from unetflow.stores import Location
 
 
 def build_report(
@@ -33,6 +35,7 @@ def build_report(
     benchmarks: str | os.PathLike[str],
     project: str | os.PathLike[str] | None = None,
     datasets: Sequence[tuple[str, str, str, str, str]] = (),
+    segmentation: str | None = None,
 ) -> None:
     """Write the self-contained HTML report `output` (results/report/index.html) atomically.
 
@@ -40,7 +43,8 @@ def build_report(
     of the split volume); `benchmarks` is the folder of Snakemake's benchmark files, `project` the folder
     whose git commit the provenance names (default: the current folder); `datasets` lists every
     prediction as (model, volume, source read, prediction, its summary) for the section on predicted
-    volumes. Missing inputs raise FileNotFoundError naming the file before anything is drawn.
+    volumes; `segmentation` the main model's segmentation of the split volume (the objects section).
+    Missing inputs raise FileNotFoundError naming the file before anything is drawn.
     """
     per_model = {
         "metrics": metrics,
@@ -58,6 +62,7 @@ def build_report(
         sections.data_section(inputs, config),
         sections.results_section(runs, inputs, config),
         sections.predictions_section(runs, inputs, config),
+        *_objects(main, inputs, segmentation, sections.threshold_of(main, config)),
         *([datasets_section(datasets)] if datasets else []),
         sections.slices_section(runs),
         sections.weights_section(inputs, config),
@@ -92,7 +97,7 @@ def build_prediction_report(
     metrics of labelled volumes (when `metrics` is given) and the provenance; written atomically."""
     for _, _, prediction, summary in predictions:
         for path in (prediction, summary):
-            if not Path(path).exists():
+            if not Location.of(path).exists():
                 raise InputError(f"{path} does not exist: run the prediction (and its finalisation) first")
     parts = [model_section(predictions[0][2])] if predictions else []
     parts.append(datasets_section([(model, volume, *rest) for volume, *rest in predictions]))
@@ -106,6 +111,14 @@ def build_prediction_report(
         generated=generated_now(),
     )
     write_page(output, page)
+
+
+def _objects(run: Any, inputs: Any, segmentation: str | None, threshold: float) -> list[Any]:
+    """The objects section where the run segmented (none otherwise)."""
+    from unetflow.report.objects import objects_section
+
+    found = objects_section(run, inputs, segmentation, threshold)
+    return [] if found is None else [found]
 
 
 def _provenance(

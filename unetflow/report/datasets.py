@@ -16,12 +16,10 @@ from unetflow.data import omezarr
 from unetflow.evaluate.registry import METRICS, Metric, metric_info
 from unetflow.model.loss import EVEN_ODDS
 from unetflow.predict.plan import read_plan
-from unetflow.predict.progress import group_entries
+from unetflow.predict.progress import SEGMENTATION, group_entries
 from unetflow.predict.sources import open_source
 from unetflow.report.figures import MAX_PANEL, Image, contrast, embed, hide_axes, new_figure
 from unetflow.report.sections import Section, section
-
-SEGMENTATION = "segmentation"
 
 
 @dataclass(frozen=True)

@@ -461,6 +461,8 @@ class TrainingRow:
     step_seconds: float | None
     median_step: float | None
     median_data: float | None
+    processes: int = 1
+    """Processes that trained it (one per GPU, train.gpus; 1 where the log predates the column)."""
 
 
 @dataclass(frozen=True)
@@ -481,6 +483,7 @@ def _training_row(run: Run) -> TrainingRow:
     steps, loss = run.steps["step"], run.steps["loss"]
     step_time = _finite(run.steps.get("step_time", np.array([])))
     data_time = _finite(run.steps.get("data_time", np.array([])))
+    processes = _finite(run.steps.get("processes", np.array([])))
     vsteps, viou = run.val["step"], run.val["val_iou"]
     best = int(np.nanargmax(viou)) if len(viou) and np.isfinite(viou).any() else None
     return TrainingRow(
@@ -492,6 +495,7 @@ def _training_row(run: Run) -> TrainingRow:
         step_seconds=float(step_time.sum()) if len(step_time) else None,
         median_step=float(np.median(step_time)) if len(step_time) else None,
         median_data=float(np.median(data_time)) if len(data_time) else None,
+        processes=int(processes.max()) if len(processes) else 1,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,36 +16,59 @@ import tifffile
 from tqdm.dask import TqdmCallback
 
 from unetflow.atomic import atomic_path, protect_inputs
-from unetflow.config.model import UNSTATED_VOXEL_SIZE, SyntheticConfig, VolumeConfig, WeightsConfig
+from unetflow.config.model import (
+    UNSTATED_VOXEL_SIZE,
+    ModelConfig,
+    SyntheticConfig,
+    VolumeConfig,
+    WeightsConfig,
+)
 from unetflow.config.slices import select_slices
 from unetflow.config.split import Split, split_entries, split_keys
 from unetflow.data import omezarr
 from unetflow.data.download import fetch, verify_file
 from unetflow.data.importer import import_volume, invert_binary_labels
 from unetflow.data.synthesize import synthesize_volume
+from unetflow.data.synthesize3d import synthesize_volume_3d
 from unetflow.errors import InputError
 from unetflow.logs import bar_options, setup_logging
 from unetflow.steps.common import write_json
 from unetflow.train.sources import check_training_data, count_classes, pooled_class_weights, resolve_sources
-from unetflow.train.weights import weight_map_volume
+from unetflow.train.weights import weight_map_volume, weight_map_volume_3d
 
 log = logging.getLogger(__name__)
 
 
-def run_synthesize(*, raw: str, labels: str, options: SyntheticConfig) -> None:
-    """Generate the embedded EM-like volume and write raw and instance labels as multi-page TIFFs."""
+def run_synthesize(
+    *, raw: str, labels: str, options: SyntheticConfig, voxel_size: Sequence[float] | None = None
+) -> None:
+    """Generate the embedded EM-like volume and write raw and instance labels as multi-page TIFFs.
+
+    In 3d mode `voxel_size` (z, y, x; the volume's, null: isotropic) says how far apart the sections lie.
+    """
     setup_logging()
     if Path(raw).resolve() == Path(labels).resolve():
         raise InputError(
             f"{raw}: both raw and labels would be written to this one file (the labels replacing the raw); "
             "give them two paths"
         )
-    image, cells = synthesize_volume(
-        shape=tuple(options.shape),
-        seed=options.seed,
-        cell_diameter=options.cell_diameter,
-        membrane_contrast=options.membrane_contrast,
-    )
+    if options.mode == "3d":
+        image, cells = synthesize_volume_3d(
+            shape=tuple(options.shape),
+            seed=options.seed,
+            voxel_size=tuple(voxel_size or UNSTATED_VOXEL_SIZE),
+            cell_diameter=options.cell_diameter,
+            membrane_contrast=options.membrane_contrast,
+            tilt=options.tilt,
+            wander=options.wander,
+        )
+    else:
+        image, cells = synthesize_volume(
+            shape=tuple(options.shape),
+            seed=options.seed,
+            cell_diameter=options.cell_diameter,
+            membrane_contrast=options.membrane_contrast,
+        )
     for path, data in ((raw, image), (labels, cells)):
         with atomic_path(path) as tmp:
             # axes ZYX: a stack of 3 or 4 slices is not an RGB(A) image
@@ -53,7 +76,11 @@ def run_synthesize(*, raw: str, labels: str, options: SyntheticConfig) -> None:
                 tmp, data, compression="zlib", photometric="minisblack", metadata={"axes": "ZYX"}
             )
     log.info(
-        "synthesized %s slices of %s x %s (seed %d, %d cells)", *options.shape, options.seed, cells.max()
+        "synthesized %s slices of %s x %s (%s, seed %d, %d cells)",
+        *options.shape,
+        options.mode,
+        options.seed,
+        cells.max(),
     )
 
 
@@ -75,7 +102,8 @@ def run_import(*, raw: str, labels: str | None, target: str, volume: VolumeConfi
     """Import a volume (and its labels) into OME-Zarr with voxel size and normalisation statistics.
 
     `path` sources are checked against their sha256 first (url sources were checked when downloaded);
-    labels with `invert` are imported inverted.
+    labels with `invert` are imported inverted, instance labels with `separate` get the background forced
+    between touching cells (unetflow.data.instances).
     """
     setup_logging()
     entry = volume
@@ -99,6 +127,9 @@ def run_import(*, raw: str, labels: str | None, target: str, volume: VolumeConfi
             labels_format=entry.labels.format if entry.labels else None,
             labels_member=entry.labels.member if entry.labels else None,
             labels_ignore=ignore,
+            labels_separate=entry.labels.separate if entry.labels else None,
+            labels_separate_in=entry.labels.separate_in if entry.labels else "slice",
+            separate_key=f"volumes.{Path(target).stem}.labels.separate",
             voxel_size=tuple(entry.voxel_size or UNSTATED_VOXEL_SIZE),
             unit=entry.unit,
         )
@@ -145,9 +176,11 @@ def run_weights(
     train_slices: str | list[int] | None = None,
     class_balance: str | None = None,
     workers: int = 2,
+    model: ModelConfig | None = None,
 ) -> None:
     """The paper's weight map for every slice; w_c from `class_balance` (the JSON of run_class_balance,
-    shared by every training volume), else balanced over this volume's `train_slices`."""
+    shared by every training volume), else balanced over this volume's `train_slices`. For a 3-D net
+    (`model.dims` 3) the map of the whole volume in 3-D, its distances in physical units (the voxel size)."""
     setup_logging()
     with protect_inputs([data, class_balance], outputs=[target]):
         labels = omezarr.open_labels(data)
@@ -168,17 +201,23 @@ def run_weights(
                 class_weights,
             )
         kind = omezarr.read_attrs(data).get("labels", {}).get(omezarr.DEFAULT_LABELS)
-        stack = da.from_zarr(labels).rechunk((1, *labels.shape[1:]))
-        maps = stack.map_blocks(
-            weight_map_volume,
-            dtype=np.float32,
-            w0=options.w0,
-            sigma=options.sigma,
-            class_weights=class_weights,
-            binary=None if kind is None else kind == "binary",
-            connectivity=options.connectivity,
-            ignore=ignore,
-        )
+        settings = {
+            "w0": options.w0,
+            "sigma": options.sigma,
+            "class_weights": class_weights,
+            "binary": None if kind is None else kind == "binary",
+            "connectivity": options.connectivity,
+            "ignore": ignore,
+        }
+        if model is not None and model.dims == 3:
+            voxel = np.asarray(omezarr.voxel_size(data))
+            log.info(
+                "3-D weight map: distances with voxels %s apart (finest axis = 1 px)", voxel / voxel.min()
+            )
+            maps = da.from_array(weight_map_volume_3d(labels[:], sampling=voxel / voxel.min(), **settings))
+        else:
+            stack = da.from_zarr(labels).rechunk((1, *labels.shape[1:]))
+            maps = stack.map_blocks(weight_map_volume, dtype=np.float32, **settings)
         with (
             dask.config.set(scheduler="threads", num_workers=workers),
             TqdmCallback(desc="weights", unit="task", **bar_options()),

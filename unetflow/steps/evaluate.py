@@ -65,12 +65,15 @@ def run_evaluate(
     slices: str,
     threshold: float | str = "auto",
     options: EvaluateConfig,
+    segmentations: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Metrics per slice, per volume, per split source and overall; JSON summary plus a per-slice CSV.
 
     Each volume is evaluated on the test slices (and regions) of its split entries, or whole where the
     split does not name it (`evaluation_units`); unannotated pixels count in no metric. `threshold` "auto"
-    takes the one each prediction's segmentation was made with (its attributes).
+    takes the one each prediction's segmentation was made with (its attributes). `segmentations` (one per
+    volume, the segment step's label images) are scored beside the connected components of the thresholded
+    mask on the same slices (`segment` in the JSON).
     """
     from unetflow.predict import check_complete, planned_groups, prediction_threshold
 
@@ -80,8 +83,12 @@ def run_evaluate(
     per_volume: dict[str, dict[str, float]] = {}
     per_source: dict[str, dict[str, float]] = {}
     thresholds: dict[str, float] = {}
-    with protect_inputs([*data, *predictions], outputs=[metrics, slices]):
-        for volume, data_path, prediction in zip(volumes, data, predictions, strict=True):
+    objects: list[dict[str, dict[str, float]]] = []
+    per_volume_objects: dict[str, Any] = {}
+    with protect_inputs([*data, *predictions, *(segmentations or [])], outputs=[metrics, slices]):
+        for number, (volume, data_path, prediction) in enumerate(
+            zip(volumes, data, predictions, strict=True)
+        ):
             truth = omezarr.open_labels(data_path)
             if truth is None:
                 raise InputError(
@@ -115,12 +122,20 @@ def run_evaluate(
                 volume_rows.extend(source_rows)
             rows.extend(volume_rows)
             per_volume[volume] = _mean_scores(volume_rows)
+            if segmentations:
+                found = _objects(data_path, prediction, segmentations[number], units, cut)
+                objects.append(found["scores"])
+                per_volume_objects[volume] = found
         if not rows:
             raise InputError("nothing to evaluate: give the split test slices (split.test)")
         overall = _mean_scores(rows)
         payload = {**{key: overall[key] for key in HEADLINE_KEYS}, "overall": overall, "volumes": per_volume}
         if set(per_source) != set(per_volume):
             payload["sources"] = per_source
+        if objects:
+            from unetflow.evaluate.baseline import mean_over
+
+            payload["segment"] = {**mean_over(objects), "volumes": per_volume_objects}
         payload["slices_evaluated"] = len(rows)
         payload["thresholds"] = thresholds
         payload["threshold"] = next(iter(thresholds.values()), EVEN_ODDS)
@@ -131,6 +146,40 @@ def run_evaluate(
             tmp.write_text("\n".join(lines) + "\n")
     log.info("overall: %s", {key: round(overall[key], 4) for key in HEADLINE_KEYS})
     return payload
+
+
+def _objects(
+    data_path: str,
+    prediction: str,
+    segmentation: str,
+    units: Sequence[tuple[str, list[int], tuple[int, int] | None, tuple[int, int] | None]],
+    threshold: float,
+) -> dict[str, Any]:
+    """A volume's segmentation against its truth on the evaluated slices, beside the connected components
+    of its thresholded probability; 3-D scores where the truth holds instance ids (the ids as given, e.g.
+    dense connectomics ids, not the separated labels the net trains on)."""
+    from unetflow.evaluate.baseline import compare, mean_over, worst
+
+    instances = omezarr.read_attrs(data_path).get("labels", {}).get(omezarr.DEFAULT_LABELS) == "instance"
+    truth = omezarr.open_instances(data_path)
+    ignore = omezarr.label_ignore(data_path)
+    probability = omezarr.open_image(prediction)
+    labels = omezarr.open_image(segmentation)
+    found, splits = [], {}
+    for name, chosen, rows_span, columns_span in units:
+        window = tuple(slice(*span) if span else slice(None) for span in (rows_span, columns_span))
+        stack = [split_ignore(np.asarray(truth[(z, *window)]), ignore) for z in chosen]
+        truth_stack = np.stack([item[0] for item in stack])
+        masks = [item[1] if item[1] is not None else np.zeros(truth_stack.shape[1:], bool) for item in stack]
+        ignored = np.stack(masks) if any(item[1] is not None for item in stack) else None
+        segment = np.stack([np.asarray(labels[(z, *window)]) for z in chosen])
+        prob = np.stack([np.asarray(probability[(z, *window)], dtype=np.float32) for z in chosen])
+        if ignored is not None:
+            segment = np.where(ignored, 0, segment)
+        found.append(compare(truth_stack, segment, prob, threshold, instances=instances, ignore=ignored))
+        if instances:
+            splits[name] = worst(truth_stack, segment)
+    return {"scores": mean_over(found), "worst": splits, "instances": instances}
 
 
 def _mean_scores(rows: Sequence[dict[str, Any]]) -> dict[str, float]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from unetflow.atomic import protect_inputs
 from unetflow.config.model import PredictConfig
 from unetflow.logs import setup_logging
 from unetflow.steps.common import write_json
+from unetflow.stores import Location
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,13 @@ def resolve_threshold(option: float | str, model: str) -> float:
     return threshold
 
 
+def prediction_place(target: str, options: PredictConfig) -> Location:
+    """Where a prediction is written: `target` with the options to reach predict.output's store."""
+    if options.output is not None and target.startswith(options.output.url.rstrip("/")):
+        return Location(target, options.output.options)
+    return Location(target)
+
+
 def run_predict_init(
     *,
     data: str,
@@ -35,11 +42,14 @@ def run_predict_init(
     groups: int = 1,
     source: Mapping[str, Any] | None = None,
     voxel_size: Sequence[float] | None = None,
+    record: str | None = None,
 ) -> None:
     """Plan the prediction of a volume and create its empty arrays; the volume's statistics go to `stats`.
 
-    `source` gives the format, member and level of a container read in place (none for an import);
-    `voxel_size` the config's, where the source's own metadata is not to be used.
+    `source` gives the format, member and level of a container read in place (and for a URL anon,
+    endpoint_url, profile; none for an import); `voxel_size` the config's, where the source's own metadata is
+    not to be used; `record` a local JSON naming where the prediction was written (what the workflow tracks
+    of an output on an object store, predict.output).
     """
     from unetflow.model.checkpoint import load_model, provenance
     from unetflow.predict import init_prediction
@@ -49,7 +59,7 @@ def run_predict_init(
     with protect_inputs([data, model], outputs=[target, stats]):
         init_prediction(
             SourceSpec(path=data, **dict(source or {})),
-            target,
+            prediction_place(target, options),
             model=load_model(model),
             options=options,
             groups=groups,
@@ -58,6 +68,9 @@ def run_predict_init(
             stats=stats,
             voxel_size=voxel_size,
         )
+    if record is not None:
+        place = prediction_place(target, options)
+        write_json(record, {"prediction": place.url, **place.options.to_dict()})
 
 
 def run_predict(
@@ -80,6 +93,7 @@ def run_predict(
 
     from unetflow.model.checkpoint import load_model
     from unetflow.predict import groups_for, predict_volume, prediction_threshold
+    from unetflow.predict.run import is_planned
     from unetflow.predict.sources import SourceSpec, open_source
 
     setup_logging()
@@ -92,10 +106,9 @@ def run_predict(
             client = stack.enter_context(open_client(options.cluster, log_directory=log_directory))
             log.info("dask cluster: %s", client)
             engine = {"client": client, "worker_threads": options.cluster.threads}
+        place = prediction_place(target, options)
         threshold = (
-            prediction_threshold(target)
-            if Path(target, "0").exists()
-            else resolve_threshold(options.threshold, model)
+            prediction_threshold(place) if is_planned(place) else resolve_threshold(options.threshold, model)
         )
         spec = SourceSpec(path=data, **dict(source or {}))
         shape = tuple(open_source(spec).shape)
@@ -105,7 +118,7 @@ def run_predict(
         counts = predict_volume(
             load_model(model),
             spec,
-            target,
+            place,
             options=options,
             threshold=threshold,
             group=group,
@@ -123,5 +136,7 @@ def run_predict_finalize(*, target: str, summary: str, options: PredictConfig) -
 
     setup_logging()
     with protect_inputs([], outputs=[summary]):
-        result = finalize_prediction(target, pyramid=options.pyramid, instances=options.instances)
+        result = finalize_prediction(
+            prediction_place(target, options), pyramid=options.pyramid, instances=options.instances
+        )
         write_json(summary, {"target": str(target), **result})

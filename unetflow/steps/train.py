@@ -10,7 +10,7 @@ from unetflow.atomic import protect_inputs
 from unetflow.config.model import ModelConfig, TrainConfig
 from unetflow.config.split import Split, split_entries, split_keys
 from unetflow.logs import setup_logging
-from unetflow.train.sources import resolve_sources
+from unetflow.train.sources import resolve_sources, training_voxel_size
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def run_train(
     inputs = [*data.values(), *weights.values(), init_from]
     with protect_inputs(inputs, outputs=[output, step_log, val_log, workdir]):
         sources = resolve_sources(entries, data, weights, keys=split_keys(split))
-        net = UNetConfig.from_section(model)
+        net = UNetConfig.from_section(model, voxel_size=training_voxel_size(sources, model))
         if init_from is not None:
             net = init_architecture(load_checkpoint(init_from), model, source=str(init_from))
         log.info(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -46,6 +46,8 @@ class TileParams:
     contrast: torch.Tensor | None = None
     brightness: torch.Tensor | None = None
     gamma: torch.Tensor | None = None
+    reverse: torch.Tensor | None = None
+    """Per tile, whether a 2-D net's context slices are read in reverse order (a flip along z)."""
 
     @property
     def batch_size(self) -> int:
@@ -60,7 +62,9 @@ class TileParams:
 
 @dataclass(frozen=True)
 class TileBatch:
-    """A training batch on the device: raw (B, 1, inp, inp), labels and weights (B, out, out)."""
+    """A training batch on the device: raw (B, C, inp, inp) (C = 2k + 1 with k context slices), labels and
+    weights (B, out, out); a 3-D batch's raw is (B, 1, inp_z, inp, inp), labels and weights (B, out_z, out,
+    out) (unetflow.train.augment3d)."""
 
     raw: torch.Tensor
     labels: torch.Tensor
@@ -223,6 +227,7 @@ def _subset(params: TileParams, tiles: torch.Tensor, slice_index: torch.Tensor) 
         contrast=pick(params.contrast),
         brightness=pick(params.brightness),
         gamma=pick(params.gamma),
+        reverse=pick(params.reverse),
     )
 
 
@@ -239,6 +244,10 @@ class TileSampler:
     proportion to their labelled area (pixels of non-zero weight), so every annotated pixel is equally
     likely to be trained on whatever source holds it. A slice smaller than the output tile is mirrored
     like any other, but the mirrored part of its output crop weighs 0: only its own pixels train.
+
+    With `context` k > 0 (a 2-D net with context slices) a tile's raw holds the 2k + 1 slices around its
+    slice as channels, mirrored at the ends of its source's stack (a run of consecutive slices), all moved by
+    the tile's one transform; with flips on, the slices are read in reverse order for half the tiles.
     """
 
     def __init__(
@@ -252,6 +261,7 @@ class TileSampler:
         config: AugmentConfig | None = None,
         device: torch.device | str | None = None,
         batch_size: int = 1,
+        context: int = 0,
     ) -> None:
         if output_size < 1 or input_size < output_size or (input_size - output_size) % 2:
             raise ValueError(
@@ -275,6 +285,8 @@ class TileSampler:
         self.margin = (input_size - output_size) // 2
         self.config = config if config is not None else AugmentConfig()
         self.batch_size = batch_size
+        self.context = context
+        self.raw_channels = 2 * context + 1
         centre = (input_size - 1) / 2
         self._offsets = torch.arange(input_size, dtype=torch.float32, device=self.device) - centre
         counts = [int(source.shape[0]) for source in self.sources]
@@ -374,12 +386,16 @@ class TileSampler:
             name: values if active and getattr(config, name) != neutral[name] else None
             for name, values in gray.items()
         }
+        reverse = None
+        if self.context:  # drawn last, and only with context: a net without it draws as it always did
+            reverse = _randint(0, 2, (batch,), generator).bool() & (active and config.flip)
         return TileParams(
             slice_index=slice_index,
             top=starts[0],
             left=starts[1],
             matrix=matrix,
             coarse=coarse if active and config.elastic_std > 0 else None,
+            reverse=reverse,
             **gray,
         )
 
@@ -465,21 +481,25 @@ class TileSampler:
         shifted = (
             local if first == 0 else _subset(local, torch.arange(local.batch_size), local.slice_index + first)
         )
+        channels = self.raw_channels
+        if self.context:  # each tile's own stack of its context slices, weights and labels
+            source = self._with_context(source, local)
+            local = replace(local, slice_index=torch.arange(local.batch_size))
         if local.integral:
             tiles = self._gather(source, local)
-            raw, weights, labels = tiles[:, RAW : RAW + 1], tiles[:, WEIGHTS], tiles[:, LABELS]
+            raw, weights, labels = tiles[:, :channels], tiles[:, channels], tiles[:, channels + 1]
         else:
             index = local.slice_index
             single = local.batch_size == 1
             chosen = source.narrow(0, int(index[0]), 1) if single else source[index.to(self.device)]
             grid = self.normalised_grid(shifted)
-            labels = _grid_sample(chosen[:, LABELS : LABELS + 1], grid, "nearest")[:, 0]
+            labels = _grid_sample(chosen[:, channels + 1 : channels + 2], grid, "nearest")[:, 0]
             if self.config.interpolation == "bilinear":
-                both = _grid_sample(chosen[:, RAW : WEIGHTS + 1], grid, "bilinear")
-                raw, weights = both[:, RAW : RAW + 1], both[:, WEIGHTS]
+                both = _grid_sample(chosen[:, : channels + 1], grid, "bilinear")
+                raw, weights = both[:, :channels], both[:, channels]
             else:
-                raw = _grid_sample(chosen[:, RAW : RAW + 1], grid, self.config.interpolation)
-                weights = _grid_sample(chosen[:, WEIGHTS : WEIGHTS + 1], grid, "bilinear")[:, 0]
+                raw = _grid_sample(chosen[:, :channels], grid, self.config.interpolation)
+                weights = _grid_sample(chosen[:, channels : channels + 1], grid, "bilinear")[:, 0]
         raw = adjust_gray_values(raw, contrast=local.contrast, brightness=local.brightness, gamma=local.gamma)
         crop = slice(self.margin, self.margin + self.output_size)
         weights = weights[:, crop, crop]
@@ -499,6 +519,17 @@ class TileSampler:
         rows, columns = coordinates[..., 0], coordinates[..., 1]
         inside = (rows > -0.5) & (rows < height - 0.5) & (columns > -0.5) & (columns < width - 0.5)
         return inside.to(torch.float32)
+
+    def _with_context(self, source: torch.Tensor, params: TileParams) -> torch.Tensor:
+        """(B, 2k + 3, H, W): each tile's 2k + 1 raw slices around its own (mirrored at the stack's ends,
+        reversed where the tile flips along z), then its slice's weights and labels."""
+        count, k = int(source.shape[0]), self.context
+        index = params.slice_index[:, None] + torch.arange(-k, k + 1)
+        index = _reflect(index, count) if count > 1 else torch.zeros_like(index)
+        if params.reverse is not None:
+            index = torch.where(params.reverse[:, None], index.flip(1), index)
+        raw = source[index.to(self.device), RAW]
+        return torch.cat([raw, source[params.slice_index.to(self.device), WEIGHTS:]], dim=1)
 
     def _gather(self, source: torch.Tensor, params: TileParams) -> torch.Tensor:
         """Exact tiles (B, C, inp, inp) for integral params: flipped or transposed crops of mirrored slices.

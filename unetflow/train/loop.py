@@ -12,6 +12,10 @@ uninterrupted run (even after a SIGKILL) as long as torch uses the same number o
 split by thread count). The random parameters of each batch are drawn in sequence in the main thread; on
 CUDA the tile rendering itself runs one step ahead in a background thread on a side stream, so augmentation
 overlaps the net's compute. Validation runs whole-slice overlap-tile prediction on the validation slices.
+
+Several GPUs of a node (`train.gpus`), or CPU processes (`train.cpu_processes`), train one run with
+DistributedDataParallel: `train` launches the processes and each runs these same steps with its `Parallel`
+(unetflow.train.distributed says what changes with N and what does not). One process is unchanged.
 """
 
 from __future__ import annotations
@@ -45,20 +49,24 @@ from unetflow.model.checkpoint import load_checkpoint, save_checkpoint
 from unetflow.model.unet import UNet, UNetConfig
 from unetflow.predict import predict_array
 from unetflow.predict.sources import NORMALIZATION_POLICY
+from unetflow.train import distributed
 from unetflow.train.augment import TileBatch, TileParams, TileSampler
+from unetflow.train.augment3d import VolumeTileSampler, tile_sampler
+from unetflow.train.distributed import SINGLE, Parallel
 from unetflow.train.sources import (
     TrainingData,
     TrainingSource,
     check_training_data,
     count_classes,
+    joined,
+    load_role,
     load_slices,
-    load_source,
 )
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
-STEP_COLUMNS = ("step", "loss", "lr", "step_time", "data_time")
+STEP_COLUMNS = ("step", "loss", "lr", "step_time", "data_time", "processes")
 VAL_COLUMNS = ("step", "val_loss", "val_iou", "val_pixel_error")
 VAL_SCORES = VAL_COLUMNS[1:]
 
@@ -91,7 +99,7 @@ def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: 
 
 
 def optimize_step(
-    model: UNet,
+    model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     batch: TileBatch,
@@ -99,11 +107,14 @@ def optimize_step(
     autocast: torch.dtype | None = None,
     memory_format: torch.memory_format | None = None,
     step: int = 0,
+    parallel: Parallel = SINGLE,
 ) -> float:
     """One step of the recipe on a batch: forward, weighted loss, backward, optimizer update; the loss.
 
     A loss that is not finite raises TrainingDivergedError before the weights change. The loss is read
-    (one device sync) after the backward pass has been queued, not before it.
+    (one device sync) after the backward pass has been queued, not before it. With several processes
+    `model` is the DDP-wrapped net and the loss returned is the mean over the processes (every process
+    sees the same value, so all of them stop together on a divergence).
     """
     inputs = batch.raw.contiguous(memory_format=memory_format) if memory_format else batch.raw
     device_type = inputs.device.type
@@ -112,7 +123,7 @@ def optimize_step(
     loss = weighted_cross_entropy(logits, batch.labels, batch.weights)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
-    value = loss.item()
+    value = parallel.mean(loss.detach()).item()
     if not math.isfinite(value):
         raise TrainingDivergedError(
             f"training diverged at step {step + 1} (loss {value}): lower train.lr, add train.warmup_steps "
@@ -263,7 +274,7 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
 
 def validate(
     model: UNet,
-    data: TrainingData,
+    data: TrainingData | Sequence[TrainingData],
     *,
     device: torch.device,
     threshold: float = loss.EVEN_ODDS,
@@ -271,16 +282,19 @@ def validate(
     tta: bool = False,
 ) -> dict[str, float]:
     """Whole-slice overlap-tile prediction of the validation slices (`tta`: averaged over the 8 flips and
-    rotations): weighted loss, IoU and pixel error (unannotated pixels left out of both)."""
-    probs = predict_array(model, data.raw, mean=0.0, std=1.0, device=device, memory_gb=memory_gb, tta=tta)
-    unannotated = data.unannotated if data.unannotated is not None else [None] * len(probs)
+    rotations): weighted loss, IoU and pixel error (unannotated pixels left out of both). A net that sees
+    along z validates a source's runs, each predicted with the volume's slices around it."""
+    runs = [data] if isinstance(data, TrainingData) else list(data)
+    options = {"mean": 0.0, "std": 1.0, "device": device, "memory_gb": memory_gb, "tta": tta}
+    probs = np.concatenate([predict_array(model, run.raw, z_range=run.z_range, **options) for run in runs])
+    labels, weights, unannotated = joined(runs)
     scores = [
         evaluate(p, t, threshold=threshold, include_warping=False, ignore=mask)
-        for p, t, mask in zip(probs, data.labels, unannotated, strict=True)
+        for p, t, mask in zip(probs, labels, unannotated, strict=True)
     ]
     model.train()
     return {
-        "val_loss": loss.probability_loss(probs, data.labels, data.weights),
+        "val_loss": loss.probability_loss(probs, labels, weights),
         "val_iou": _mean(s["iou"] for s in scores),
         "val_pixel_error": _mean(s["pixel_error"] for s in scores),
     }
@@ -406,6 +420,7 @@ class TrainingRun:
     device: torch.device
     in_size: int
     out_size: int
+    tile_z: tuple[int, int] | None
     train_data: list[TrainingData]
     val_data: list[TrainingData]
     threshold: float
@@ -417,13 +432,14 @@ class TrainingRun:
     schedule: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
     generator: torch.Generator
-    sampler: TileSampler
+    sampler: TileSampler | VolumeTileSampler
     autocast: torch.dtype | None
     memory_format: torch.memory_format | None
     step: int = 0
     steps_log: list[dict[str, Any]] = field(default_factory=list)
     val_rows: list[dict[str, Any]] = field(default_factory=list)
     best: float = -1.0
+    parallel: Parallel = SINGLE
 
     @property
     def latest(self) -> Path:
@@ -438,7 +454,7 @@ class TrainingRun:
     @property
     def val_columns(self) -> tuple[str, ...]:
         """The validation log's columns: the pooled scores, then each source's where there are several."""
-        names = [data.name for data in self.val_data]
+        names = list(dict.fromkeys(data.name for data in self.val_data))
         per_source = [f"{key}:{name}" for name in names for key in VAL_SCORES] if len(names) > 1 else []
         return (*VAL_COLUMNS, *per_source)
 
@@ -453,16 +469,17 @@ def setup(
     step_log: str | Path,
     val_log: str | Path,
     init: str | Path | None = None,
+    parallel: Parallel = SINGLE,
 ) -> TrainingRun:
     """Read the data, check it, build the net (random, or the fine-tuned model's), optimizer and sampler."""
-    device = resolve_device(config.device)  # before anything is written: no GPU is one clear error
+    # before anything is written: no GPU is one clear error
+    device = distributed.device_of(resolve_device(config.device), parallel)
     if not sources or not any(source.train for source in sources):
         raise InputError('no training slices: give the split some, e.g. train: "0-9"')
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    geometry = model_config.geometry
-    out_size = geometry.valid_output(config.tile)
-    in_size = geometry.input_for_output(out_size)
+    net = model_config.net_geometry
+    (in_z, out_z), (in_size, out_size) = net.training_tile(config.tile)
     counts = {
         source.name: count_classes(source.data, source.train, rows=source.rows, columns=source.columns)
         for source in sources
@@ -470,14 +487,17 @@ def setup(
     }
     check_training_data(counts, tile=out_size)
     mode = config.loss_weights
-    train_data = [data for s in sources if (data := load_source(s, "train", loss_weights=mode)) is not None]
-    val_data = [data for s in sources if (data := load_source(s, "val", loss_weights=mode)) is not None]
+    train_data = [data for s in sources for data in load_role(s, "train", loss_weights=mode, net=net)]
+    val_data = [data for s in sources for data in load_role(s, "val", loss_weights=mode, net=net)]
     threshold = loss.loss_threshold(mode, loss_class_weights(sources, mode))
     label_offset = align_training_data(train_data) if config.label_offset == "auto" else alignment.NO_OFFSET
     init_state = read_init(init, model_config) if init is not None else None
     init_record = init_identity(init)
     run_id = fingerprint(
-        model_config.to_dict(), config.dump(), [source.identity() for source in sources], init_record
+        model_config.to_dict(),
+        distributed.identity(config.dump()),
+        [source.identity() for source in sources],
+        init_record,
     )
     normalization = normalization_record(sources)
 
@@ -498,7 +518,9 @@ def setup(
             (init_record.get("sha256") or "?")[:12],
             init_record["step"],
         )
-    memory_format = torch.channels_last if config.channels_last and device.type == "cuda" else None
+    distributed.seed_process(config.seed, parallel)
+    layout = torch.channels_last_3d if net.dims == 3 else torch.channels_last
+    memory_format = layout if config.channels_last and device.type == "cuda" else None
     if memory_format is not None:
         model = model.to(memory_format=memory_format)
     optimizer = build_optimizer(model, config)
@@ -506,16 +528,15 @@ def setup(
     autocast = PRECISIONS[config.precision] if device.type == "cuda" else None
     scaler = torch.amp.GradScaler(device.type, enabled=autocast == torch.float16)
     generator = torch.Generator().manual_seed(config.seed)
-    single = len(train_data) == 1
-    sampler = TileSampler(
-        train_data[0].raw if single else [data.raw for data in train_data],
-        train_data[0].labels if single else [data.labels for data in train_data],
-        train_data[0].weights if single else [data.weights for data in train_data],
-        input_size=in_size,
-        output_size=out_size,
+    voxel = omezarr.voxel_size(sources[0].data)
+    sampler = tile_sampler(
+        net,
+        train_data,
+        tile=config.tile,
         config=config.augment,
         device=device,
         batch_size=config.batch_size,
+        step=voxel[0] / voxel[1],
     )
     return TrainingRun(
         sources=list(sources),
@@ -528,6 +549,7 @@ def setup(
         device=device,
         in_size=in_size,
         out_size=out_size,
+        tile_z=(in_z, out_z) if net.dims == 3 else None,
         train_data=train_data,
         val_data=val_data,
         threshold=threshold,
@@ -542,12 +564,14 @@ def setup(
         sampler=sampler,
         autocast=autocast,
         memory_format=memory_format,
+        parallel=parallel,
     )
 
 
 def resume(run: TrainingRun) -> None:
     """Continue from the latest checkpoint of this same run, if any; else start afresh (no stale best)."""
-    remove_stale_temporaries(run.latest, run.best_path, run.output, run.step_log, run.val_log)
+    if run.parallel.main:
+        remove_stale_temporaries(run.latest, run.best_path, run.output, run.step_log, run.val_log)
     state = load_checkpoint(run.latest, map_location=run.device) if run.latest.exists() else None
     if state is not None and state.get("run_id") == run.run_id:
         run.model.load_state_dict(state["model_state_dict"])
@@ -555,13 +579,15 @@ def resume(run: TrainingRun) -> None:
         run.schedule.load_state_dict(state["scheduler_state_dict"])
         run.scaler.load_state_dict(state["scaler_state_dict"])
         restore_rng(state["rng"], run.generator)
+        distributed.restore_process_rng(state["rng"].get("processes"), run.parallel, run.config.seed)
         run.step, run.steps_log, run.val_rows = state["step"], state["step_log"], state["val_log"]
         run.best = state["best"]
         log.info("resuming from %s at step %d of %d", run.latest, run.step, run.config.steps)
         return
     if state is not None:
         log.warning("%s belongs to another run (config or data changed): training from scratch", run.latest)
-    remove(run.best_path)  # a best checkpoint of another run (or of one killed before its first checkpoint)
+    if run.parallel.main:  # a best checkpoint of another run (or of one killed before its first checkpoint)
+        remove(run.best_path)
 
 
 def save(run: TrainingRun, path: Path, **extra: Any) -> None:
@@ -574,15 +600,21 @@ def save(run: TrainingRun, path: Path, **extra: Any) -> None:
             "train_config": run.config.dump(),
             "run_id": run.run_id,
             "step": run.step,
-            "tile": {"input": run.in_size, "output": run.out_size},
+            "tile": {"input": run.in_size, "output": run.out_size, **_depth_of(run.tile_z)},
             "threshold": run.threshold,
             "label_offset": [float(value) for value in run.model.label_offset],
             "normalization": run.normalization,
+            "processes": run.parallel.size,
             "training_sources": [_describe(source) for source in run.sources],
             **({"init_from": run.init} if run.init is not None else {}),
             **extra,
         },
     )
+
+
+def _depth_of(tile_z: tuple[int, int] | None) -> dict[str, int]:
+    """A 3-D net's training tile along z, for the checkpoint's record (nothing for a 2-D net)."""
+    return {} if tile_z is None else {"input_z": tile_z[0], "output_z": tile_z[1]}
 
 
 def _describe(source: TrainingSource) -> dict[str, Any]:
@@ -597,14 +629,22 @@ def _describe(source: TrainingSource) -> dict[str, Any]:
 
 
 def save_resumable(run: TrainingRun, batches: BatchStream) -> None:
-    """The latest checkpoint: the model and everything a resumed run needs to continue bit-identically."""
+    """The latest checkpoint: the model and everything a resumed run needs to continue bit-identically.
+
+    With several processes every one of them takes part (their random states are gathered), process 0
+    writes it."""
+    rng = rng_state(batches.resume_state())
+    if run.parallel.active:
+        rng["processes"] = run.parallel.gather(distributed.process_rng())
+    if not run.parallel.main:
+        return
     save(
         run,
         run.latest,
         optimizer_state_dict=run.optimizer.state_dict(),
         scheduler_state_dict=run.schedule.state_dict(),
         scaler_state_dict=run.scaler.state_dict(),
-        rng=rng_state(batches.resume_state()),
+        rng=rng,
         step_log=run.steps_log,
         val_log=run.val_rows,
         best=run.best,
@@ -613,11 +653,17 @@ def save_resumable(run: TrainingRun, batches: BatchStream) -> None:
 
 def validate_sources(run: TrainingRun) -> dict[str, float]:
     """Validate on every source's validation slices; keep the best checkpoint by pooled IoU; the scores."""
+    by_source: dict[str, list[TrainingData]] = {}
+    for data in run.val_data:  # a source's runs of slices (one for a 2-D net) validate together
+        by_source.setdefault(data.name, []).append(data)
     per_source = {
-        data.name: validate(run.model, data, device=run.device, threshold=run.threshold)
-        for data in run.val_data
+        name: validate(run.model, runs, device=run.device, threshold=run.threshold)
+        for name, runs in by_source.items()
     }
-    sizes = {data.name: (int(data.labels.size), int(data.labels.shape[0])) for data in run.val_data}
+    sizes = {
+        name: (sum(int(data.labels.size) for data in runs), sum(int(data.labels.shape[0]) for data in runs))
+        for name, runs in by_source.items()
+    }
     scores = pooled_scores(per_source, sizes)
     row = {"step": run.step, **scores}
     if len(per_source) > 1:
@@ -632,25 +678,32 @@ def validate_sources(run: TrainingRun) -> dict[str, float]:
 def run_steps(
     run: TrainingRun, *, stop_after: int | None = None, progress: bool = True, prefetch: bool | None = None
 ) -> None:
-    """The step loop up to `stop_after` (default: the end): optimize, log, validate and checkpoint."""
-    config = run.config
+    """The step loop up to `stop_after` (default: the end): optimize, log, validate and checkpoint.
+
+    With several processes each trains its share of every batch; process 0 alone validates, keeps the
+    best checkpoint and shows the progress."""
+    config, parallel = run.config, run.parallel
     last = config.steps if stop_after is None else min(config.steps, stop_after)
     run.model.train()
-    bar = progress_bar(total=config.steps, initial=run.step, desc="train", unit="step", disable=not progress)
+    net = distributed.wrap(run.model, parallel, run.device)
+    shown = progress and parallel.main
+    bar = progress_bar(total=config.steps, initial=run.step, desc="train", unit="step", disable=not shown)
     ahead = prefetch if prefetch is not None else run.device.type == "cuda"
-    with BatchStream(run.sampler, run.generator, prefetch=ahead and run.step < last) as batches:
+    sampler = distributed.sharded(run.sampler, parallel)
+    with BatchStream(sampler, run.generator, prefetch=ahead and run.step < last) as batches:
         while run.step < last:
             started = time.perf_counter()
             batch = batches.next(ahead=run.step + 1 < last)
             data_time = time.perf_counter() - started
             value = optimize_step(
-                run.model,
+                net,
                 run.optimizer,
                 run.scaler,
                 batch,
                 autocast=run.autocast,
                 memory_format=run.memory_format,
                 step=run.step,
+                parallel=parallel,
             )
             lr = run.optimizer.param_groups[0]["lr"]
             run.schedule.step()
@@ -662,11 +715,16 @@ def run_steps(
                     "lr": lr,
                     "step_time": time.perf_counter() - started,
                     "data_time": data_time,
+                    "processes": parallel.size,
                 }
             )
             bar.set_postfix(loss=f"{value:.4f}", refresh=False)
             bar.update(1)
-            if run.val_data and (run.step % config.val_every == 0 or run.step == config.steps):
+            if (
+                run.val_data
+                and parallel.main
+                and (run.step % config.val_every == 0 or run.step == config.steps)
+            ):
                 scores = validate_sources(run)
                 bar.write(
                     f"step {run.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()),
@@ -681,6 +739,8 @@ def finish(run: TrainingRun) -> dict[str, Any]:
     """After the last step: the best checkpoint becomes the output, the logs are written; the summary."""
     if run.step < run.config.steps:
         return {"step": run.step, "finished": False}
+    if not run.parallel.main:
+        return {"step": run.step, "finished": True}
     if not run.best_path.exists():
         save(run, run.best_path, metrics={})
     final = load_checkpoint(run.best_path)
@@ -707,6 +767,7 @@ def train(
     progress: bool = True,
     stop_after: int | None = None,
     prefetch: bool | None = None,
+    parallel: Parallel | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) and write the best checkpoint to `output` plus the step and validation CSV logs.
 
@@ -719,6 +780,9 @@ def train(
     otherwise idle while the GPU computes; on the CPU the net's ops already keep every core busy, so a
     render thread competes rather than overlaps: see benchmarks/train.py). The batches are the same either
     way, so it is not part of the run's identity and a run may resume with the other setting.
+
+    Where `config` asks for several processes (`train.gpus`, `train.cpu_processes`), this call checks the
+    request, launches them (each calls `train` with its `parallel`) and returns process 0's summary.
     """
     if (sources is None) == (data is None):
         raise ValueError("give the training data as sources, or as one volume's data and slices")
@@ -731,6 +795,24 @@ def train(
             val=list(val_slices),
         )
         sources = [whole]
+    arguments = {
+        "sources": sources,
+        "model_config": model_config,
+        "config": config,
+        "workdir": workdir,
+        "output": output,
+        "step_log": step_log,
+        "val_log": val_log,
+        "init": init,
+        "progress": progress,
+        "stop_after": stop_after,
+        "prefetch": prefetch,
+    }
+    if parallel is None:
+        processes = distributed.process_count(config)  # before anything is written
+        if processes > 1:
+            return distributed.launch(train, arguments, processes=processes, config=config)
+        parallel = SINGLE
     run = setup(
         sources=sources,
         model_config=model_config,
@@ -740,6 +822,7 @@ def train(
         step_log=step_log,
         val_log=val_log,
         init=init,
+        parallel=parallel,
     )
     resume(run)
     run_steps(run, stop_after=stop_after, progress=progress, prefetch=prefetch)

@@ -19,11 +19,14 @@ from typing import Any
 
 import numpy as np
 
+from unetflow.config.model import ModelConfig
 from unetflow.config.split import SplitConfig, check_entries, source_names
 from unetflow.data import omezarr
 from unetflow.data.labels import foreground
 from unetflow.errors import InputError
+from unetflow.geometry import NetGeometry
 from unetflow.model import loss
+from unetflow.predict.plan import check_depth
 from unetflow.train.weights import class_counts
 
 log = logging.getLogger(__name__)
@@ -52,13 +55,18 @@ class TrainingSource:
 @dataclass
 class TrainingData:
     """The slices of one role of a source, in memory: normalised raw, binary labels (0/1), the loss
-    weights (0 where unannotated) and the mask of unannotated pixels (None: every pixel is annotated)."""
+    weights (0 where unannotated) and the mask of unannotated pixels (None: every pixel is annotated).
+
+    For a net that sees along z, one run of consecutive slices; a validation run's raw holds the volume's
+    slices around it as context, and `z_range` says which of its slices the labels are of (None: all).
+    """
 
     raw: np.ndarray
     labels: np.ndarray
     weights: np.ndarray
     unannotated: np.ndarray | None = None
     name: str = ""
+    z_range: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,23 @@ def resolve_sources(
     return sources
 
 
+def training_voxel_size(
+    sources: Sequence[TrainingSource], model: ModelConfig
+) -> tuple[float, float, float] | None:
+    """The voxel size (z, y, x) a 3-D net's layout is chosen from: the training volumes' (as imported), which
+    must give one layout; None where the net needs none (a 2-D net, or kernels and pools given)."""
+    if model.dims == 2 or model.kernels != "auto":
+        return None
+    found = {str(source.data): omezarr.voxel_size(source.data) for source in sources}
+    layouts = {model.layout(size) for size in found.values()}
+    if len(layouts) > 1:
+        raise InputError(
+            f"the training volumes' voxel sizes {found} give 3-D nets of different layouts (model.kernels: "
+            "auto); train on volumes of one voxel size, or set model.kernels and model.pools"
+        )
+    return next(iter(found.values()))
+
+
 def _reads(entry: SplitConfig) -> bool:
     return entry.train not in ("", []) or entry.val not in ("", [])
 
@@ -143,7 +168,6 @@ def load_slices(
     name: str = "",
 ) -> TrainingData:
     """Read the chosen slices (rows, columns) of an imported dataset and its weight maps into memory."""
-    raw_array = omezarr.open_image(data)
     labels_array = omezarr.open_labels(data)
     if labels_array is None:
         raise InputError(
@@ -152,8 +176,7 @@ def load_slices(
     if not slices:
         raise InputError(f"no slices selected for training/validation from {data}: check config split")
     window = (slice(*rows) if rows else slice(None), slice(*columns) if columns else slice(None))
-    mean, std = omezarr.normalization(data)
-    raw = omezarr.normalize(np.stack([raw_array[(i, *window)] for i in slices]), mean, std)
+    raw = read_raw(data, slices, rows=rows, columns=columns)
     labels, unannotated = foreground(
         np.stack([labels_array[(i, *window)] for i in slices]), omezarr.label_ignore(data)
     )
@@ -171,6 +194,83 @@ def load_slices(
         class_weights=loss.class_weights_of(weights) if loss.uses_class_weights(loss_weights) else None,
     )
     return TrainingData(raw=raw, labels=labels, weights=pixel_weights, unannotated=unannotated, name=name)
+
+
+def read_raw(
+    data: str | Path, slices: Sequence[int], *, rows: Span | None = None, columns: Span | None = None
+) -> np.ndarray:
+    """The chosen slices (rows, columns) of an imported volume's raw image, z-scored with its statistics."""
+    raw_array = omezarr.open_image(data)
+    window = (slice(*rows) if rows else slice(None), slice(*columns) if columns else slice(None))
+    mean, std = omezarr.normalization(data)
+    return omezarr.normalize(np.stack([raw_array[(i, *window)] for i in slices]), mean, std)
+
+
+def runs_of(slices: Sequence[int]) -> list[Span]:
+    """Sorted slice indices as runs of consecutive slices, [start, stop) each."""
+    runs: list[list[int]] = []
+    for index in sorted(set(slices)):
+        if runs and index == runs[-1][1]:
+            runs[-1][1] += 1
+        else:
+            runs.append([index, index + 1])
+    return [(start, stop) for start, stop in runs]
+
+
+def context_range(start: int, stop: int, depth: int, *, margin: int, minimum: int) -> Span:
+    """The slices [low, high) of a volume of `depth` slices read around the run [start, stop): `margin` on
+    each side, more where the run and its margins hold fewer than `minimum` slices, within the volume."""
+    low, high = max(0, start - margin), min(depth, stop + margin)
+    while high - low < minimum and (low > 0 or high < depth):
+        low, high = max(0, low - 1), min(depth, high + 1)
+    return low, high
+
+
+def load_role(
+    source: TrainingSource, role: str, *, loss_weights: str, net: NetGeometry | None = None
+) -> list[TrainingData]:
+    """The `role` ("train" or "val") slices of a source in memory: as `load_source` for a 2-D net; for a net
+    that sees along z (3-D, or 2-D with context slices) one TrainingData per run of consecutive slices.
+
+    A training run stands alone (the samplers mirror it at its ends, so no slice of another role enters
+    training); a validation run is read with the volume's slices around it (its margin along z), as the
+    prediction of the whole volume reads them. A 3-D net on a volume thinner than its smallest input is an
+    InputError naming the source.
+    """
+    net = net or NetGeometry()
+    if net.dims == 2 and net.context == 0:
+        found = load_source(source, role, loss_weights=loss_weights)
+        return [] if found is None else [found]
+    depth = int(omezarr.open_image(source.data).shape[0])
+    check_depth(net, depth, name=f"split source {source.name!r} (volume {source.data})")
+    found = []
+    for start, stop in runs_of(getattr(source, role)):
+        run = load_slices(
+            source.data,
+            source.weights,
+            list(range(start, stop)),
+            loss_weights=loss_weights,
+            rows=source.rows,
+            columns=source.columns,
+            name=source.name,
+        )
+        if role == "val":
+            low, high = context_range(start, stop, depth, margin=net.z.margin, minimum=net.min_slices)
+            run.raw = read_raw(source.data, range(low, high), rows=source.rows, columns=source.columns)
+            run.z_range = (start - low, stop - low)
+        found.append(run)
+    return found
+
+
+def joined(runs: Sequence[TrainingData]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray | None]]:
+    """The labels, loss weights and per-slice unannotated masks (None: all annotated) of several runs."""
+    labels, weights = (np.concatenate([getattr(run, name) for run in runs]) for name in ("labels", "weights"))
+    masks = [
+        mask
+        for run in runs
+        for mask in (run.unannotated if run.unannotated is not None else [None] * len(run.labels))
+    ]
+    return labels, weights, masks
 
 
 def load_source(source: TrainingSource, role: str, *, loss_weights: str) -> TrainingData | None:

@@ -4,6 +4,9 @@ from unetflow.layout import ABLATION_MODEL, MAIN_MODEL, PRETRAINED_MODEL, RESULT
 from unetflow.model.loss import ABLATION_MODE
 from unetflow.preflight import check_data, invalidate_incomplete_groups, read_in_place, shape_of
 from unetflow.predict.plan import groups_for, planned_groups
+from unetflow.segment.plan import planned_segment_groups
+from unetflow.predict.sources import SourceSpec
+from unetflow.steps.predict import prediction_place as place_of
 
 ENV = "../../envs/unetflow.yaml"
 
@@ -29,6 +32,10 @@ def load_settings():
 SETTINGS = load_settings()
 config.clear()
 config.update(SETTINGS.dump())
+# Rules pass config[...] (plain values) as params, never a SETTINGS section: Snakemake records and compares only
+# plain values, so a changed option reruns its rule; scripts turn them back into sections (Config.section).
+OUTPUT = SETTINGS.predict.output
+RESULTS = RESULTS.with_output(None if OUTPUT is None else OUTPUT.url)
 
 
 def volumes():
@@ -49,10 +56,10 @@ def trained_models():
 
 
 def train_section(wildcards):
-    """The train section of a model: the configured one, with class balance only for the ablation."""
+    """The train section of a model (plain values): the configured one, with class balance only for the ablation."""
     if wildcards.model == ABLATION_MODEL:
-        return SETTINGS.train.model_copy(update={"loss_weights": ABLATION_MODE})
-    return SETTINGS.train
+        return config["train"] | {"loss_weights": ABLATION_MODE}
+    return config["train"]
 
 
 def model_file(wildcards):
@@ -71,6 +78,8 @@ def source_file(volume, role):
     source = getattr(entry, role)
     if source.path is not None:
         return source.path
+    if source.in_place:
+        return source.url
     return RESULTS.download(volume, source.local_name)
 
 
@@ -135,11 +144,15 @@ def prediction_source(volume):
 
 
 def source_options_of(volume):
-    """Format, member and level of a volume read in place (none for an import)."""
+    """Format, member and level of a volume read in place (none for an import); for a url, how to reach
+    its store (anon, endpoint_url, profile: never a credential)."""
     entry = SETTINGS.volumes[volume]
     if not read_in_place(entry):
         return {}
-    return {"format": entry.raw.format, "member": entry.raw.member, "level": entry.raw.level}
+    options = {"format": entry.raw.format, "member": entry.raw.member, "level": entry.raw.level}
+    if entry.raw.in_place:
+        options.update(entry.raw.store_options.to_dict())
+    return options
 
 
 def stated_voxel_size(wildcards):
@@ -156,8 +169,34 @@ def source_options(wildcards):
 
 
 def prediction_input(wildcards):
-    """The input of a volume's prediction jobs (see prediction_source)."""
+    """The input file of a volume's prediction jobs (see prediction_source); none for a url read in place
+    (a store is not Snakemake's to check)."""
+    entry = SETTINGS.volumes[wildcards.volume]
+    if entry.raw is not None and entry.raw.in_place:
+        return []
     return prediction_source(wildcards.volume)
+
+
+def prediction_data(wildcards):
+    """The path or URL the prediction jobs read (see prediction_source)."""
+    return prediction_source(wildcards.volume)
+
+
+def prediction_place(model, volume):
+    """Where a prediction is written: a path, or a URL with the options to reach predict.output's store."""
+    return place_of(RESULTS.prediction(model, volume), SETTINGS.predict)
+
+
+def prediction_target(wildcards):
+    """The path or URL a prediction job writes."""
+    return RESULTS.prediction(wildcards.model, wildcards.volume)
+
+
+def prediction_record():
+    """What predict_init leaves for the workflow to track: the prediction's folder, or with predict.output
+    a local record of where it was written."""
+    record = RESULTS.prediction_record("{model}", "{volume}")
+    return record if OUTPUT is not None else directory(record)
 
 
 def known_shape(volume):
@@ -171,8 +210,10 @@ def known_shape(volume):
 def groups(model, volume):
     """Block groups of a volume's prediction: as planned when it exists, else from the config and size."""
     options = SETTINGS.predict
-    planned = planned_groups(RESULTS.prediction(model, volume))
-    if options.block_groups == "auto" and planned is not None:
+    if options.block_groups != "auto":
+        return options.block_groups
+    planned = planned_groups(prediction_place(model, volume))
+    if planned is not None:
         return planned
     shape = known_shape(volume)
     if shape is None:
@@ -212,6 +253,64 @@ def predicted_groups(wildcards):
     ]
 
 
+def segment_groups(model, volume):
+    """Block groups of a volume's segmentation: as planned when it exists, else from the config and size."""
+    planned = planned_segment_groups(RESULTS.segmentation(model, volume))
+    if planned is not None:
+        return planned
+    shape = known_shape(volume) or (1, 1, 1)
+    blocks = 1
+    for size, block in zip(shape, SETTINGS.segment.block_shape):
+        blocks *= -(-size // block)
+    return max(1, min(SETTINGS.segment.block_groups, blocks))
+
+
+def segment_flags(wildcards, step):
+    """Completion flags of one step of every block group of a segmentation (solve: one)."""
+    count = 1 if step == "solve" else segment_groups(wildcards.model, wildcards.volume)
+    return [
+        RESULTS.segment_flag(wildcards.model, wildcards.volume, step, group)
+        for group in range(count)
+    ]
+
+
+SEGMENT_BEFORE = {"fragments": None, "graph": "fragments", "solve": "graph", "relabel": "solve"}
+
+
+def segment_step_inputs(wildcards):
+    """What one segmentation step waits for: every group of the step before it."""
+    before = SEGMENT_BEFORE[wildcards.step]
+    return [] if before is None else segment_flags(wildcards, before)
+
+
+def segment_memory_mb(wildcards):
+    """Memory of a segmentation step: a block's arrays for the blockwise steps, the graph for solve."""
+    return 16000 if wildcards.step == "solve" else 4000
+
+
+def segmentations():
+    """Every segmentation's summary (none with segment.enabled false)."""
+    if not SETTINGS.segment.enabled:
+        return []
+    return [
+        RESULTS.segmentation_summary(model, volume) for model in models() for volume in volumes()
+    ]
+
+
+def split_segmentation():
+    """The main model's segmentation of the split volume (the report's objects section), or None."""
+    if not SETTINGS.segment.enabled or split_volume() is None:
+        return None
+    return RESULTS.segmentation(models()[0], split_volume())
+
+
+def labelled_segmentations(model):
+    """The segmentation summaries of a model's labelled volumes (none with segment.enabled false)."""
+    if not SETTINGS.segment.enabled:
+        return []
+    return [RESULTS.segmentation_summary(model, volume) for volume in labelled_volumes()]
+
+
 def labelled_volumes():
     """Volumes with ground truth, evaluated on their test slices (every slice where no split names them)."""
     return [name for name, entry in SETTINGS.volumes.items() if entry.labelled]
@@ -223,13 +322,21 @@ def dataset_rows():
         [
             model,
             volume,
-            prediction_source(volume),
-            RESULTS.prediction(model, volume),
+            SourceSpec(path=prediction_source(volume), **source_options_of(volume)),
+            prediction_place(model, volume),
             RESULTS.prediction_summary(model, volume),
         ]
         for model in models()
         for volume in volumes()
     ]
+
+
+def isbi_submissions():
+    """The ISBI 2012 submission file of segment.isbi_submission's volume, for every model (or none)."""
+    volume = SETTINGS.segment.isbi_submission
+    if not SETTINGS.segment.enabled or volume is None:
+        return []
+    return [RESULTS.isbi_submission(model, volume) for model in models()]
 
 
 def final_outputs():
@@ -239,6 +346,7 @@ def final_outputs():
     ]
     if labelled_volumes():
         outputs.append(RESULTS.metrics_summary())
+    outputs += segmentations() + isbi_submissions()
     outputs.append(RESULTS.report())
     outputs += [RESULTS.bioimageio_package(model) for model in trained_models()]
     return outputs
@@ -249,6 +357,7 @@ if workflow.is_main_process:
     for model in models():
         for volume in volumes():
             invalidate_incomplete_groups(
-                RESULTS.prediction(model, volume),
+                prediction_place(model, volume),
                 [RESULTS.group_flag(model, volume, g) for g in range(groups(model, volume))],
+                summary=RESULTS.prediction_summary(model, volume),
             )

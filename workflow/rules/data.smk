@@ -15,7 +15,8 @@ rule synthesize:
     benchmark:
         RESULTS.benchmark("synthesize", "{volume}")
     params:
-        options=lambda wildcards: SETTINGS.volumes[wildcards.volume].synthetic,
+        options=lambda wildcards: config["volumes"][wildcards.volume]["synthetic"],
+        voxel_size=lambda wildcards: config["volumes"][wildcards.volume]["voxel_size"],
     threads: 1
     resources:
         mem_mb=2000,
@@ -74,7 +75,7 @@ rule import_volume:
     benchmark:
         RESULTS.benchmark("import", "{volume}")
     params:
-        volume=lambda wildcards: SETTINGS.volumes[wildcards.volume],
+        volume=lambda wildcards: config["volumes"][wildcards.volume],
     threads: 1
     resources:
         mem_mb=4000,

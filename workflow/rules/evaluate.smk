@@ -6,6 +6,7 @@ rule evaluate:
         data=[RESULTS.data(volume) for volume in labelled_volumes()],
         predictions=[RESULTS.prediction("{model}", volume) for volume in labelled_volumes()],
         summaries=[RESULTS.prediction_summary("{model}", volume) for volume in labelled_volumes()],
+        segmentations=lambda wildcards: labelled_segmentations(wildcards.model),
     output:
         metrics=RESULTS.metrics("{model}"),
         slices=RESULTS.slice_metrics("{model}"),
@@ -15,9 +16,9 @@ rule evaluate:
         RESULTS.benchmark("evaluate", "{model}")
     params:
         volumes=labelled_volumes(),
-        split=SETTINGS.split,
-        options=SETTINGS.evaluate,
-        threshold=SETTINGS.predict.threshold,
+        split=config["split"],
+        options=config["evaluate"],
+        threshold=config["predict"]["threshold"],
     threads: 2
     resources:
         mem_mb=4000,

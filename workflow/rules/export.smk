@@ -13,9 +13,9 @@ rule export:
     benchmark:
         RESULTS.benchmark("export", "{model}")
     params:
-        split=SETTINGS.split,
-        volumes=SETTINGS.volumes,
-        options=SETTINGS.export,
+        split=config["split"],
+        volumes=config["volumes"],
+        options=config["export"],
     threads: 1
     resources:
         mem_mb=8000,

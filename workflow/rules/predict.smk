@@ -14,17 +14,20 @@ rule predict_init:
         data=prediction_input,
         model=model_file,
     output:
-        target=directory(RESULTS.prediction("{model}", "{volume}")),
+        target=prediction_record(),
         stats=RESULTS.prediction_stats("{model}", "{volume}"),
     log:
         RESULTS.log("predict_init", "{model}/{volume}"),
     benchmark:
         RESULTS.benchmark("predict_init", "{model}/{volume}")
     params:
-        options=SETTINGS.predict,
+        options=config["predict"],
         groups=lambda wildcards: groups(wildcards.model, wildcards.volume),
         source=source_options,
         voxel_size=stated_voxel_size,
+        data=prediction_data,
+        target=prediction_target,
+        record=RESULTS.prediction_record("{model}", "{volume}") if OUTPUT is not None else None,
     threads: 1
     resources:
         mem_mb=2000,
@@ -39,7 +42,7 @@ rule predict:
     input:
         data=prediction_input,
         model=model_file,
-        target=RESULTS.prediction("{model}", "{volume}"),
+        target=RESULTS.prediction_record("{model}", "{volume}"),
     output:
         touch(RESULTS.group_flag("{model}", "{volume}", "{group}")),
     log:
@@ -47,9 +50,11 @@ rule predict:
     benchmark:
         RESULTS.benchmark("predict", "{model}/{volume}.{group}")
     params:
-        options=SETTINGS.predict,
+        options=config["predict"],
         dask_logs=RESULTS.dask_logs("{model}", "{volume}", "{group}"),
         source=source_options,
+        data=prediction_data,
+        target=prediction_target,
     threads: predict_threads()
     resources:
         mem_mb=predict_memory_mb,
@@ -62,7 +67,7 @@ rule predict:
 
 rule predict_finalize:
     input:
-        target=RESULTS.prediction("{model}", "{volume}"),
+        target=RESULTS.prediction_record("{model}", "{volume}"),
         groups=predicted_groups,
     output:
         RESULTS.prediction_summary("{model}", "{volume}"),
@@ -71,7 +76,8 @@ rule predict_finalize:
     benchmark:
         RESULTS.benchmark("predict_finalize", "{model}/{volume}")
     params:
-        options=SETTINGS.predict,
+        options=config["predict"],
+        target=prediction_target,
     threads: 2
     resources:
         mem_mb=4000,

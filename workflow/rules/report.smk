@@ -17,6 +17,7 @@ rule report:
             RESULTS.prediction_summary(model, volume) for model in models() for volume in volumes()
         ],
         split_predictions=[RESULTS.prediction(model, split_volume()) for model in models()],
+        segmentations=segmentations(),
     output:
         report(
             RESULTS.report(),
@@ -29,10 +30,11 @@ rule report:
         RESULTS.benchmark("report", "index")
     params:
         models=models(),
-        config=SETTINGS,
+        config=config,
         benchmarks=RESULTS.benchmarks(),
         project=workflow.basedir,
         datasets=dataset_rows(),
+        segmentation=split_segmentation(),
     threads: 1
     resources:
         mem_mb=2000,

@@ -22,7 +22,7 @@ rule report:
     params:
         model=models()[0],
         rows=[row[1:] for row in dataset_rows()],
-        config=SETTINGS,
+        config=config,
         benchmarks=RESULTS.benchmarks(),
         project=workflow.basedir,
     threads: 1

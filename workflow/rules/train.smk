@@ -21,9 +21,9 @@ rule train:
         RESULTS.benchmark("train", "{model}")
     params:
         workdir=RESULTS.checkpoints("{model}"),
-        model=SETTINGS.model,
+        model=config["model"],
         train=train_section,
-        split=SETTINGS.split,
+        split=config["split"],
         volumes=training_volumes(),
     threads: 2
     resources:

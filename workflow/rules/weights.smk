@@ -13,7 +13,7 @@ rule class_balance:
         RESULTS.benchmark("class_balance", "split")
     params:
         volumes=training_volumes(),
-        split=SETTINGS.split,
+        split=config["split"],
     threads: 1
     resources:
         mem_mb=2000,
@@ -35,7 +35,8 @@ rule weights:
     benchmark:
         RESULTS.benchmark("weights", "{volume}")
     params:
-        options=SETTINGS.weights,
+        options=config["weights"],
+        model=config["model"],
     threads: 2
     resources:
         mem_mb=4000,

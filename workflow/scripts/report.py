@@ -2,6 +2,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
+from unetflow.config.model import Config
 from unetflow.steps.report import run_report
 
 run_report(
@@ -14,8 +15,9 @@ run_report(
     predictions=list(snakemake.input.split_predictions),
     data=snakemake.input.data,
     weights=snakemake.input.weights,
-    config=snakemake.params.config,
+    config=Config.from_dict(snakemake.params.config),
     benchmarks=snakemake.params.benchmarks,
     project=snakemake.params.project,
     datasets=snakemake.params.datasets,
+    segmentation=snakemake.params.segmentation,
 )

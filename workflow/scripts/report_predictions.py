@@ -2,6 +2,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
+from unetflow.config.model import Config
 from unetflow.steps.report import run_prediction_report
 
 run_prediction_report(
@@ -9,7 +10,7 @@ run_prediction_report(
     model=snakemake.params.model,
     predictions=snakemake.params.rows,
     metrics=snakemake.input.metrics[0] if snakemake.input.metrics else None,
-    config=snakemake.params.config,
+    config=Config.from_dict(snakemake.params.config),
     benchmarks=snakemake.params.benchmarks,
     project=snakemake.params.project,
 )

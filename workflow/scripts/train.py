@@ -2,6 +2,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
+from unetflow.config.model import Config
 from unetflow.steps.train import run_train
 
 volumes = snakemake.params.volumes
@@ -12,9 +13,9 @@ run_train(
     step_log=snakemake.output.step_log,
     val_log=snakemake.output.val_log,
     workdir=snakemake.params.workdir,
-    model=snakemake.params.model,
-    train=snakemake.params.train,
-    split=snakemake.params.split,
+    model=Config.section("model", snakemake.params.model),
+    train=Config.section("train", snakemake.params.train),
+    split=Config.section("split", snakemake.params.split),
     init_from=snakemake.input.init[0] if snakemake.input.init else None,
     threads=snakemake.threads,
 )

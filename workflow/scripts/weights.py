@@ -2,6 +2,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
+from unetflow.config.model import Config
 from unetflow.steps.data import run_weights
 
 run_weights(
@@ -9,5 +10,6 @@ run_weights(
     target=snakemake.output[0],
     class_balance=snakemake.input.balance,
     workers=snakemake.threads,
-    options=snakemake.params.options,
+    options=Config.section("weights", snakemake.params.options),
+    model=Config.section("model", snakemake.params.model),
 )

@@ -1,0 +1,132 @@
+"""The global step with bounded memory: one pass where the graph fits, else two levels (domain
+decomposition, as Pape et al. 2017 solve connectomics multicuts of 10^9 edges).
+
+Level 1 agglomerates, block group by block group, the edges whose two fragments both live in the group
+(a fragment lives in the block of its seed); what it merges is contracted. The graph of the contracted
+regions (the edges across groups and between regions, their contact counts and boundary sums added up:
+they stay additive) is agglomerated whole where it fits `max_edges`, else the same again with groups
+twice as coarse, until it fits. Each job holds one group's edges or the last contracted graph, so the
+largest is bounded by `max_edges` where the groups are small enough (a warning names a group that is
+not). The two levels can merge less than one pass would (level 1 sees no repulsive contact across
+its group's border); benchmarks/segment.py and tests/test_segment.py measure by how much.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+
+from unetflow.segment.agglomerate import agglomerate
+from unetflow.segment.graph import Edges, merge
+
+log = logging.getLogger(__name__)
+
+Parts = Callable[[], Iterator[Edges]]
+"""Yields the region graph's edges group by group, in dense node ids (1..n; 0 no data), loading one at a
+time."""
+
+
+def solve(
+    parts: Parts,
+    nodes: int,
+    home: np.ndarray,
+    *,
+    edges: int,
+    max_edges: int,
+    method: str,
+    threshold: float,
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Node labels (length `nodes`) of the whole graph, and what the levels held; `home` (length `nodes`)
+    is the block group each node lives in. Levels go on, each with groups twice as coarse, until the graph
+    of what they merged fits `max_edges` (or one group is left)."""
+    options = {"method": method, "threshold": threshold}
+    if edges <= max_edges:
+        graph, count, mean = merge(list(parts()), nodes)
+        labels = agglomerate(graph, mean, count, **options)
+        return labels, {"levels": 1, "largest_job_edges": int(graph.number_of_edges)}
+    representative = np.arange(nodes, dtype=np.int64)
+    largest = 0
+    for group, part in enumerate(parts()):
+        largest = max(largest, _contract(part, home, group, representative, max_edges, options))
+    reduced = _reduce((part for part in parts()), representative, nodes)
+    level, groups = 1, int(home.max()) + 1
+    while len(reduced) > max_edges and groups > 1:
+        level, groups, home = level + 1, -(-groups // 2), np.where(home >= 0, home // 2, -1)
+        step = np.arange(nodes, dtype=np.int64)
+        owner = home[reduced.uv[:, 0].astype(np.int64)]
+        for group in range(groups):
+            mine = owner == group
+            part = Edges(reduced.uv[mine], reduced.count[mine], reduced.total[mine])
+            largest = max(largest, _contract(part, home, group, step, max_edges, options))
+        representative = step[representative]
+        reduced = _reduce([reduced], step, nodes)
+    graph, count, mean = merge([reduced], nodes)
+    labels = agglomerate(graph, mean, count, **options)
+    return labels[representative], {
+        "levels": level + 1,
+        "largest_job_edges": int(max(largest, graph.number_of_edges)),
+        "last_level_edges": int(graph.number_of_edges),
+    }
+
+
+def _contract(
+    part: Edges,
+    home: np.ndarray,
+    group: int,
+    representative: np.ndarray,
+    max_edges: int,
+    options: dict[str, object],
+) -> int:
+    """Agglomerate the edges of `part` inside `group`; point each node it merged at its set's smallest
+    node (in `representative`); the edges it held."""
+    u, v = part.uv[:, 0].astype(np.int64), part.uv[:, 1].astype(np.int64)
+    inner = (home[u] == group) & (home[v] == group)
+    if not inner.any():
+        return 0
+    ids, compact = np.unique(np.concatenate([u[inner], v[inner]]), return_inverse=True)
+    local = Edges((compact.reshape(2, -1).T + 1).astype(np.uint64), part.count[inner], part.total[inner])
+    if len(local) > max_edges:
+        log.warning(
+            "block group %d holds %d edges inside it, above segment.max_edges %d: raise segment.block_groups "
+            "so that each group's graph fits",
+            group,
+            len(local),
+            max_edges,
+        )
+    graph, count, mean = merge([local], len(ids) + 1)
+    labels = agglomerate(graph, mean, count, **options)[1:]  # type: ignore[arg-type]
+    first = np.full(int(labels.max()) + 1, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, labels, ids)
+    representative[ids] = first[labels]
+    return int(graph.number_of_edges)
+
+
+def _reduce(parts: Iterable[Edges], representative: np.ndarray, nodes: int) -> Edges:
+    """The edges between the regions `representative` names, their counts and sums added up."""
+    keys, counts, totals = [], [], []
+    for part in parts:
+        uv = np.sort(representative[part.uv.astype(np.int64)], axis=1)
+        keep = uv[:, 0] != uv[:, 1]
+        keys.append(uv[keep, 0] * nodes + uv[keep, 1])
+        counts.append(part.count[keep].astype(np.float64))
+        totals.append(part.total[keep])
+    key = np.concatenate(keys) if keys else np.empty(0, np.int64)
+    unique, inverse = np.unique(key, return_inverse=True)
+    count = np.bincount(inverse, weights=np.concatenate(counts), minlength=len(unique))
+    total = np.bincount(inverse, weights=np.concatenate(totals), minlength=len(unique))
+    uv = np.stack([unique // nodes, unique % nodes], axis=1).astype(np.uint64)
+    return Edges(uv, count.astype(np.uint32), total)
+
+
+def node_groups(keys: np.ndarray, plan: object) -> np.ndarray:
+    """The block group each fragment lives in (its seed's block), index 0 (no data) in none (-1)."""
+    shape = plan.shape  # type: ignore[attr-defined]
+    z, y, x = np.unravel_index(keys.astype(np.int64) - 1, shape)
+    counts = plan.counts  # type: ignore[attr-defined]
+    block = plan.block  # type: ignore[attr-defined]
+    numbers = ((z // block[0]) * counts[1] + y // block[1]) * counts[2] + x // block[2]
+    starts = np.array([plan.group_blocks(g).start for g in range(plan.groups)])  # type: ignore[attr-defined]
+    home = np.searchsorted(starts, numbers, side="right") - 1
+    return np.concatenate([[-1], home]).astype(np.int64)

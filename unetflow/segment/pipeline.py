@@ -1,0 +1,176 @@
+"""The whole segmentation in one call (`unetflow segment`), and its finalisation: pyramid and summary.
+
+`segment_volume` runs the five steps of unetflow.segment.run for every block group in turn, or resumes
+them: a new output is planned, an existing one goes on where it stopped (every step skips what its journal
+lists), so the same command after a kill finishes the segmentation with the same ids.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unetflow.data import omezarr
+from unetflow.errors import InputError
+from unetflow.segment import store
+from unetflow.segment.plan import read_plan
+from unetflow.segment.run import (
+    FRAGMENTS,
+    GRAPH,
+    OUTPUT_COMPRESSION,
+    RELABEL,
+    init_segmentation,
+    run_fragments,
+    run_graph,
+    run_relabel,
+    run_solve,
+)
+from unetflow.segment.source import ProbabilitySource
+
+log = logging.getLogger(__name__)
+
+PYRAMID_LEVELS = 4
+
+
+def segment_volume(
+    source: ProbabilitySource,
+    target: str | Path,
+    *,
+    group: int | None = None,
+    show_progress: bool = False,
+    pyramid: int = PYRAMID_LEVELS,
+    **options: Any,
+) -> dict[str, Any]:
+    """Segment (or finish segmenting) `source` into `target`; `options` as `init_segmentation` takes them.
+
+    With `group`, only that block group's fragments and graph are computed (the agglomeration needs every
+    group's graph, so it and the relabel follow only once every group is there).
+    """
+    target = Path(target)
+    if target.exists() and not (target / "zarr.json").exists():
+        raise InputError(
+            f"segment: {target} exists and is not a unetflow segmentation; delete it or choose another path"
+        )
+    if not target.exists():
+        init_segmentation(source, target, **options)
+    plan = read_plan(target)
+    groups = range(plan.groups) if group is None else [group]
+    for index in groups:
+        run_fragments(target, index, show_progress=show_progress)
+    for index in groups:
+        run_graph(target, index, show_progress=show_progress)
+    if group is not None:
+        return {"group": group}
+    if not (store.work_folder(target) / "solve.json").exists():
+        run_solve(target)
+    for index in groups:
+        run_relabel(target, index, show_progress=show_progress)
+    return finalize_segmentation(target, pyramid=pyramid)
+
+
+def check_complete(target: str | Path) -> None:
+    """Every block of every group relabelled; an InputError naming the groups that are not."""
+    plan = read_plan(target)
+    missing = []
+    for group in range(plan.groups):
+        done = store.read_journal(store.journal_path(target, RELABEL, group))
+        if any(n not in done for n in plan.group_blocks(group)):
+            missing.append(group)
+    if missing:
+        raise InputError(
+            f"segmentation {target}: block group(s) {missing} are not relabelled yet; run the same command "
+            "again to finish them"
+        )
+
+
+def build_pyramid(target: str | Path, levels: int, with_data: set[int] | None = None) -> int:
+    """Levels 1..`levels`-1 of the label image, each 2x coarser in y and x (the top-left voxel of each
+    2x2, so labels keep their ids), written block by block over the level-0 blocks `with_data` (default:
+    every block); returns how many levels there are."""
+    plan = read_plan(target)
+    with_data = set(range(plan.blocks)) if with_data is None else with_data
+    levels = max(1, min(levels, 1 + int(math.log2(max(plan.shape[1], plan.shape[2])))))
+    if levels == 1:
+        return 1
+    chunk = tuple(min(b, n) for b, n in zip(plan.block, plan.shape, strict=True))
+    shapes = [
+        (plan.shape[0], max(1, -(-plan.shape[1] // 2**level)), max(1, -(-plan.shape[2] // 2**level)))
+        for level in range(levels)
+    ]
+    grids = [
+        (shape, tuple(min(c, n) for c, n in zip(chunk, shape, strict=True)), None) for shape in shapes[1:]
+    ]
+    omezarr.add_levels(target, grids, compression_level=OUTPUT_COMPRESSION)
+    base = omezarr.open_image(target)
+    for level in range(1, levels):
+        below = base if level == 1 else omezarr.zarr.open_array(str(Path(target) / str(level - 1)))
+        above = omezarr.zarr.open_array(str(Path(target) / str(level)), mode="r+")
+        for z, y, x in _level_blocks(plan, with_data, level, shapes[level]):
+            region = (
+                slice(z, min(z + plan.block[0], shapes[level][0])),
+                slice(2 * y, min(2 * (y + plan.block[1]), shapes[level - 1][1])),
+                slice(2 * x, min(2 * (x + plan.block[2]), shapes[level - 1][2])),
+            )
+            values = np.asarray(below[region])[:, ::2, ::2]
+            if values.any():
+                above[region[0], y : y + values.shape[1], x : x + values.shape[2]] = values
+    return levels
+
+
+def _level_blocks(
+    plan: Any, with_data: set[int], level: int, shape: tuple[int, int, int]
+) -> list[tuple[int, int, int]]:
+    """Start voxels of the blocks of pyramid level `level` (blocks of the plan's shape) that lie over a
+    level-0 block with data: the pyramid of a sparse volume touches only where it has objects."""
+    starts = set()
+    for number in with_data:
+        z, y, x = (piece.start for piece in plan.box(number))
+        factor = 2**level
+        starts.add(
+            (
+                z // plan.block[0] * plan.block[0],
+                y // factor // plan.block[1] * plan.block[1],
+                x // factor // plan.block[2] * plan.block[2],
+            )
+        )
+    return sorted(s for s in starts if all(v < n for v, n in zip(s, shape, strict=True)))
+
+
+def finalize_segmentation(target: str | Path, *, pyramid: int = PYRAMID_LEVELS) -> dict[str, Any]:
+    """Check every block is written, build the pyramid, and summarise (objects, blocks, time per step)."""
+    check_complete(target)
+    plan = read_plan(target)
+    counts: dict[int, int] = {}
+    for group in range(plan.groups):
+        counts.update(store.read_journal(store.journal_path(target, FRAGMENTS, group)))
+    levels = build_pyramid(target, pyramid, {n for n, count in counts.items() if count})
+    work = store.work_folder(target)
+    solve = json.loads((work / "solve.json").read_text())
+    steps = {}
+    for step in (FRAGMENTS, GRAPH, RELABEL):
+        runs = [json.loads(p.read_text()) for p in sorted((work / step).glob("*.json"))]
+        seconds = sum(r["seconds"] for r in runs)
+        voxels = sum(r["voxels"] for r in runs)
+        steps[step] = {"seconds": seconds, "voxels_per_second": voxels / seconds if seconds else 0.0}
+    steps["solve"] = {"seconds": solve["seconds"]}
+    touched = sum(1 for count in counts.values() if count)
+    return {
+        "target": str(target),
+        "shape": list(plan.shape),
+        "blocks": plan.blocks,
+        "blocks_with_data": touched,
+        "groups": plan.groups,
+        "mode": plan.mode,
+        "method": plan.method,
+        "threshold": plan.threshold,
+        "levels": levels,
+        "fragments": solve["fragments"],
+        "edges": solve["edges"],
+        "objects": solve["objects"],
+        "steps": steps,
+    }

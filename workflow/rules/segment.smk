@@ -1,0 +1,94 @@
+# Instance segmentation of every prediction: fragments and region graph per block group, one agglomeration,
+# a relabel per block group, then the label image's pyramid (unetflow.segment).
+
+
+rule segment_init:
+    input:
+        prediction=RESULTS.prediction_record("{model}", "{volume}"),
+        summary=RESULTS.prediction_summary("{model}", "{volume}"),
+    output:
+        directory(RESULTS.segmentation("{model}", "{volume}")),
+    log:
+        RESULTS.log("segment_init", "{model}/{volume}"),
+    benchmark:
+        RESULTS.benchmark("segment_init", "{model}/{volume}")
+    params:
+        options=config["segment"],
+        groups=lambda wildcards: segment_groups(wildcards.model, wildcards.volume),
+        prediction=prediction_target,
+        store=None if OUTPUT is None else OUTPUT.options.to_dict(),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        ENV
+    script:
+        "../scripts/segment_init.py"
+
+
+rule segment_step:
+    input:
+        target=RESULTS.segmentation("{model}", "{volume}"),
+        before=segment_step_inputs,
+    output:
+        touch(RESULTS.segment_flag("{model}", "{volume}", "{step}", "{group}")),
+    log:
+        RESULTS.log("segment_step", "{model}/{volume}.{step}-{group}"),
+    benchmark:
+        RESULTS.benchmark("segment_step", "{model}/{volume}.{step}-{group}")
+    params:
+        step="{step}",
+        group="{group}",
+    threads: 1
+    resources:
+        mem_mb=segment_memory_mb,
+        runtime=720,
+    wildcard_constraints:
+        step="fragments|graph|solve|relabel",
+    conda:
+        ENV
+    script:
+        "../scripts/segment_step.py"
+
+
+rule segment_finalize:
+    input:
+        target=RESULTS.segmentation("{model}", "{volume}"),
+        relabelled=lambda wildcards: segment_flags(wildcards, "relabel"),
+    output:
+        RESULTS.segmentation_summary("{model}", "{volume}"),
+    log:
+        RESULTS.log("segment_finalize", "{model}/{volume}"),
+    benchmark:
+        RESULTS.benchmark("segment_finalize", "{model}/{volume}")
+    params:
+        options=config["segment"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    conda:
+        ENV
+    script:
+        "../scripts/segment_finalize.py"
+
+
+rule segment_submission:
+    input:
+        summary=RESULTS.segmentation_summary("{model}", "{volume}"),
+        segmentation=RESULTS.segmentation("{model}", "{volume}"),
+    output:
+        RESULTS.isbi_submission("{model}", "{volume}"),
+    log:
+        RESULTS.log("segment_submission", "{model}/{volume}"),
+    benchmark:
+        RESULTS.benchmark("segment_submission", "{model}/{volume}")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        ENV
+    script:
+        "../scripts/segment_submission.py"
