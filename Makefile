@@ -35,9 +35,12 @@ dry-run: $(STAMP)
 	$(BIN)/snakemake -n --profile profiles/slurm
 
 # -rs prints why a test was skipped (e.g. tests/test_slurm.py where no SLURM test cluster can be made);
-# --durations lists the slowest tests, to keep `make test` under 20 minutes.
+# --durations lists the slowest tests, to keep `make test` under 12 minutes. Two workers run whole test
+# files side by side (a file's fixtures are built once, on its worker): much of the suite waits on
+# Snakemake runs and SLURM jobs. TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
 test: lint docs
-	$(BIN)/python -m pytest -q -rs --durations=15
+	$(BIN)/python -m pytest -q -rs --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
 # A one-node SLURM test cluster on this machine (root, Debian/Ubuntu: installs slurm-wlm and munge with apt).
 slurm-up:

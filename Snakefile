@@ -21,8 +21,14 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/data.smk"
 
 
-# With `pretrained:` nothing is trained: no weight maps, no training.
-if trained_models():
+# With `ctc:` a Cell Tracking Challenge dataset by the challenge's protocol (the paper's Table 2); with
+# `pretrained:` nothing is trained: no weight maps, no training.
+if SETTINGS.ctc is not None:
+
+    include: "workflow/rules/train.smk"
+    include: "workflow/rules/ctc.smk"
+
+elif trained_models():
 
     include: "workflow/rules/weights.smk"
     include: "workflow/rules/train.smk"
@@ -35,8 +41,14 @@ else:
 
 
 include: "workflow/rules/predict.smk"
-include: "workflow/rules/segment.smk"
-include: "workflow/rules/evaluate.smk"
+
+
+# The instance segmentation of whole volumes and the metrics: not in a cell tracking run (its cells are
+# made per frame by ctc.smk and scored by the challenge's SEG).
+if SETTINGS.ctc is None:
+
+    include: "workflow/rules/segment.smk"
+    include: "workflow/rules/evaluate.smk"
 
 
 rule all:

@@ -10,12 +10,15 @@ import http.server
 import itertools
 import json
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,3 +122,34 @@ def write_precomputed(folder: Path, data: np.ndarray, chunks: tuple[int, int, in
     }
     store = ts.open(spec).result()
     store[ts.d[:].translate_to[0]][..., 0] = data.T
+
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def snakemake(
+    *args: str, cwd: Path = ROOT, timeout: int = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Snakemake run in `cwd` (the repository by default), its output captured."""
+    return subprocess.run(
+        [*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False, env=env
+    )
+
+
+def job_of(out: str, rule: str) -> str:
+    """The block of a dry run's output that describes the first job of `rule`."""
+    return out[out.index(f"rule {rule}:") :].split("\n\n")[0]
+
+
+def write_config(tmp_path: Path, change: dict) -> Path:
+    """config.yaml with the dotted keys of `change` set, written into `tmp_path`."""
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for dotted, value in change.items():
+        *parents, key = dotted.split(".")
+        node = config
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[key] = value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path

@@ -47,6 +47,11 @@ class Layout:
         """A downloaded trained model (config `pretrained: {url: ...}`)."""
         return f"{self.raw.rsplit('/', 1)[0]}/models/{filename}"
 
+    def ctc_dataset(self, dataset: str, role: str) -> str:
+        """A Cell Tracking Challenge dataset's training or test archive, fetched and unpacked (the archive
+        itself is kept beside it as `<role>.zip`)."""
+        return f"{self.raw}/ctc/{dataset}/{role}"
+
     # data steps
     def data(self, volume: str) -> str:
         """The imported OME-Zarr of a volume (raw at 0, labels at labels/cells)."""
@@ -59,6 +64,14 @@ class Layout:
     def class_balance(self) -> str:
         """The class weights w_c over every split source's training pixels, with each source's counts."""
         return self._in("weights", "class_balance.json")
+
+    def model_balance(self, model: str) -> str:
+        """The class weights of one model's training pixels (cell tracking runs: a balance per model)."""
+        return self._in("weights", model, "class_balance.json")
+
+    def model_weights(self, model: str, volume: str) -> str:
+        """The border weight map of a volume with one model's class weights (cell tracking runs)."""
+        return self._in("weights", model, f"{volume}.zarr")
 
     # training
     def model_dir(self, model: str) -> str:
@@ -141,6 +154,22 @@ class Layout:
     def slice_metrics(self, model: str) -> str:
         """A model's metrics per slice (CSV)."""
         return self._in("metrics", f"{model}_slices.csv")
+
+    def cells(self, model: str, sequence: str) -> str:
+        """One id per cell in every frame of a sequence, as a 16-bit (t, y, x) TIFF stack."""
+        return self._in("cells", model, f"{sequence}.tif")
+
+    def ctc_results(self, model: str, dataset: str, sequence: str) -> str:
+        """The challenge's result folder of a sequence (`<dataset>/<sequence>_RES/maskNNN.tif`)."""
+        return self._in("cells", model, dataset, f"{sequence}_RES")
+
+    def seg_scores(self) -> str:
+        """SEG and the object metrics of every cross-sequence model, with the protocol and the archive."""
+        return self._in("metrics", "seg.json")
+
+    def seg_frames(self) -> str:
+        """The object metrics of every scored gold frame (CSV)."""
+        return self._in("metrics", "seg_frames.csv")
 
     def metrics_summary(self) -> str:
         """The main model's metrics, the run's headline numbers."""

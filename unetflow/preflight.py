@@ -131,6 +131,14 @@ def check_data(config: Config) -> None:
             shapes[name] = raw
     files = {name: str(volume.raw.path) for name, volume in config.volumes.items() if volume.raw is not None}
     check_entries(config.split_entries(), config.split_keys(), shapes, files=files)
+    if config.ctc is not None:
+        for key, source in (("archive", config.ctc.archive), ("test_archive", config.ctc.test_archive)):
+            local = None if source is None or source.startswith(("http://", "https://")) else source
+            if local is not None and not Path(local.removeprefix("file://")).exists():
+                raise InputError(
+                    f"config ctc.{key}: {local} does not exist; give the dataset's .zip or unpacked folder, "
+                    "or its URL"
+                )
     if config.pretrained is not None and config.pretrained.path is not None:
         check_model(config.pretrained.path, config.pretrained.sha256)
     init = config.train.init_from

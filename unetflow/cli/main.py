@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from importlib import metadata
 
 from unetflow.atomic import DISK_FULL
-from unetflow.cli import data, predict, report, segment, tools, train
+from unetflow.cli import ctc, data, predict, report, segment, tools, train
 from unetflow.errors import InputError
 from unetflow.logs import set_verbosity
 
@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_commands(sub)
     segment.add_commands(sub)
     report.add_commands(sub)
+    ctc.add_commands(sub)
     tools.add_commands(sub)
     return parser
 

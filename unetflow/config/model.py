@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlparse
 from pydantic import Field, TypeAdapter, model_validator
 
 from unetflow.config.base import Device, Precision, ScriptSafe, Section, VolumeName
+from unetflow.config.ctc import CTCConfig, CTCSequenceConfig, ctc_volumes
 from unetflow.config.patterns import SHA256_PATTERN, WALLTIME_PATTERN
 from unetflow.config.split import SplitConfig, check_split, primary_entry, split_entries, split_keys
 from unetflow.errors import InputError
@@ -204,6 +205,8 @@ class VolumeConfig(Section):
 
     synthetic: SyntheticConfig | None = None
     """The embedded EM-like generator (no download)."""
+    ctc: CTCSequenceConfig | None = None
+    """A sequence of the Cell Tracking Challenge dataset of `ctc:` (made by that section)."""
     raw: SourceConfig | None = None
     """The image volume."""
     labels: LabelSourceConfig | None = None
@@ -216,8 +219,10 @@ class VolumeConfig(Section):
 
     @model_validator(mode="after")
     def _one_kind(self) -> VolumeConfig:
-        if (self.synthetic is None) == (self.raw is None):
+        if (self.synthetic is not None) + (self.raw is not None) + (self.ctc is not None) != 1:
             raise ValueError("give exactly one of synthetic and raw")
+        if self.ctc is not None and self.labels is not None:
+            raise ValueError("a sequence of a ctc dataset takes its labels from the dataset; drop labels")
         if self.synthetic is not None and self.labels is not None:
             raise ValueError("a synthetic volume makes its own labels; drop labels")
         if self.labels is not None and self.labels.in_place:
@@ -256,8 +261,9 @@ class VolumeConfig(Section):
 
     @property
     def labelled(self) -> bool:
-        """Whether the volume has ground truth (synthetic volumes always do)."""
-        return self.synthetic is not None or self.labels is not None
+        """Whether the volume has ground truth (synthetic volumes always do, ctc training sequences too)."""
+        training = self.ctc is not None and self.ctc.role == "training"
+        return self.synthetic is not None or self.labels is not None or training
 
 
 class WeightsConfig(Section):
@@ -575,6 +581,40 @@ class SegmentConfig(Section):
     submission file: results/segment/<model>/<volume>.isbi2012.tif (null: none)."""
 
 
+class CellsConfig(Section):
+    """Cells as objects: each frame's foreground probability split into one id per cell (the cell tracking
+    runs; unetflow.segment.cells). Not `segment:`, which segments whole volumes."""
+
+    KEY: ClassVar[str] = "cells"
+
+    method: Literal["watershed", "components"] = "watershed"
+    """watershed: seeded on the probability, seeds where it is high (splits cells joined by a faint gap);
+    components: connected components of the thresholded foreground (cells joined anywhere stay one)."""
+    threshold: Annotated[float, Field(ge=0, le=1)] | Literal["auto"] = "auto"
+    """Foreground where the probability exceeds it; auto: the prediction's threshold (predict.threshold)."""
+    seed_threshold: Annotated[float, Field(ge=0, le=1)] | Literal["auto"] = "auto"
+    """watershed: seeds are the connected pixels above it; auto: halfway between threshold and 1."""
+    min_size: Annotated[int, Field(ge=0)] = 30
+    """Cells smaller than this (pixels) join the neighbour they share most border with, else are dropped."""
+    fill_holes: bool = True
+    """Fill each cell's holes (background enclosed by one cell only)."""
+    grow: Annotated[int, Field(ge=0)] = 0
+    """Pixels every cell grows into the background around it (neighbours meet halfway): gives back the gap
+    of separated training labels where the threshold leaves it out (benchmarks/cells.py: no gain at auto)."""
+    connectivity: Literal[1, 2] = 1
+    """Pixels of one cell: 1 = 4-neighbour, 2 = 8-neighbour."""
+
+    @model_validator(mode="after")
+    def _seeds_above_foreground(self) -> CellsConfig:
+        numbers = isinstance(self.threshold, float) and isinstance(self.seed_threshold, float)
+        if numbers and self.seed_threshold < self.threshold:
+            raise ValueError(
+                f"seed_threshold {self.seed_threshold} lies below threshold {self.threshold}: seeds must be "
+                "foreground; raise seed_threshold (or use auto)"
+            )
+        return self
+
+
 class EvaluateConfig(Section):
     """Metrics on the test slices."""
 
@@ -627,12 +667,29 @@ class Config(Section):
     """Instance segmentation of every prediction (objects with one id through the volume)."""
     evaluate: EvaluateConfig = EvaluateConfig()
     """Metrics on the test slices."""
+    cells: CellsConfig = CellsConfig()
+    """Cells as objects: one id per cell in each frame (the cell tracking workflow, ctc)."""
     export: ExportConfig = ExportConfig()
     """The bioimage.io package written for every trained model."""
     ablation: bool = False
     """Also train and evaluate a model with class-balancing weights only (what the border term buys)."""
     pretrained: ModelSourceConfig | None = None
     """A trained model to predict every volume with: nothing is trained, labels and split are optional."""
+    ctc: CTCConfig | None = None
+    """A Cell Tracking Challenge dataset trained and scored by the challenge's protocol (paper Table 2): its
+    sequences are the volumes and its protocol the models, replacing volumes and split."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ctc_volumes(cls, values: object) -> object:
+        """With `ctc:`, the volumes are its sequences and the split follows from its protocol."""
+        if not isinstance(values, dict) or values.get("ctc") is None:
+            return values
+        try:
+            ctc = CTCConfig.model_validate(values["ctc"])
+        except ValueError:
+            return values  # the field's own validation names the key
+        return {**values, "volumes": ctc_volumes(ctc), "split": None}
 
     @classmethod
     def section(cls, key: str, values: Any) -> Any:
@@ -645,6 +702,13 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _split_fits(self) -> Config:
+        if self.ctc is not None:
+            if self.pretrained is not None or self.ablation:
+                raise InputError(
+                    "ctc: trains and scores its own models; drop pretrained and ablation "
+                    "(benchmarks/cells.py measures what the border term and the separating background buy)"
+                )
+            return self
         if self.split is None:
             if self.pretrained is None:
                 raise InputError(

@@ -179,6 +179,8 @@ def import_volume(
     unit: str = "nanometer",
     chunks: tuple[int, int, int] | None = None,
     attrs: dict[str, Any] | None = None,
+    normalization: str = "zscore",
+    percentiles: tuple[float, float] = (1.0, 99.8),
 ) -> Path:
     """Validate raw (and labels) and write them as an OME-Zarr store at `target` (raw at 0, labels/cells).
 
@@ -188,7 +190,9 @@ def import_volume(
     `labels_separate` forces the background that many pixels wide between touching instance ids, in each
     slice or in 3-D (`labels_separate_in` "slice" / "volume"), keeping the ids as given at `labels/ids`;
     `separate_key` is the name of that setting in messages (the config key). `attrs` are added to the
-    image's unetflow attributes.
+    image's unetflow attributes. `normalization` "zscore" records the raw's mean and std, "percentile"
+    its `percentiles` (low, high) as offset and scale (they become 0 and 1: light microscopy, whose
+    saturated or dead pixels would pull a mean and std).
     """
     if labels_ignore is not None and (isinstance(labels_ignore, bool) or labels_ignore < 1):
         raise InputError(
@@ -228,7 +232,7 @@ def import_volume(
         sources.update(labels=label_name, labels_member=labels_member)
     meta: dict[str, Any] = {
         **dict(attrs or {}),
-        "normalization": {"mean": stats.mean, "std": stats.std},
+        "normalization": _normalization(raw_data, raw_name, normalization, percentiles, stats),
         "source": sources,
     }
     separate = bool(label_data is not None and kind == "instance" and labels_separate)
@@ -271,6 +275,26 @@ def import_volume(
         stats.std,
     )
     return destination
+
+
+def _normalization(
+    raw: Any, name: str, policy: str, percentiles: tuple[float, float], stats: omezarr.RunningStats
+) -> dict[str, Any]:
+    """The normalisation recorded at import: mean and std, or the percentiles as offset and scale (from
+    every voxel of a volume up to 2**27 voxels, else from evenly spaced slices)."""
+    if policy == "zscore":
+        return {"mean": stats.mean, "std": stats.std}
+    if policy != "percentile":
+        raise InputError(f"normalization is {policy!r}; use zscore or percentile")
+    step = max(1, math.ceil(math.prod(raw.shape) / 2**27))
+    values = np.asarray(raw[::step], dtype=np.float64)
+    low, high = (float(v) for v in np.percentile(values, list(percentiles)))
+    if not high > low:
+        raise InputError(
+            f"{name}: its {percentiles[0]}th and {percentiles[1]}th percentiles are both {low:g}: widen the "
+            "percentiles (ctc.percentiles) or normalise with zscore"
+        )
+    return {"policy": "percentile", "mean": low, "std": high - low, "percentiles": list(percentiles)}
 
 
 def _per_slice(where: str) -> bool:

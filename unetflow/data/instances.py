@@ -35,9 +35,9 @@ from unetflow.errors import InputError
 
 log = logging.getLogger(__name__)
 
-DENSE_BACKGROUND = 0.05
+DENSE_BACKGROUND = 0.02
 """Below this fraction of background among the annotated pixels, touching instance ids are dense ids (the
-class weights would be more than 19 : 1): refused without separation."""
+class weights would be more than 49 : 1): refused without separation."""
 
 
 def _footprint(radius: int, ndim: int, per_slice: bool) -> np.ndarray:

@@ -705,6 +705,12 @@ def normalization(path: Place) -> tuple[float, float]:
     return float(stats["mean"]), float(stats["std"])
 
 
+def normalization_policy(path: Place, default: str) -> str:
+    """How the import normalised a volume: its recorded policy ("percentile": percentiles as offset and
+    scale), else `default` (the mean and std of the whole volume)."""
+    return str(dict(read_attrs(path).get("normalization") or {}).get("policy", default))
+
+
 def update_attrs(path: Place, values: Mapping[str, Any]) -> None:
     """Add `values` to the "unetflow" attributes of an image group (one metadata write)."""
     group = _zarr_open(path, "r+")

@@ -300,30 +300,90 @@ def export_model(
     and its expected output the net's softmax. `authors` default to the login name running the export;
     `test` runs bioimageio.core's `test_model` on the package before it is renamed into place.
     """
-    from unetflow.model.checkpoint import load_checkpoint
-
     spec = bioimageio_spec()
     from bioimageio.spec.model import v0_5
 
-    licences = {
+    licences = _licences(v0_5, license=license, data_license=training_data_license)
+    source = Path(checkpoint)
+    state, model, geometry = _load_model(source)
+    normalization = _check_normalization(state, source)
+    scores = read_metrics(metrics) if metrics is not None else None
+    tile, voxel = _test_input(model, state, image, image_slice, test_size)
+    expected = class_probabilities(model, tile)
+    texts = _texts(
+        model.config,
+        state,
+        normalization,
+        scores,
+        geometry=geometry,
+        name=name,
+        description=description,
+        training_data=training_data,
+    )
+    with tempfile.TemporaryDirectory(prefix="unetflow-export-") as folder, warnings.catch_warnings():
+        # bioimageio.spec leaves the files it hashes open until they are collected: noise in the log
+        warnings.simplefilter("ignore", ResourceWarning)
+        files = Path(folder)
+        _write_files(files, model, tile, expected, texts["readme"])
+        descr = _model_descr(
+            v0_5,
+            files,
+            model=model,
+            state=state,
+            source=source,
+            texts=texts,
+            licences=licences,
+            authors=authors,
+            voxel=voxel,
+            normalization=normalization,
+            scores=scores,
+        )
+        package = spec.save_bioimageio_package(descr, output_path=files / "package.zip")
+        if test:
+            check_package(package)
+        with atomic_path(output) as tmp:
+            shutil.move(package, tmp)
+    log.info("wrote bioimage.io package %s (from %s)", output, source)
+    return Path(output)
+
+
+def _licences(v0_5: Any, *, license: str, data_license: str | None) -> dict[str, Any]:
+    """The package's and the training data's SPDX licence ids (the latter None where not given)."""
+    return {
         "package": _licence_id(v0_5, license, what="the package's licence"),
         "data": None
-        if training_data_license is None
-        else _licence_id(v0_5, training_data_license, what="the training data's licence"),
+        if data_license is None
+        else _licence_id(v0_5, data_license, what="the training data's licence"),
     }
-    source = Path(checkpoint)
+
+
+def _load_model(source: Path) -> tuple[dict[str, Any], UNet, UNetGeometry]:
+    """The checkpoint's state, its net with the trained weights (eval mode) and the net's in-plane geometry,
+    whose checks (a layout the tiling cannot use) come before the net is built."""
+    from unetflow.model.checkpoint import load_checkpoint
+
     state = load_checkpoint(source)
     config = UNetConfig(**state["model_config"])
     geometry = config.geometry
     model = UNet(config)
     model.load_state_dict(state["model_state_dict"])
     model.eval()
-    normalization = _check_normalization(state, source)
-    scores = read_metrics(metrics) if metrics is not None else None
+    return state, model, geometry
 
-    tile, voxel = _test_input(model, state, image, image_slice, test_size)
-    expected = class_probabilities(model, tile)
 
+def _texts(
+    config: UNetConfig,
+    state: dict[str, Any],
+    normalization: dict[str, Any] | None,
+    scores: dict[str, Any] | None,
+    *,
+    geometry: UNetGeometry,
+    name: str | None,
+    description: str | None,
+    training_data: str | None,
+) -> dict[str, str]:
+    """The package's name, description, README and training data text: the given ones, else what the
+    checkpoint's net and normalisation are."""
     kind = {3: " 3-D"}.get(
         config.dims, f" {2 * config.context_slices + 1}-slice" if config.context_slices else ""
     )
@@ -345,84 +405,101 @@ def export_model(
         label_offset=recorded_offset(state),
         net=config.net_geometry,
     )
-    data_text = training_data or (
+    data = training_data or (
         "The volume this checkpoint was trained on; not described further at export (give a description). "
         + _normalization_text(normalization)
     )
+    return {"name": name, "description": description, "readme": readme, "training_data": data}
 
-    with tempfile.TemporaryDirectory(prefix="unetflow-export-") as folder, warnings.catch_warnings():
-        # bioimageio.spec leaves the files it hashes open until they are collected: noise in the log
-        warnings.simplefilter("ignore", ResourceWarning)
-        files = Path(folder)
-        _write_files(files, model, tile, expected, readme)
-        torch_version = v0_5.Version(torch.__version__.split("+")[0])
-        try:
-            descr = v0_5.ModelDescr(
-                name=name,
-                description=description,
-                authors=[v0_5.Author(name=author) for author in (authors or [getpass.getuser()])],
-                cite=[v0_5.CiteEntry(text=PAPER_TEXT, doi=v0_5.Doi(PAPER_DOI))],
-                license=licences["package"],
-                covers=[v0_5.FileDescr(source=files / "cover.png")],
-                documentation=v0_5.FileDescr(source=files / "README.md"),
-                tags=[
-                    "unet",
-                    "segmentation",
-                    "electron-microscopy",
-                    f"{config.dims}d",
-                    "pytorch",
-                    "unetflow",
-                ],
-                inputs=[_input_descr(v0_5, files, config.net_geometry, voxel)],
-                outputs=[_output_descr(v0_5, files, config.net_geometry, voxel, classes=config.num_classes)],
-                weights=v0_5.WeightsDescr(
-                    pytorch_state_dict=v0_5.PytorchStateDictWeightsDescr(
-                        source=files / "weights.pt",
-                        architecture=v0_5.ArchitectureFromFileDescr(
-                            source=files / ARCHITECTURE_FILE,
-                            callable=v0_5.Identifier("UNet"),
-                            kwargs=config.to_dict(),
-                        ),
-                        pytorch_version=torch_version,
-                    ),
-                    torchscript=v0_5.TorchscriptWeightsDescr(
-                        source=files / "weights_torchscript.pt",
-                        pytorch_version=torch_version,
-                        parent="pytorch_state_dict",
-                    ),
-                ),
-                training_data=v0_5.DatasetDescr(
-                    name="unetflow training volume",
-                    description=data_text,
-                    tags=["electron-microscopy", "segmentation"],
-                    license=licences["data"],
-                ),
-                config=v0_5.Config(
-                    bioimageio=v0_5.BioimageioConfig(
-                        architecture_type="U-Net",
-                        architecture_description=(
-                            f"Valid-convolution U-Net, depth {config.depth}, {config.base_channels} base "
-                            f"channels, margin {geometry.margin} px, input sizes {geometry.valid_input(1)} + "
-                            f"n * {geometry.alignment}"
-                        ),
-                        task="semantic segmentation",
-                        model_parameter_count=sum(p.numel() for p in model.parameters()),
-                    ),
-                    unetflow=_provenance(state, normalization, scores),
-                ),
-            )
-        except ValueError as error:
-            raise InputError(
-                f"{source} cannot be described for bioimage.io ({error}); check the name (letters, digits, "
-                "spaces and _+-(), 5 to 128 characters), the authors (no slashes) and the description"
-            ) from error
-        package = spec.save_bioimageio_package(descr, output_path=files / "package.zip")
-        if test:
-            check_package(package)
-        with atomic_path(output) as tmp:
-            shutil.move(package, tmp)
-    log.info("wrote bioimage.io package %s (from %s)", output, source)
-    return Path(output)
+
+def _model_descr(
+    v0_5: Any,
+    files: Path,
+    *,
+    model: UNet,
+    state: dict[str, Any],
+    source: Path,
+    texts: dict[str, str],
+    licences: dict[str, Any],
+    authors: Sequence[str] | None,
+    voxel: tuple[tuple[float, ...], str] | None,
+    normalization: dict[str, Any] | None,
+    scores: dict[str, Any] | None,
+) -> Any:
+    """The package's description of the files in `files`; one bioimageio.spec refuses is an InputError."""
+    config = model.config
+    torch_version = v0_5.Version(torch.__version__.split("+")[0])
+    try:
+        return v0_5.ModelDescr(
+            name=texts["name"],
+            description=texts["description"],
+            authors=[v0_5.Author(name=author) for author in (authors or [getpass.getuser()])],
+            cite=[v0_5.CiteEntry(text=PAPER_TEXT, doi=v0_5.Doi(PAPER_DOI))],
+            license=licences["package"],
+            covers=[v0_5.FileDescr(source=files / "cover.png")],
+            documentation=v0_5.FileDescr(source=files / "README.md"),
+            tags=["unet", "segmentation", "electron-microscopy", f"{config.dims}d", "pytorch", "unetflow"],
+            inputs=[_input_descr(v0_5, files, config.net_geometry, voxel)],
+            outputs=[_output_descr(v0_5, files, config.net_geometry, voxel, classes=config.num_classes)],
+            weights=_weights_descr(v0_5, files, config, torch_version),
+            training_data=v0_5.DatasetDescr(
+                name="unetflow training volume",
+                description=texts["training_data"],
+                tags=["electron-microscopy", "segmentation"],
+                license=licences["data"],
+            ),
+            config=_package_config(v0_5, model, state=state, normalization=normalization, scores=scores),
+        )
+    except ValueError as error:
+        raise InputError(
+            f"{source} cannot be described for bioimage.io ({error}); check the name (letters, digits, "
+            "spaces and _+-(), 5 to 128 characters), the authors (no slashes) and the description"
+        ) from error
+
+
+def _weights_descr(v0_5: Any, files: Path, config: UNetConfig, torch_version: Any) -> Any:
+    """Both weights formats: the state dict with the UNet's source and keyword arguments, and TorchScript."""
+    return v0_5.WeightsDescr(
+        pytorch_state_dict=v0_5.PytorchStateDictWeightsDescr(
+            source=files / "weights.pt",
+            architecture=v0_5.ArchitectureFromFileDescr(
+                source=files / ARCHITECTURE_FILE,
+                callable=v0_5.Identifier("UNet"),
+                kwargs=config.to_dict(),
+            ),
+            pytorch_version=torch_version,
+        ),
+        torchscript=v0_5.TorchscriptWeightsDescr(
+            source=files / "weights_torchscript.pt",
+            pytorch_version=torch_version,
+            parent="pytorch_state_dict",
+        ),
+    )
+
+
+def _package_config(
+    v0_5: Any,
+    model: UNet,
+    *,
+    state: dict[str, Any],
+    normalization: dict[str, Any] | None,
+    scores: dict[str, Any] | None,
+) -> Any:
+    """The package's config: bioimage.io's architecture summary and unetflow's own provenance."""
+    config, geometry = model.config, model.config.geometry
+    return v0_5.Config(
+        bioimageio=v0_5.BioimageioConfig(
+            architecture_type="U-Net",
+            architecture_description=(
+                f"Valid-convolution U-Net, depth {config.depth}, {config.base_channels} base "
+                f"channels, margin {geometry.margin} px, input sizes {geometry.valid_input(1)} + "
+                f"n * {geometry.alignment}"
+            ),
+            task="semantic segmentation",
+            model_parameter_count=sum(p.numel() for p in model.parameters()),
+        ),
+        unetflow=_provenance(state, normalization, scores),
+    )
 
 
 def _test_input(

@@ -80,21 +80,7 @@ def init_prediction(
     volume = sources.open_source(spec)
     shape = tuple(int(s) for s in volume.shape)
     check_depth(model.config.net_geometry, shape[0], name=spec.path)
-    chosen = choose_strides(
-        model, options.memory_gb, shape=shape, batch_size=options.batch_size, workers=options.workers
-    )
-    plan = make_plan(
-        shape,  # type: ignore[arg-type]
-        depth=model.config.depth,
-        stride=stride or chosen[1],
-        groups=groups,
-        ngff=options.ngff,
-        dtype=options.dtype,
-        block=block,
-        shard_bytes=int(options.shard_gb * 2**30),
-        net=model.config.net_geometry,
-        stride_z=stride_z or chosen[0],
-    )
+    plan = _plan(model, shape, options, groups=groups, stride=stride, block=block, stride_z=stride_z)
     place = Location.of(target)
     attrs = {
         PLAN_KEY: plan.to_dict(),
@@ -124,6 +110,35 @@ def init_prediction(
         plan.ngff,
     )
     return plan
+
+
+def _plan(
+    model: UNet,
+    shape: tuple[int, ...],
+    options: PredictConfig,
+    *,
+    groups: int,
+    stride: int | None,
+    block: int | None,
+    stride_z: int | None,
+) -> PredictionPlan:
+    """The plan of a prediction of a volume of `shape`: the given tile strides, else the largest that fit
+    the memory budget; blocks, shards and groups as asked."""
+    chosen = choose_strides(
+        model, options.memory_gb, shape=shape, batch_size=options.batch_size, workers=options.workers
+    )
+    return make_plan(
+        shape,  # type: ignore[arg-type]
+        depth=model.config.depth,
+        stride=stride or chosen[1],
+        groups=groups,
+        ngff=options.ngff,
+        dtype=options.dtype,
+        block=block,
+        shard_bytes=int(options.shard_gb * 2**30),
+        net=model.config.net_geometry,
+        stride_z=stride_z or chosen[0],
+    )
 
 
 def _resumable(place: Location, attrs: dict[str, Any]) -> dict[str, Any] | None:
@@ -315,16 +330,10 @@ def predict_volume(
     "distributed" (the dask.distributed `client`, by default the current one).
     """
     options = options or PredictConfig()
-    engine = scheduler or options.scheduler
-    if engine not in SCHEDULERS:
-        raise InputError(f"predict scheduler {engine!r} is not one of {', '.join(SCHEDULERS)}")
+    engine = _scheduler(scheduler or options.scheduler)
     device = None if engine == "distributed" else resolve_device(options.device)  # before any write
     if not is_planned(target):
-        if group is not None and not 0 <= group < groups:
-            raise InputError(
-                f"block group {group} of {groups} is out of range: use 0 <= group < {groups} (or no --group "
-                "for every group); nothing was written"
-            )
+        _check_group(group, groups)
         init_prediction(
             source,
             target,
@@ -337,13 +346,7 @@ def predict_volume(
             stride_z=stride_z,
         )
     plan = read_plan(target)
-    spec = sources.SourceSpec.of(source)
-    volume = sources.open_source(spec)
-    if tuple(volume.shape) != plan.shape:
-        raise InputError(
-            f"prediction {target} has shape {plan.shape} but {source} has {tuple(volume.shape)}; delete "
-            f"{target} and run again"
-        )
+    volume = _open_matching(source, target, plan)
     normalization = omezarr.read_attrs(target)["normalization"]
     writer = ShardWriter(
         model, source, target, plan, normalization=normalization, threshold=threshold, options=options
@@ -353,53 +356,123 @@ def predict_volume(
         started = time.perf_counter()
         pending, done_before = progress.pending_shards(target, plan, index)
         work = _work(volume, plan, pending, skip_empty=options.skip_empty)
-        counts = {
-            "computed": sum(len(starts) for _, starts in work),
-            "done": sum(plan.grid.chunk_count(plan.grid.index(n)) for n in plan.group_shards(index))
-            - sum(plan.grid.chunk_count(plan.grid.index(n)) for n in pending),
-            "empty": sum(plan.grid.chunk_count(plan.grid.index(n)) for n in pending)
-            - sum(len(starts) for _, starts in work),
-        }
-        counts["total"] = counts["computed"] + counts["done"] + counts["empty"]
-        log.info(
-            "group %d/%d: %d of %d shards to write, %d blocks to predict, %d without data, %d done before "
-            "(tile stride %d, tile input %d, blocks of %d, %s scheduler)",
-            index + 1,
-            plan.groups,
-            len(pending),
-            len(plan.group_shards(index)),
-            counts["computed"],
-            counts["empty"],
-            counts["done"],
-            plan.stride,
-            plan.tiles.input,
-            plan.block,
-            engine,
+        counts = _group_counts(plan, index, pending, work)
+        _log_group(plan, index, pending, counts, engine=engine)
+        _write_group(
+            writer,
+            target,
+            index,
+            work,
+            engine=engine,
+            device=device,
+            client=client,
+            worker_threads=worker_threads,
+            shown=show_progress,
         )
-        try:
-            with progress.journal(progress.journal_path(target, index)) as record:
-                if engine == "distributed":
-                    writer.threads = worker_threads
-                    _run_distributed(writer, work, client=client, record=record, shown=show_progress)
-                else:
-                    writer.device = str(device)
-                    writer.open()
-                    workers = options.workers if engine == "threads" else 1
-                    with cpu_threads(device, workers):
-                        _run_threads(writer, work, workers=workers, record=record, shown=show_progress)
-        except OSError as error:
-            if error.errno not in DISK_FULL:
-                raise
-            raise InputError(
-                f"no space left on the device while writing the prediction {target} ({error.strerror}); the "
-                "shards written so far are complete and kept. Free space there (or predict elsewhere) and "
-                "run the same command again: it goes on where it stopped"
-            ) from error
         _write_group_summary(
             target, index, counts, plan, time.perf_counter() - started, done_shards=done_before
         )
         totals.update(counts)
     return dict(totals)
+
+
+def _scheduler(engine: str) -> str:
+    """The scheduler's name, checked: one of SCHEDULERS, else an InputError listing them."""
+    if engine not in SCHEDULERS:
+        raise InputError(f"predict scheduler {engine!r} is not one of {', '.join(SCHEDULERS)}")
+    return engine
+
+
+def _check_group(group: int | None, groups: int) -> None:
+    """A block group outside 0 <= group < groups is an InputError before a new prediction writes anything."""
+    if group is not None and not 0 <= group < groups:
+        raise InputError(
+            f"block group {group} of {groups} is out of range: use 0 <= group < {groups} (or no --group "
+            "for every group); nothing was written"
+        )
+
+
+def _open_matching(source: str | sources.SourceSpec, target: str | Location, plan: PredictionPlan) -> Any:
+    """The source volume, which must have the shape the prediction at `target` was planned for."""
+    spec = sources.SourceSpec.of(source)
+    volume = sources.open_source(spec)
+    if tuple(volume.shape) != plan.shape:
+        raise InputError(
+            f"prediction {target} has shape {plan.shape} but {source} has {tuple(volume.shape)}; delete "
+            f"{target} and run again"
+        )
+    return volume
+
+
+def _group_counts(
+    plan: PredictionPlan, index: int, pending: list[int], work: list[tuple[int, list[tuple[int, int, int]]]]
+) -> dict[str, int]:
+    """Blocks of a group: to compute, complete before, skipped as empty (no data), and in all."""
+    counts = {
+        "computed": sum(len(starts) for _, starts in work),
+        "done": sum(plan.grid.chunk_count(plan.grid.index(n)) for n in plan.group_shards(index))
+        - sum(plan.grid.chunk_count(plan.grid.index(n)) for n in pending),
+        "empty": sum(plan.grid.chunk_count(plan.grid.index(n)) for n in pending)
+        - sum(len(starts) for _, starts in work),
+    }
+    counts["total"] = counts["computed"] + counts["done"] + counts["empty"]
+    return counts
+
+
+def _log_group(
+    plan: PredictionPlan, index: int, pending: list[int], counts: dict[str, int], *, engine: str
+) -> None:
+    """One log line on what a run of a block group is about to do, and with which tiles and scheduler."""
+    log.info(
+        "group %d/%d: %d of %d shards to write, %d blocks to predict, %d without data, %d done before "
+        "(tile stride %d, tile input %d, blocks of %d, %s scheduler)",
+        index + 1,
+        plan.groups,
+        len(pending),
+        len(plan.group_shards(index)),
+        counts["computed"],
+        counts["empty"],
+        counts["done"],
+        plan.stride,
+        plan.tiles.input,
+        plan.block,
+        engine,
+    )
+
+
+def _write_group(
+    writer: ShardWriter,
+    target: str | Location,
+    index: int,
+    work: list[tuple[int, list[tuple[int, int, int]]]],
+    *,
+    engine: str,
+    device: torch.device | None,
+    client: Any,
+    worker_threads: int | None,
+    shown: bool,
+) -> None:
+    """Predict and write the work of block group `index` on the scheduler, each shard recorded in the group's
+    journal; a full disk is an InputError saying that the same command goes on where it stopped."""
+    try:
+        with progress.journal(progress.journal_path(target, index)) as record:
+            if engine == "distributed":
+                writer.threads = worker_threads
+                _run_distributed(writer, work, client=client, record=record, shown=shown)
+            else:
+                writer.device = str(device)
+                writer.open()
+                workers = writer.options.workers if engine == "threads" else 1
+                with cpu_threads(device, workers):
+                    _run_threads(writer, work, workers=workers, record=record, shown=shown)
+    except OSError as error:
+        if error.errno not in DISK_FULL:
+            raise
+        raise InputError(
+            f"no space left on the device while writing the prediction {target} ({error.strerror}); the "
+            "shards written so far are complete and kept. Free space there (or predict elsewhere) and "
+            "run the same command again: it goes on where it stopped"
+        ) from error
 
 
 def _work(

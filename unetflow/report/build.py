@@ -1,9 +1,10 @@
-"""The report's two pages, built the same way: the inputs checked and read, the sections assembled, the page
+"""The report's pages, built the same way: the inputs checked and read, the sections assembled, the page
 written atomically (unetflow.report.render.write_page): `build_report` for a run that trained its models,
-`build_prediction_report` for a run that only predicted."""
+`build_prediction_report` for a run that only predicted, `build_ctc_report` for a cell tracking run."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,11 +13,12 @@ from typing import Any
 from unetflow.config.model import Config
 from unetflow.errors import InputError
 from unetflow.report import sections
+from unetflow.report.cells import cells_sections, paper_seg
 from unetflow.report.datasets import datasets_section, model_section, volume_metrics_section
 from unetflow.report.figures import model_colour
 from unetflow.report.inputs import check_inputs, load_run
 from unetflow.report.provenance import collect_provenance
-from unetflow.report.render import Page, PredictionPage, generated_now, write_page
+from unetflow.report.render import CellsPage, Page, PredictionPage, generated_now, write_page
 from unetflow.stores import Location
 
 
@@ -130,3 +132,43 @@ def _provenance(
     return sections.provenance_section(
         collect_provenance(project=folder, benchmarks=Path(benchmarks), config=config)
     )
+
+
+def build_ctc_report(
+    *,
+    output: str | os.PathLike[str],
+    seg: str | os.PathLike[str],
+    dataset: str | os.PathLike[str],
+    cells: Sequence[str | os.PathLike[str]],
+    step_logs: Sequence[str | os.PathLike[str]],
+    config: Config,
+    benchmarks: str | os.PathLike[str],
+    project: str | os.PathLike[str] | None = None,
+) -> None:
+    """Write a cell tracking run's page `output` (unetflow.report.cells): Table 2 beside its SEG file `seg`,
+    the cells of the label stacks `cells` against the gold of the fetched `dataset`, each model's step log."""
+    if config.ctc is None:
+        raise InputError("the cell tracking report needs the config's ctc section")
+    for path in (seg, dataset, *cells, *step_logs):
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path}: an input of the report is missing; run the workflow first")
+    scores = json.loads(Path(seg).read_text())
+    parts = cells_sections(
+        scores,
+        dataset=Path(dataset),
+        cells=[Path(path) for path in cells],
+        step_logs=[Path(path) for path in step_logs],
+        config=config,
+    )
+    provenance = collect_provenance(
+        project=Path.cwd() if project is None else Path(project), benchmarks=Path(benchmarks), config=config
+    )
+    parts.append(sections.provenance_section(provenance))
+    page = CellsPage(
+        dataset=config.ctc.dataset,
+        seg=float(scores["seg"]),
+        paper=paper_seg(config.ctc.dataset),
+        sections=parts,
+        generated=generated_now(),
+    )
+    write_page(output, page)

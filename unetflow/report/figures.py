@@ -91,7 +91,7 @@ def contrast(image: np.ndarray) -> np.ndarray:
     return np.clip((values - low) / (high - low), 0.0, 1.0)
 
 
-def _instance_colours(labels: np.ndarray, connectivity: int) -> np.ndarray:
+def instance_colours(labels: np.ndarray, connectivity: int) -> np.ndarray:
     """Instance labels as an RGB image, one random colour per cell, membranes black (paper Fig. 3b)."""
     cells = np.asarray(labels)
     if cells.max(initial=0) <= 1:
@@ -191,7 +191,7 @@ def weight_figure(inputs: Inputs, z: int, connectivity: int) -> Figure:
     axes = fig.subplots(1, 4)
     panels = (
         ("a  raw image", contrast(raw), "gray"),
-        ("b  ground-truth instances", _instance_colours(cells, connectivity), None),
+        ("b  ground-truth instances", instance_colours(cells, connectivity), None),
         ("c  segmentation mask", (cells > 0).astype(np.float32), "gray"),
     )
     for ax, (title, image, cmap) in zip(axes[:3], panels, strict=True):

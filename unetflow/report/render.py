@@ -49,6 +49,18 @@ class PredictionPage:
     generated: str
 
 
+@dataclass(frozen=True)
+class CellsPage:
+    """The page of a cell tracking run (the paper's Table 2): the dataset, the run's mean SEG, the paper's."""
+
+    TEMPLATE: ClassVar[str] = "ctc_page.html.j2"
+    dataset: str
+    seg: float
+    paper: float | None
+    sections: Sequence[Section]
+    generated: str
+
+
 def generated_now() -> str:
     """When a page is generated, in the machine's time zone (its header says it)."""
     return dt.datetime.now(dt.UTC).astimezone().strftime("%Y-%m-%d %H:%M %Z")
@@ -87,7 +99,7 @@ def stylesheet() -> Markup:
     return Markup(css_variables() + css.read_text(encoding="utf-8"))
 
 
-def write_page(output: str | os.PathLike[str], page: Page | PredictionPage) -> None:
+def write_page(output: str | os.PathLike[str], page: Page | PredictionPage | CellsPage) -> None:
     """Render a page with its template (the stylesheet inlined) and write it to `output` atomically."""
     html = environment().get_template(page.TEMPLATE).render(page=page, css=stylesheet())
     with atomic_path(output) as tmp:

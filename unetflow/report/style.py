@@ -30,6 +30,16 @@ FALSE_NEGATIVE = (0.0, 0.40, 0.90)
 """Pixels predicted as membrane where the truth has cell (blue), as 0..1 RGB."""
 
 
+OBJECT_ERRORS = {
+    "missed": (0.1, 0.45, 1.0),
+    "split": (1.0, 0.55, 0.0),
+    "merged": (1.0, 0.0, 1.0),
+    "extra": (1.0, 1.0, 0.0),
+}
+"""Outlines of the cells the cell figure marks, as 0..1 RGB: gold cells missed (blue) or split (orange),
+predicted cells that merge gold cells (magenta) or are extra (yellow)."""
+
+
 def css_variables() -> str:
     """The `:root` rule that defines the page's colours for the stylesheet."""
     return ":root { " + " ".join(f"--{name}: {value};" for name, value in PAGE.items()) + " }\n"

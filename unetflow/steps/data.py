@@ -16,6 +16,7 @@ import tifffile
 from tqdm.dask import TqdmCallback
 
 from unetflow.atomic import atomic_path, protect_inputs
+from unetflow.config.ctc import CTCConfig
 from unetflow.config.model import (
     UNSTATED_VOXEL_SIZE,
     ModelConfig,
@@ -98,13 +99,23 @@ def _local(source: str) -> str | None:
     return source.removeprefix("file://")
 
 
-def run_import(*, raw: str, labels: str | None, target: str, volume: VolumeConfig) -> None:
+def run_import(
+    *, raw: str, labels: str | None, target: str, volume: VolumeConfig, ctc: CTCConfig | None = None
+) -> None:
     """Import a volume (and its labels) into OME-Zarr with voxel size and normalisation statistics.
 
     `path` sources are checked against their sha256 first (url sources were checked when downloaded);
     labels with `invert` are imported inverted, instance labels with `separate` get the background forced
-    between touching cells (unetflow.data.instances).
+    between touching cells (unetflow.data.instances). A sequence of the `ctc` dataset (`raw`: its fetched
+    folder) is imported by unetflow.steps.ctc.run_ctc_import.
     """
+    if volume.ctc is not None:
+        if ctc is None:
+            raise ValueError(f"{target}: a sequence of a ctc dataset needs the config's ctc section")
+        from unetflow.steps.ctc import run_ctc_import
+
+        run_ctc_import(dataset=raw, target=target, volume=volume, ctc=ctc)
+        return
     setup_logging()
     entry = volume
     with protect_inputs([raw, labels], outputs=[target]):

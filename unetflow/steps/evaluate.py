@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,10 +24,13 @@ from unetflow.steps.common import write_json
 
 log = logging.getLogger(__name__)
 
+EvaluationUnit = tuple[str, list[int], tuple[int, int] | None, tuple[int, int] | None]
+"""A part of a volume that is evaluated: (source name, slices, rows, columns); None for a whole axis."""
+
 
 def evaluation_units(
     volume: str, entries: Sequence[SplitConfig], shape: Sequence[int]
-) -> list[tuple[str, list[int], tuple[int, int] | None, tuple[int, int] | None]]:
+) -> list[EvaluationUnit]:
     """What is evaluated of a labelled volume: (source name, slices, rows, columns) of each split entry of
     it with test slices; the whole volume where the split names it not at all; nothing where it names the
     volume for training or validation only."""
@@ -55,6 +59,19 @@ def evaluation_units(
     return units
 
 
+@dataclass
+class _Tally:
+    """The scores gathered so far: per slice, per volume, per split source, and of the segment step's
+    label images; the threshold each volume was cut at."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    per_volume: dict[str, dict[str, float]] = field(default_factory=dict)
+    per_source: dict[str, dict[str, float]] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    objects: list[dict[str, dict[str, float]]] = field(default_factory=list)
+    per_volume_objects: dict[str, Any] = field(default_factory=dict)
+
+
 def run_evaluate(
     *,
     data: Sequence[str],
@@ -79,12 +96,7 @@ def run_evaluate(
 
     setup_logging()
     entries = split_entries(split)
-    rows: list[dict[str, Any]] = []
-    per_volume: dict[str, dict[str, float]] = {}
-    per_source: dict[str, dict[str, float]] = {}
-    thresholds: dict[str, float] = {}
-    objects: list[dict[str, dict[str, float]]] = []
-    per_volume_objects: dict[str, Any] = {}
+    tally = _Tally()
     with protect_inputs([*data, *predictions, *(segmentations or [])], outputs=[metrics, slices]):
         for number, (volume, data_path, prediction) in enumerate(
             zip(volumes, data, predictions, strict=True)
@@ -100,59 +112,93 @@ def run_evaluate(
             if planned_groups(prediction) is not None:  # a unetflow prediction: every shard on disk
                 check_complete(prediction)
             cut = prediction_threshold(prediction) if threshold == "auto" else float(threshold)
-            thresholds[volume] = cut
-            probability = omezarr.open_image(prediction)
-            ignore = omezarr.label_ignore(data_path)
-            volume_rows = []
-            for name, chosen, rows_span, columns_span in units:
-                window = tuple(slice(*span) if span else slice(None) for span in (rows_span, columns_span))
-                source_rows = []
-                for index in progress_bar(chosen, desc=f"evaluate {name}", unit="slice"):
-                    labels, unannotated = split_ignore(np.asarray(truth[(index, *window)]), ignore)
-                    scores = evaluate(
-                        np.asarray(probability[(index, *window)], dtype=np.float32),
-                        labels,
-                        threshold=cut,
-                        connectivity=options.connectivity,
-                        include_warping=options.warping,
-                        ignore=unannotated,
-                    )
-                    source_rows.append({"volume": volume, "slice": index, **scores})
-                per_source[name] = {**_mean_scores(source_rows), "slices": len(source_rows)}
-                volume_rows.extend(source_rows)
-            rows.extend(volume_rows)
-            per_volume[volume] = _mean_scores(volume_rows)
+            tally.thresholds[volume] = cut
+            _evaluate_volume(
+                tally, volume, truth, data_path, prediction, units, threshold=cut, options=options
+            )
             if segmentations:
                 found = _objects(data_path, prediction, segmentations[number], units, cut)
-                objects.append(found["scores"])
-                per_volume_objects[volume] = found
-        if not rows:
+                tally.objects.append(found["scores"])
+                tally.per_volume_objects[volume] = found
+        if not tally.rows:
             raise InputError("nothing to evaluate: give the split test slices (split.test)")
-        overall = _mean_scores(rows)
-        payload = {**{key: overall[key] for key in HEADLINE_KEYS}, "overall": overall, "volumes": per_volume}
-        if set(per_source) != set(per_volume):
-            payload["sources"] = per_source
-        if objects:
-            from unetflow.evaluate.baseline import mean_over
-
-            payload["segment"] = {**mean_over(objects), "volumes": per_volume_objects}
-        payload["slices_evaluated"] = len(rows)
-        payload["thresholds"] = thresholds
-        payload["threshold"] = next(iter(thresholds.values()), EVEN_ODDS)
+        payload = _payload(tally)
         write_json(metrics, payload)
-        columns = list(rows[0])
-        with atomic_path(slices) as tmp:
-            lines = [",".join(columns)] + [",".join(str(row[c]) for c in columns) for row in rows]
-            tmp.write_text("\n".join(lines) + "\n")
-    log.info("overall: %s", {key: round(overall[key], 4) for key in HEADLINE_KEYS})
+        _write_rows(slices, tally.rows)
+    log.info("overall: %s", {key: round(payload["overall"][key], 4) for key in HEADLINE_KEYS})
     return payload
+
+
+def _evaluate_volume(
+    tally: _Tally,
+    volume: str,
+    truth: Any,
+    data_path: str,
+    prediction: str,
+    units: Sequence[EvaluationUnit],
+    *,
+    threshold: float,
+    options: EvaluateConfig,
+) -> None:
+    """Score each test slice of each unit of a volume's prediction against its labels, into `tally`: the
+    slices' rows, each source's and the volume's means."""
+    probability = omezarr.open_image(prediction)
+    ignore = omezarr.label_ignore(data_path)
+    volume_rows = []
+    for name, chosen, rows_span, columns_span in units:
+        window = tuple(slice(*span) if span else slice(None) for span in (rows_span, columns_span))
+        source_rows = []
+        for index in progress_bar(chosen, desc=f"evaluate {name}", unit="slice"):
+            labels, unannotated = split_ignore(np.asarray(truth[(index, *window)]), ignore)
+            scores = evaluate(
+                np.asarray(probability[(index, *window)], dtype=np.float32),
+                labels,
+                threshold=threshold,
+                connectivity=options.connectivity,
+                include_warping=options.warping,
+                ignore=unannotated,
+            )
+            source_rows.append({"volume": volume, "slice": index, **scores})
+        tally.per_source[name] = {**_mean_scores(source_rows), "slices": len(source_rows)}
+        volume_rows.extend(source_rows)
+    tally.rows.extend(volume_rows)
+    tally.per_volume[volume] = _mean_scores(volume_rows)
+
+
+def _payload(tally: _Tally) -> dict[str, Any]:
+    """The JSON summary: the headline metrics, every metric overall, per volume and (where the split has
+    several sources in a volume) per source, the segment step's scores, and the thresholds used."""
+    overall = _mean_scores(tally.rows)
+    payload = {
+        **{key: overall[key] for key in HEADLINE_KEYS},
+        "overall": overall,
+        "volumes": tally.per_volume,
+    }
+    if set(tally.per_source) != set(tally.per_volume):
+        payload["sources"] = tally.per_source
+    if tally.objects:
+        from unetflow.evaluate.baseline import mean_over
+
+        payload["segment"] = {**mean_over(tally.objects), "volumes": tally.per_volume_objects}
+    payload["slices_evaluated"] = len(tally.rows)
+    payload["thresholds"] = tally.thresholds
+    payload["threshold"] = next(iter(tally.thresholds.values()), EVEN_ODDS)
+    return payload
+
+
+def _write_rows(path: str, rows: Sequence[dict[str, Any]]) -> None:
+    """The per-slice CSV: one line per evaluated slice, the columns of the first row."""
+    columns = list(rows[0])
+    with atomic_path(path) as tmp:
+        lines = [",".join(columns)] + [",".join(str(row[c]) for c in columns) for row in rows]
+        tmp.write_text("\n".join(lines) + "\n")
 
 
 def _objects(
     data_path: str,
     prediction: str,
     segmentation: str,
-    units: Sequence[tuple[str, list[int], tuple[int, int] | None, tuple[int, int] | None]],
+    units: Sequence[EvaluationUnit],
     threshold: float,
 ) -> dict[str, Any]:
     """A volume's segmentation against its truth on the evaluated slices, beside the connected components

@@ -400,7 +400,8 @@ def normalization_record(sources: Sequence[TrainingSource]) -> dict[str, Any]:
     statistics), the first source's mean and std, and with several sources each one's."""
     stats = {source.name: omezarr.normalization(source.data) for source in sources}
     mean, std = stats[sources[0].name]
-    record: dict[str, Any] = {"policy": NORMALIZATION_POLICY, "mean": mean, "std": std}
+    policy = omezarr.normalization_policy(sources[0].data, NORMALIZATION_POLICY)
+    record: dict[str, Any] = {"policy": policy, "mean": mean, "std": std}
     if len(sources) > 1:
         record["sources"] = {name: {"mean": m, "std": s} for name, (m, s) in stats.items()}
     return record

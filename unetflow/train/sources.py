@@ -176,10 +176,22 @@ def load_slices(
     if not slices:
         raise InputError(f"no slices selected for training/validation from {data}: check config split")
     window = (slice(*rows) if rows else slice(None), slice(*columns) if columns else slice(None))
-    raw = read_raw(data, slices, rows=rows, columns=columns)
     labels, unannotated = foreground(
         np.stack([labels_array[(i, *window)] for i in slices]), omezarr.label_ignore(data)
     )
+    if unannotated is not None:  # a slice without an annotated pixel (a frame without gold) teaches nothing
+        kept = [n for n, mask in enumerate(unannotated) if not mask.all()]
+        if not kept:
+            raise InputError(f"{data}: slices {slices[:5]} hold no annotated pixel; choose annotated slices")
+        if len(kept) < len(slices):
+            log.info(
+                "%s: %d of %d slices hold no annotated pixel and are left out",
+                data,
+                len(slices) - len(kept),
+                len(slices),
+            )
+            slices, labels, unannotated = [slices[n] for n in kept], labels[kept], unannotated[kept]
+    raw = read_raw(data, slices, rows=rows, columns=columns)
     if loss.uses_class_weights(loss_weights) and weights is None:
         raise InputError(f"train.loss_weights {loss_weights} needs the weight maps: give the weights Zarr")
     weight_map = None

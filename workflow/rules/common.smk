@@ -1,5 +1,6 @@
 # Helper functions of the rules: the checked config and file names. The logic lives in the unetflow package.
 from unetflow.config.load import load_config, merge_config
+from unetflow.config.ctc import FINAL_MODEL, TEST_PREFIX
 from unetflow.layout import ABLATION_MODEL, MAIN_MODEL, PRETRAINED_MODEL, RESULTS
 from unetflow.model.loss import ABLATION_MODE
 from unetflow.preflight import check_data, invalidate_incomplete_groups, read_in_place, shape_of
@@ -16,6 +17,8 @@ wildcard_constraints:
     model="[A-Za-z0-9_-]+",
     filename="[^/]+",
     group="[0-9]+",
+    sequence="[0-9]+",
+    role="training|test",
 
 
 def load_settings():
@@ -44,10 +47,47 @@ def volumes():
 
 
 def models():
-    """The models that predict: the pretrained one, or the trained ones (the ablation when switched on)."""
+    """The models that predict: the pretrained one, the trained ones (the ablation when switched on), or
+    a cell tracking run's (one per training sequence, and the final one)."""
+    if SETTINGS.ctc is not None:
+        return SETTINGS.ctc.models()
     if SETTINGS.pretrained is not None:
         return [PRETRAINED_MODEL]
     return [MAIN_MODEL, ABLATION_MODEL] if SETTINGS.ablation else [MAIN_MODEL]
+
+
+def predictions():
+    """Every (model, volume) predicted: each model every volume, or a cell tracking run's protocol."""
+    if SETTINGS.ctc is not None:
+        return SETTINGS.ctc.predictions()
+    return [(model, volume) for model in models() for volume in volumes()]
+
+
+def model_split(wildcards):
+    """The split a model trains on (plain values): the config's, or a cell tracking model's training sequences."""
+    if SETTINGS.ctc is not None:
+        return [entry.dump() for entry in SETTINGS.ctc.model_split(wildcards.model)]
+    return config["split"]
+
+
+def model_volumes(wildcards):
+    """The volumes a model trains on (each imported and weighted)."""
+    if SETTINGS.ctc is not None:
+        return SETTINGS.ctc.training_sequences(wildcards.model)
+    return training_volumes()
+
+
+def model_data(wildcards):
+    """The imported volumes a model trains on."""
+    return [RESULTS.data(volume) for volume in model_volumes(wildcards)]
+
+
+def model_weights(wildcards):
+    """The weight maps a model trains on: one per volume, or in a cell tracking run one per model and
+    volume (each model balances the classes of its own training pixels)."""
+    if SETTINGS.ctc is not None:
+        return [RESULTS.model_weights(wildcards.model, v) for v in model_volumes(wildcards)]
+    return [RESULTS.weights(volume) for volume in model_volumes(wildcards)]
 
 
 def trained_models():
@@ -75,6 +115,8 @@ def source_file(volume, role):
     entry = SETTINGS.volumes[volume]
     if entry.synthetic is not None:
         return RESULTS.synthetic(volume, role)
+    if entry.ctc is not None:
+        return RESULTS.ctc_dataset(SETTINGS.ctc.dataset, entry.ctc.role)
     source = getattr(entry, role)
     if source.path is not None:
         return source.path
@@ -87,7 +129,7 @@ def import_inputs(wildcards):
     """The raw (and labels, when configured) files of a volume."""
     entry = SETTINGS.volumes[wildcards.volume]
     inputs = {"raw": source_file(wildcards.volume, "raw")}
-    if entry.labelled:
+    if entry.labelled and entry.ctc is None:
         inputs["labels"] = source_file(wildcards.volume, "labels")
     return inputs
 
@@ -341,6 +383,8 @@ def isbi_submissions():
 
 def final_outputs():
     """The targets of the whole run: every prediction, the metrics where there are labels, the report."""
+    if SETTINGS.ctc is not None:
+        return ctc_outputs()
     outputs = [
         RESULTS.prediction_summary(model, volume) for model in models() for volume in volumes()
     ]
@@ -352,12 +396,63 @@ def final_outputs():
     return outputs
 
 
+def ctc_volume(model, sequence):
+    """The volume a cell tracking model predicts for a sequence: the training sequence itself, or the test
+    archive's sequence of that name (the final model)."""
+    return f"{TEST_PREFIX}{sequence}" if model == FINAL_MODEL else sequence
+
+
+def ctc_sequence(volume):
+    """The sequence of a cell tracking volume (test-01 is the test archive's 01)."""
+    return volume.removeprefix(TEST_PREFIX)
+
+
+def ctc_prediction(wildcards):
+    """The prediction a cell tracking model made of a sequence."""
+    volume = ctc_volume(wildcards.model, wildcards.sequence)
+    return {
+        "prediction": RESULTS.prediction(wildcards.model, volume),
+        "summary": RESULTS.prediction_summary(wildcards.model, volume),
+    }
+
+
+def ctc_results(model, sequence):
+    """The challenge's result folder of a model's cells of a sequence."""
+    return RESULTS.ctc_results(model, SETTINGS.ctc.dataset, sequence)
+
+
+def ctc_scored():
+    """The result folders that are scored: {model: {sequence: folder}} of every cross-sequence model."""
+    ctc = SETTINGS.ctc
+    return {
+        model: {sequence: ctc_results(model, sequence) for sequence in ctc.scored_sequences(model)}
+        for model in ctc.fold_models()
+    }
+
+
+def ctc_source(wildcards):
+    """The archive (URL, file:// or local path) of the training or test data."""
+    ctc = SETTINGS.ctc
+    return ctc.archive if wildcards.role == "training" else ctc.test_archive
+
+
+def ctc_cells_files():
+    """The cell stacks of every prediction of a cell tracking run."""
+    return [RESULTS.cells(model, ctc_sequence(volume)) for model, volume in predictions()]
+
+
+def ctc_outputs():
+    """The targets of a cell tracking run: every sequence's cells and RES folder, the SEG file, the report."""
+    outputs = ctc_cells_files()
+    outputs += [ctc_results(model, ctc_sequence(volume)) for model, volume in predictions()]
+    return [*outputs, RESULTS.seg_scores(), RESULTS.report()]
+
+
 if workflow.is_main_process:
     check_data(SETTINGS)
-    for model in models():
-        for volume in volumes():
-            invalidate_incomplete_groups(
-                prediction_place(model, volume),
-                [RESULTS.group_flag(model, volume, g) for g in range(groups(model, volume))],
-                summary=RESULTS.prediction_summary(model, volume),
-            )
+    for model, volume in predictions():
+        invalidate_incomplete_groups(
+            prediction_place(model, volume),
+            [RESULTS.group_flag(model, volume, g) for g in range(groups(model, volume))],
+            summary=RESULTS.prediction_summary(model, volume),
+        )

@@ -76,6 +76,7 @@ rule import_volume:
         RESULTS.benchmark("import", "{volume}")
     params:
         volume=lambda wildcards: config["volumes"][wildcards.volume],
+        ctc=config["ctc"],
     threads: 1
     resources:
         mem_mb=4000,

@@ -4,8 +4,8 @@
 
 rule train:
     input:
-        data=[RESULTS.data(volume) for volume in training_volumes()],
-        weights=[RESULTS.weights(volume) for volume in training_volumes()],
+        data=model_data,
+        weights=model_weights,
         init=init_model_files(),
     output:
         model=report(
@@ -23,8 +23,8 @@ rule train:
         workdir=RESULTS.checkpoints("{model}"),
         model=config["model"],
         train=train_section,
-        split=config["split"],
-        volumes=training_volumes(),
+        split=model_split,
+        volumes=model_volumes,
     threads: 2
     resources:
         mem_mb=8000,
