@@ -5,14 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: run test lint dry-run clean setup slurm-profile slurm-up slurm-down test-slurm
+.PHONY: run test lint docs dry-run clean setup slurm-profile slurm-up slurm-down test-slurm
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[workflow,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[workflow,dev,docs]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -25,6 +25,11 @@ lint: $(STAMP)
 	$(BIN)/snakemake --lint
 	$(BIN)/lint-imports
 
+# The documentation site (docs/, Sphinx with MyST Markdown) at docs/_build/html/index.html; warnings are
+# errors, so a broken link, reference or page fails the build (make test builds it too).
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -n -q -b html docs docs/_build/html
+
 dry-run: $(STAMP)
 	$(BIN)/snakemake -n --profile profiles/local
 	$(BIN)/snakemake -n --profile profiles/slurm
@@ -34,7 +39,7 @@ dry-run: $(STAMP)
 # files side by side (a file's fixtures are built once, on its worker): much of the suite waits on
 # Snakemake runs and SLURM jobs. TEST_WORKERS=0 runs it in this process.
 TEST_WORKERS ?= 2
-test: lint
+test: lint docs
 	$(BIN)/python -m pytest -q -rs --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
 # A one-node SLURM test cluster on this machine (root, Debian/Ubuntu: installs slurm-wlm and munge with apt).
@@ -55,4 +60,4 @@ slurm-profile: $(STAMP)
 	$(BIN)/unetflow install-profile slurm
 
 clean:
-	rm -rf results data/raw .snakemake
+	rm -rf results data/raw .snakemake docs/_build

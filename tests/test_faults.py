@@ -337,9 +337,10 @@ def jobs(output: str) -> list[str]:
 def test_workflow_survives_a_killed_snakemake_and_redoes_a_deleted_shard(
     reference: Path, tmp_path: Path
 ) -> None:
-    """The README's "When something goes wrong": Snakemake and its jobs killed mid-prediction leave a lock
-    that stops the next run with Snakemake's own message; `snakemake --unlock` and the same command finish
-    the work. A shard deleted afterwards is found before any job runs and predicted again, alone."""
+    """docs/troubleshooting.md ("When something goes wrong"): Snakemake and its jobs killed mid-prediction
+    leave a lock that stops the next run with Snakemake's own message; `snakemake --unlock` and the same
+    command finish the work. A shard deleted afterwards is found before any job runs and predicted again,
+    alone."""
     folder = copy_workflow(tmp_path / "workflow")
     shutil.copytree(ROOT / "profiles" / "local", folder / "profiles" / "local")
     shutil.copy(reference / "raw.tif", folder / "raw.tif")

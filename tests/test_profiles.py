@@ -157,9 +157,9 @@ class _Resources(dict):  # type: ignore[type-arg]
 
 
 def test_training_on_every_gpu_of_a_node_is_one_slurm_task() -> None:
-    """The workflow profile's train resources with gpu: 4 (README: several GPUs), through the installed
-    slurm executor's own sbatch builder: 4 GPUs and 32 CPUs in one task, not one task per GPU (plugin
-    issues 316 and 459), which `tasks: 1` would still ask for."""
+    """The workflow profile's train resources with gpu: 4 (docs/slurm.md: every GPU of a node), through the
+    installed slurm executor's own sbatch builder: 4 GPUs and 32 CPUs in one task, not one task per GPU
+    (plugin issues 316 and 459), which `tasks: 1` would still ask for."""
     pytest.importorskip("snakemake_executor_plugin_slurm")
     from types import SimpleNamespace
 

@@ -22,7 +22,8 @@ def resolve_device(requested: str | None = "auto") -> torch.device:
     if choice.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(
             f"device {requested!r} was asked for but PyTorch sees no CUDA GPU (torch {torch.__version__}); "
-            "run on a GPU node, install the CUDA build of torch (README: GPU install), or set device: auto"
+            "run on a GPU node, install the CUDA build of torch (docs/getting-started.md: GPU install), "
+            "or set device: auto"
         )
     try:
         return torch.device(choice)

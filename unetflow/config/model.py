@@ -219,7 +219,7 @@ class TrainConfig(Section):
     """auto (GPU when present), cpu, cuda or cuda:N."""
     gpus: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
     """GPUs of the node to train on, one process each (DistributedDataParallel); auto: every GPU the job
-    was given. batch_size is the whole step's batch, split over them; lr is not scaled (README)."""
+    was given. batch_size is the whole step's batch, split over them; lr is not scaled (docs/slurm.md)."""
     cpu_processes: Annotated[int, Field(ge=1)] = 1
     """On the CPU: the same data-parallel training as N processes (gloo), sharing the job's threads."""
     port: Annotated[int, Field(ge=1, le=65535)] | Literal["auto"] = "auto"
@@ -374,7 +374,7 @@ class SegmentConfig(Section):
     """Fragments per slice (2d, anisotropic serial sections) or in 3-D (isotropic); auto: by voxel size."""
     method: Literal["mean", "multicut", "mutex"] = "mutex"
     """Agglomeration of the region graph: mutex watershed, mean-boundary (GASP average) or multicut (GAEC +
-    Kernighan-Lin); measured in benchmarks/segment.py (README)."""
+    Kernighan-Lin); measured in benchmarks/segment.py (docs/benchmarks.md)."""
     threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
     """Mean boundary probability of a contact at which two regions stay apart (every method's bias)."""
     seed_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5

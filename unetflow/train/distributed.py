@@ -129,7 +129,8 @@ def process_count(config: TrainConfig) -> int:
             raise InputError(
                 f"train.gpus is {count} but this job sees {present} GPU{'s' if present != 1 else ''}{seen}: "
                 f"ask the scheduler for {count} (the workflow profile's gpu: {count} for rule train, see "
-                "README: several GPUs), or set train.gpus to auto to train on every GPU the job was given"
+                "docs/slurm.md: every GPU of a node), or set train.gpus to auto to train on every GPU the "
+                "job was given"
             )
         if count > 1 and device.index is not None:
             raise InputError(
