@@ -35,10 +35,10 @@ dry-run: $(STAMP)
 	$(BIN)/snakemake -n --profile profiles/slurm
 
 # -rs prints why a test was skipped (e.g. tests/test_slurm.py where no SLURM test cluster can be made);
-# --durations lists the slowest tests, to keep `make test` under 12 minutes. Two workers run whole test
+# --durations lists the slowest tests, to keep `make test` under 12 minutes. Workers run whole test
 # files side by side (a file's fixtures are built once, on its worker): much of the suite waits on
 # Snakemake runs and SLURM jobs. TEST_WORKERS=0 runs it in this process.
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 test: lint docs
 	$(BIN)/python -m pytest -q -rs --durations=15 -n $(TEST_WORKERS) --dist loadfile
 

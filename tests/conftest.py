@@ -8,6 +8,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ISBI = ROOT.parent / "shared" / "data" / "isbi2012"
+LONGEST_FIRST = ("test_slurm.py", "test_workflow.py", "test_faults.py", "test_ctc.py", "test_stores.py")
+"""Files whose runs take minutes, started first: `make test`'s workers take whole files in collection order,
+so the longest must not be the last to start."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the files of LONGEST_FIRST first, in that order; every file keeps its own tests' order."""
+    rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST_FIRST)))
 
 
 @pytest.fixture(scope="session")
