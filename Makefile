@@ -37,10 +37,11 @@ dry-run: $(STAMP)
 # -rs prints why a test was skipped (e.g. tests/test_slurm.py where no SLURM test cluster can be made);
 # --durations lists the slowest tests, to keep `make test` under 12 minutes. Workers run whole test
 # files side by side (a file's fixtures are built once, on its worker): much of the suite waits on
-# Snakemake runs and SLURM jobs. TEST_WORKERS=0 runs it in this process.
+# Snakemake runs and SLURM jobs. Files start in collection order (--no-loadscope-reorder), which
+# tests/conftest.py begins with the longest. TEST_WORKERS=0 runs it in this process.
 TEST_WORKERS ?= 3
 test: lint docs
-	$(BIN)/python -m pytest -q -rs --durations=15 -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -rs --durations=15 -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # A one-node SLURM test cluster on this machine (root, Debian/Ubuntu: installs slurm-wlm and munge with apt).
 slurm-up:
