@@ -9,6 +9,7 @@ a script that opens the file.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 PRETRAINED_MODEL = "pretrained"
 """The name under which a run that trains nothing files the predictions of its `pretrained:` model."""
@@ -209,6 +210,23 @@ def prediction_summary(prediction: str) -> str:
 def prediction_stats(prediction: str) -> str:
     """The normalisation statistics of the volume a prediction was made from (`<volume>.stats.json`)."""
     return prediction.removesuffix("/").removesuffix(".zarr") + ".stats.json"
+
+
+def training_outputs(model: str | Path) -> tuple[str, str, str]:
+    """The training log, validation log and checkpoint folder of a model file, beside it as the workflow lays
+    out a model's folder (the CLI's `train --output` names only the model file)."""
+    folder = Path(model).parent
+    return str(folder / "train_log.csv"), str(folder / "val_log.csv"), str(folder / "checkpoints")
+
+
+def checkpoint(workdir: str | Path, which: str) -> Path:
+    """The `latest` (resumable) or `best` checkpoint in a training run's checkpoint folder."""
+    return Path(workdir) / f"{which}.pt"
+
+
+def slice_metrics_beside(metrics: str | Path) -> str:
+    """The per-slice CSV written beside a metrics JSON by the CLI's `evaluate` (same name, .csv)."""
+    return str(Path(metrics).with_suffix(".csv"))
 
 
 RESULTS = Layout()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from unetflow.cli.options import add_config, sections
 from unetflow.config.split import SplitConfig
 from unetflow.errors import InputError
 from unetflow.evaluate.registry import HEADLINE_KEYS, help_text
+from unetflow.layout import slice_metrics_beside
 from unetflow.steps import evaluate as evaluate_steps
 from unetflow.steps import predict as predict_steps
 
@@ -77,7 +77,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         volumes=["volume"],
         split=split,
         metrics=args.metrics,
-        slices=str(Path(args.metrics).with_suffix(".csv")),
+        slices=slice_metrics_beside(args.metrics),
         threshold=threshold,
         options=options,
         segmentations=None if args.segmentation is None else [args.segmentation],

@@ -9,6 +9,7 @@ from typing import Any
 from unetflow.cli.options import add_config, sections, training_entry
 from unetflow.config.split import SplitConfig
 from unetflow.errors import InputError
+from unetflow.layout import training_outputs
 from unetflow.steps import train as steps
 
 
@@ -49,13 +50,14 @@ def _train(args: argparse.Namespace) -> None:
             f"train.init_from {init.url}: the train command takes a local file; download it (unetflow "
             "download) and give its path"
         )
+    step_log, val_log, workdir = training_outputs(output)
     steps.run_train(
         data={entry.volume: args.data},
         weights={entry.volume: args.weights},
         output=str(output),
-        step_log=str(output.with_name("train_log.csv")),
-        val_log=str(output.with_name("val_log.csv")),
-        workdir=args.workdir or str(output.with_name("checkpoints")),
+        step_log=step_log,
+        val_log=val_log,
+        workdir=args.workdir or workdir,
         model=config.model,
         train=config.train,
         split=split,

@@ -223,7 +223,7 @@ def group_summaries(target: str | Path | Location, groups: int) -> list[dict[str
     found = []
     for group in range(groups):
         try:
-            found.append(json.loads((progress.journal_folder(target) / f"{group}.json").read_text()))
+            found.append(json.loads(progress.group_summary_path(target, group).read_text()))
         except FileNotFoundError:
             continue
     return found

@@ -50,6 +50,11 @@ def journal_path(target: Target, group: int | str) -> Location:
     return journal_folder(target) / f"{group}.tsv"
 
 
+def group_summary_path(target: Target, group: int | str) -> Location:
+    """What predicting one block group did (blocks, seconds), beside its journal."""
+    return journal_folder(target) / f"{group}.json"
+
+
 @dataclass(frozen=True)
 class Entry:
     """A completed shard: its number, and the byte size of each array's file (0: no file)."""

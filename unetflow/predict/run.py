@@ -568,7 +568,7 @@ def _write_group_summary(
         "voxels_computed": voxels,
         "voxels_per_second": voxels / seconds if seconds > 0 and voxels else 0.0,
     }
-    (progress.journal_folder(target) / f"{group}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    progress.group_summary_path(target, group).write_text(json.dumps(summary, indent=2) + "\n")
 
 
 def prediction_threshold(target: str | Path | Location) -> float:

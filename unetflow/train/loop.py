@@ -43,6 +43,7 @@ from unetflow.data import alignment, omezarr
 from unetflow.device import resolve_device
 from unetflow.errors import InputError
 from unetflow.geometry import NetGeometry
+from unetflow.layout import checkpoint
 from unetflow.logs import progress_bar
 from unetflow.model import loss
 from unetflow.model.checkpoint import load_checkpoint, save_checkpoint
@@ -277,12 +278,12 @@ class TrainingRun:
     @property
     def latest(self) -> Path:
         """The resumable checkpoint."""
-        return self.workdir / "latest.pt"
+        return checkpoint(self.workdir, "latest")
 
     @property
     def best_path(self) -> Path:
         """The checkpoint of the best validation IoU so far."""
-        return self.workdir / "best.pt"
+        return checkpoint(self.workdir, "best")
 
     @property
     def val_columns(self) -> tuple[str, ...]:
