@@ -665,14 +665,6 @@ class ShardGrid:
         ]
         return [self.number((z, y, x)) for z in spans[0] for y in spans[1] for x in spans[2]]
 
-    def shards_touching(self, chunk_index: tuple[int, int, int], chunk: tuple[int, int, int]) -> set[int]:
-        """Numbers of the shards that the chunk `chunk_index` of another grid (of shape `chunk`) overlaps."""
-        spans = [
-            range(c * size // s, min(((c + 1) * size - 1) // s, n - 1) + 1)
-            for c, size, s, n in zip(chunk_index, chunk, self.shard, self.counts, strict=True)
-        ]
-        return {self.number((z, y, x)) for z in spans[0] for y in spans[1] for x in spans[2]}
-
 
 def group_range(shards: int, group: int, groups: int) -> range:
     """The shard numbers of block group `group` of `groups`: contiguous, sizes differing by one at most."""

@@ -269,8 +269,6 @@ OBJECT_METRICS: dict[str, Metric[Contingency]] = build_registry(
 )
 """The object metrics `unetflow.evaluate.metrics.evaluate_objects` computes, in the order it returns them."""
 
-OBJECT_HEADLINE_KEYS: tuple[str, ...] = tuple(key for key, m in OBJECT_METRICS.items() if m.headline)
-"""The headline object numbers of a run."""
 
 FAMILIES: dict[str, dict[str, Metric[Any]]] = {"pixels": METRICS, "objects": OBJECT_METRICS}
 """Every family of metrics by name."""

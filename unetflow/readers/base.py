@@ -194,14 +194,6 @@ class Volume(ABC):
         """Always 3: (z, y, x)."""
         return 3
 
-    @property
-    def chunk_grid(self) -> tuple[int, int, int] | None:
-        """Number of storage chunks along z, y, x (None when unchunked)."""
-        if self.chunks is None:
-            return None
-        z, y, x = (math.ceil(s / c) for s, c in zip(self.shape, self.chunks, strict=True))
-        return (z, y, x)
-
     def native_key(self, box: Box) -> tuple[Any, ...]:
         """The index of `box` into the native array (leading size-1 axes at 0, a 2-D array without z)."""
         if self._native_ndim == 2:

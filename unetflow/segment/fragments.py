@@ -24,8 +24,6 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
 
-MODES = ("2d", "3d")
-
 
 @dataclass(frozen=True)
 class FragmentOptions:

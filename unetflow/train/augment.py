@@ -329,11 +329,6 @@ class TileSampler:
         """The slices of the first source (n, channels, H, W): of the only one, in a single-source sampler."""
         return self.sources[0]
 
-    @property
-    def slice_shape(self) -> tuple[int, int]:
-        """(H, W) of the slices (of the first source, where sources differ)."""
-        return int(self.source.shape[-2]), int(self.source.shape[-1])
-
     def _locate(self, slice_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(source, index within it) of global slice indices."""
         source = torch.searchsorted(self._first, slice_index, right=True) - 1
