@@ -226,9 +226,9 @@ def main() -> None:
                 flush=True,
             )
         if "memory" not in args.skip:
-            m = memory(2, 4, 40, 160, (40, 320), Path(tmp))
+            m = memory(2, 4, 40, 160, (48, 384), Path(tmp))
             print(
-                f"(c) 40 vs 320 slices of 160^2: peak RSS {m['small_mib']:.0f} / {m['large_mib']:.0f} MiB = "
+                f"(c) 48 vs 384 slices of 160^2: peak RSS {m['small_mib']:.0f} / {m['large_mib']:.0f} MiB = "
                 f"{m['rss_ratio']:.2f}x for 8x the voxels; time per voxel {m['time_per_voxel_ratio']:.2f}x",
                 flush=True,
             )
