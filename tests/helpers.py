@@ -153,3 +153,22 @@ def write_config(tmp_path: Path, change: dict) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def write_training_volume(root: Path, train_slices: list[int]) -> tuple[Path, Path]:
+    """A 4-slice synthetic volume (OME-Zarr with labels) and its border weight maps, balanced over the
+    training slices: the small training data the training tests share."""
+    from unetflow.data import omezarr
+    from unetflow.data.importer import import_volume
+    from unetflow.data.synthesize import synthesize_volume
+    from unetflow.train.weights import class_balance_weights, weight_map_volume
+
+    raw, cells = synthesize_volume(shape=(4, 64, 64), seed=0)
+    data = import_volume(raw, root / "data.zarr", labels=cells)
+    class_weights = class_balance_weights(cells[i] > 0 for i in train_slices)
+    maps = weight_map_volume(cells, class_weights=class_weights)
+    weights = root / "weights.zarr"
+    omezarr.write_image(
+        weights, maps, voxel_size=(1.0, 1.0, 1.0), attrs={"class_weights": list(class_weights)}
+    )
+    return Path(data), weights

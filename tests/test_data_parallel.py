@@ -21,18 +21,15 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import write_training_volume
 
 from unetflow.config.model import AugmentConfig
-from unetflow.data import omezarr
-from unetflow.data.importer import import_volume
-from unetflow.data.synthesize import synthesize_volume
 from unetflow.errors import InputError
 from unetflow.model.checkpoint import load_checkpoint, load_model
 from unetflow.model.unet import UNet, UNetConfig
 from unetflow.train import distributed
 from unetflow.train.augment import TileSampler
 from unetflow.train.loop import TrainConfig, TrainingSource, load_slices, train, validate
-from unetflow.train.weights import class_balance_weights, weight_map_volume
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = UNetConfig(depth=2, base_channels=4)  # drop-out 0.5: every process has a stream of its own
@@ -70,15 +67,7 @@ def one_thread() -> Iterator[None]:
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A 4-slice synthetic volume (OME-Zarr with labels) and its border weight maps."""
     root = tmp_path_factory.mktemp("parallel-data")
-    raw, cells = synthesize_volume(shape=(4, 64, 64), seed=0)
-    data = import_volume(raw, root / "data.zarr", labels=cells)
-    class_weights = class_balance_weights(cells[i] > 0 for i in TRAIN_SLICES)
-    maps = weight_map_volume(cells, class_weights=class_weights)
-    weights = root / "weights.zarr"
-    omezarr.write_image(
-        weights, maps, voxel_size=(1.0, 1.0, 1.0), attrs={"class_weights": list(class_weights)}
-    )
-    return Path(data), weights
+    return write_training_volume(root, TRAIN_SLICES)
 
 
 def run(

@@ -22,10 +22,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import write_training_volume
 
 from unetflow.data import omezarr
-from unetflow.data.importer import import_volume
-from unetflow.data.synthesize import synthesize_volume
 from unetflow.errors import InputError
 from unetflow.model.checkpoint import decision_threshold_of, load_checkpoint
 from unetflow.model.unet import UNet, UNetConfig
@@ -42,7 +41,6 @@ from unetflow.train.loop import (
     validate,
     weighted_cross_entropy,
 )
-from unetflow.train.weights import class_balance_weights, weight_map_volume
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = UNetConfig(depth=2, base_channels=4)
@@ -81,15 +79,7 @@ def one_thread() -> Iterator[None]:
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A 4-slice synthetic volume (OME-Zarr with labels) and its border weight maps."""
     root = tmp_path_factory.mktemp("train-data")
-    raw, cells = synthesize_volume(shape=(4, 64, 64), seed=0)
-    data = import_volume(raw, root / "data.zarr", labels=cells)
-    class_weights = class_balance_weights(cells[i] > 0 for i in TRAIN_SLICES)
-    maps = weight_map_volume(cells, class_weights=class_weights)
-    weights = root / "weights.zarr"
-    omezarr.write_image(
-        weights, maps, voxel_size=(1.0, 1.0, 1.0), attrs={"class_weights": list(class_weights)}
-    )
-    return Path(data), weights
+    return write_training_volume(root, TRAIN_SLICES)
 
 
 def run(
