@@ -118,6 +118,30 @@ def test_a_sparse_volume_touches_only_blocks_with_data(tmp_path: Path) -> None:
     assert sum(f.is_file() and f.name != "zarr.json" for f in files) == 1
 
 
+def test_the_steps_as_one_job_give_the_ids_of_the_steps_apart(
+    volume: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
+    """The workflow's step `all` (a one-group segmentation as one job) writes what fragments, graph, solve
+    and relabel write as four jobs; on a plan of two groups it refuses, naming the steps to run."""
+    from unetflow.config.model import SegmentConfig
+    from unetflow.steps.segment import STEPS, run_segment_init, run_segment_step
+
+    options = SegmentConfig(block_shape=[24, 48, 48], halo=[24, 24, 24], mode="3d")
+    outputs = {}
+    for name, steps in (("whole", ["all"]), ("apart", list(STEPS))):
+        target = str(tmp_path / f"{name}.zarr")
+        run_segment_init(probability=str(volume[0]), target=target, options=options, boundary=True, groups=1)
+        for step in steps:
+            run_segment_step(step=step, target=target)
+        outputs[name] = np.asarray(omezarr.open_image(target)[:])
+    np.testing.assert_array_equal(outputs["whole"], outputs["apart"])
+    assert outputs["whole"].max() > 50
+    two = str(tmp_path / "two.zarr")
+    run_segment_init(probability=str(volume[0]), target=two, options=options, boundary=True, groups=2)
+    with pytest.raises(ValueError, match="has 2: run fragments, graph, solve, relabel as separate steps"):
+        run_segment_step(step="all", target=two)
+
+
 def test_a_foreground_probability_and_a_boundary_map_give_the_same_objects(
     volume: tuple[Path, np.ndarray], whole: np.ndarray, tmp_path: Path
 ) -> None:

@@ -4,6 +4,7 @@ errors that stop a run before anything is written."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,23 @@ def test_ablation_trains_and_reports_a_second_model(tmp_path: Path) -> None:
         assert f"results/metrics/{model}.json" in out
     report_job = out[out.index("rule report:") :].split("\n\n")[0]
     assert "results/metrics/ablation.json" in report_job
+
+
+@pytest.mark.parametrize(
+    ("change", "steps"),
+    [
+        ({}, ["all-0"]),
+        (
+            {"segment.block_groups": 2, "segment.block_shape": [8, 256, 256]},
+            ["fragments-0", "fragments-1", "graph-0", "graph-1", "solve-0", "relabel-0", "relabel-1"],
+        ),
+    ],
+)
+def test_a_segmentation_of_one_block_group_is_one_job(tmp_path: Path, change: dict, steps: list[str]) -> None:
+    """segment_step jobs of the default volume (16 x 256 x 256, one block): one job of step `all`; split
+    into two block groups: fragments, graph and relabel per group, one solve."""
+    config = write_config(tmp_path, change)
+    result = snakemake("-n", "--forceall", "--nolock", "--configfile", str(config))
+    assert result.returncode == 0, result.stderr + result.stdout
+    flags = re.findall(r"segment/main/synthetic\.steps/(\w+-\d)\.done", result.stdout)
+    assert sorted(set(flags)) == sorted(steps)

@@ -144,7 +144,7 @@ class Layout:
         return self._in("segment", model, f"{volume}.isbi2012.tif")
 
     def segment_flag(self, model: str, volume: str, step: str, group: str | int = 0) -> str:
-        """Flag of one finished step (fragments, graph, solve, relabel) of one group of a segmentation."""
+        """Flag of one finished step (fragments, graph, solve, relabel; all: the four) of a block group."""
         return self._in("segment", model, f"{volume}.steps", f"{step}-{group}.done")
 
     # evaluation and report

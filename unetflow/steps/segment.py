@@ -14,6 +14,8 @@ from unetflow.steps.common import write_json
 log = logging.getLogger(__name__)
 
 STEPS = ("fragments", "graph", "solve", "relabel")
+WHOLE = "all"
+"""The step that runs the four in turn: a segmentation of one block group is one job, not four."""
 
 
 def _options(options: SegmentConfig, *, boundary: bool, groups: int | None = None) -> dict[str, Any]:
@@ -56,10 +58,13 @@ def run_segment_init(
 
 
 def run_segment_step(*, step: str, target: str, group: int = 0) -> dict[str, Any]:
-    """One step (fragments, graph, relabel: of block group `group`; solve: the whole graph)."""
+    """One step (fragments, graph, relabel: of block group `group`; solve: the whole graph; all: the four in
+    turn, for a segmentation planned as one block group)."""
     from unetflow.segment import run
 
     setup_logging()
+    if step == WHOLE:
+        return _run_whole(target)
     functions = {"fragments": run.run_fragments, "graph": run.run_graph, "relabel": run.run_relabel}
     if step == "solve":
         return run.run_solve(target)
@@ -68,6 +73,19 @@ def run_segment_step(*, step: str, target: str, group: int = 0) -> dict[str, Any
     result = functions[step](target, group)
     log.info("segment %s of group %d of %s: %s", step, group, target, result)
     return result
+
+
+def _run_whole(target: str) -> dict[str, Any]:
+    """Every step of a one-group segmentation in this process (each resumes where it stopped, as alone)."""
+    from unetflow.segment.plan import read_plan
+
+    groups = read_plan(target).groups
+    if groups != 1:
+        raise ValueError(
+            f"segment step {WHOLE!r} runs a segmentation of one block group; {target} has {groups}: "
+            f"run {', '.join(STEPS)} as separate steps"
+        )
+    return {step: run_segment_step(step=step, target=target) for step in STEPS}
 
 
 def run_segment_finalize(*, target: str, summary: str, options: SegmentConfig) -> dict[str, Any]:

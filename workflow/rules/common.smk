@@ -308,15 +308,26 @@ def segment_groups(model, volume):
 
 
 def segment_flags(wildcards, step):
-    """Completion flags of one step of every block group of a segmentation (solve: one)."""
-    count = 1 if step == "solve" else segment_groups(wildcards.model, wildcards.volume)
+    """Completion flags of one step of every block group of a segmentation (solve: one); a segmentation of
+    one block group is one job of step `all`, whatever step is asked."""
+    count = segment_groups(wildcards.model, wildcards.volume)
+    if count == 1:
+        step = "all"
+    elif step == "solve":
+        count = 1
     return [
         RESULTS.segment_flag(wildcards.model, wildcards.volume, step, group)
         for group in range(count)
     ]
 
 
-SEGMENT_BEFORE = {"fragments": None, "graph": "fragments", "solve": "graph", "relabel": "solve"}
+SEGMENT_BEFORE = {
+    "fragments": None,
+    "graph": "fragments",
+    "solve": "graph",
+    "relabel": "solve",
+    "all": None,
+}
 
 
 def segment_step_inputs(wildcards):

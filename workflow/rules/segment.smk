@@ -1,5 +1,6 @@
 # Instance segmentation of every prediction: fragments and region graph per block group, one agglomeration,
-# a relabel per block group, then the label image's pyramid (unetflow.segment).
+# a relabel per block group, then the label image's pyramid (unetflow.segment). A volume planned as one
+# block group runs the four steps as one job (step `all`).
 
 
 rule segment_init:
@@ -45,7 +46,7 @@ rule segment_step:
         mem_mb=segment_memory_mb,
         runtime=720,
     wildcard_constraints:
-        step="fragments|graph|solve|relabel",
+        step="fragments|graph|solve|relabel|all",
     conda:
         ENV
     script:
