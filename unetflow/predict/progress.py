@@ -8,16 +8,16 @@ truncated file makes the next run redo that shard. A line cut short by a kill is
 
 On an object store (a prediction at an s3:// or gs:// URL) there is no append: each entry is an empty
 object whose key is the line (`<volume>.progress/<group>.tsv/<level>.<shard>/<size>.<size>`, the shard's
-earlier entries deleted once it is stored), so one listing reads a journal; a PUT is all or nothing, so a
-killed job leaves no partial entry, and a shard's objects are only taken for complete while their sizes are
-the recorded ones (one listing of each array's shards).
+earlier entries deleted once it is stored; unetflow.stores.journal, which the segmentation's journals use
+too), so one listing reads a journal; a PUT is all or nothing, so a killed job leaves no partial entry, and
+a shard's objects are only taken for complete while their sizes are the recorded ones (one listing of each
+array's shards).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,7 @@ from unetflow.errors import InputError
 from unetflow.layout import prediction_progress
 from unetflow.predict.plan import PredictionPlan, read_plan
 from unetflow.stores import Location
+from unetflow.stores import journal as journals
 
 SEGMENTATION = "segmentation"
 """The labels image of a prediction holding its thresholded segmentation."""
@@ -34,6 +35,10 @@ INSTANCES = "instances"
 ARRAYS = ("{level}", f"labels/{SEGMENTATION}/{{level}}")
 """The arrays of a prediction at one pyramid level, in the order of the journal's size columns."""
 Recorder = Callable[["Entry"], None]
+WIDTH = 2 + len(ARRAYS)
+"""Fields of a journal record: level, shard, and a size per array."""
+HEAD = 2
+"""Fields that name what a record is about: the level and the shard."""
 
 
 Target = str | Path | Location
@@ -63,81 +68,33 @@ class Entry:
     sizes: tuple[int, ...]
     level: int = 0
 
+    def record(self) -> tuple[int, ...]:
+        """The journal record of this entry: level, shard, sizes."""
+        return (self.level, self.shard, *self.sizes)
+
     def line(self) -> str:
         """The journal line of this entry."""
-        return "\t".join(str(v) for v in (self.level, self.shard, *self.sizes)) + "\n"
-
-    def key(self) -> str:
-        """The entry as an object key of a journal on an object store: `<level>.<shard>/<size>.<size>`."""
-        return f"{self.level}.{self.shard}/" + ".".join(str(v) for v in self.sizes)
+        return "\t".join(str(v) for v in self.record()) + "\n"
 
 
-def _parsed(parts: list[str]) -> Entry | None:
-    """The entry of a line's or key's fields (None when it is not a whole entry)."""
-    if len(parts) != 2 + len(ARRAYS) or not all(p.isdigit() for p in parts):
-        return None
-    level, shard, *sizes = (int(p) for p in parts)
+def _entry(record: tuple[int, ...]) -> Entry:
+    level, shard, *sizes = record
     return Entry(shard=shard, sizes=tuple(sizes), level=level)
 
 
 def read_journal(path: Path | Location) -> dict[tuple[int, int], Entry]:
     """Complete lines of a journal by (level, shard); the last line for a shard wins (on an object store,
     where entries are keys of one listing, the largest key of a shard does)."""
-    entries: dict[tuple[int, int], Entry] = {}
-    place = Location.of(path)
-    if not place.is_local:
-        for name in sorted(place.sizes()):
-            entry = _parsed(name.replace("/", ".").split("."))
-            if entry is not None:
-                entries[(entry.level, entry.shard)] = entry
-        return entries
-    path = place.path
-    if not path.is_file():
-        return entries
-    for line in path.read_text().splitlines(keepends=True):
-        parts = line.rstrip("\n").split("\t")
-        if not line.endswith("\n") or len(parts) != 2 + len(ARRAYS) or not all(p.isdigit() for p in parts):
-            continue  # cut short by a kill
-        level, shard, *sizes = (int(p) for p in parts)
-        entries[(level, shard)] = Entry(shard=shard, sizes=tuple(sizes), level=level)
-    return entries
+    entries = (_entry(record) for record in journals.read_records(Location.of(path), WIDTH))
+    return {(entry.level, entry.shard): entry for entry in entries}
 
 
 @contextlib.contextmanager
 def journal(path: Path | Location) -> Iterator[Recorder]:
-    """Append entries to a journal: each is on disk (in the page cache) before the call returns, so a killed
-    process keeps every entry it recorded; synced once at the end (one fsync per entry cost ~0.1 s here,
-    and the shard files themselves are not synced by Zarr either). On an object store each entry is one
-    PUT of an empty object named by the entry, stored before the call returns."""
-    place = Location.of(path)
-    if not place.is_local:
-
-        def put(entry: Entry) -> None:
-            key = place / entry.key()
-            key.write_bytes(b"")
-            for stale in key.parent.listdir():
-                if stale != key.name:
-                    (key.parent / stale).unlink()
-
-        yield put
-        return
-    path = place.path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+b") as handle:
-        if handle.tell() > 0:
-            handle.seek(-1, os.SEEK_END)
-            if handle.read(1) != b"\n":
-                handle.write(b"\n")  # end a line cut short by a kill (it stays incomplete)
-
-        def record(entry: Entry) -> None:
-            handle.write(entry.line().encode())
-            handle.flush()
-
-        try:
-            yield record
-        finally:
-            handle.flush()
-            os.fsync(handle.fileno())
+    """Append entries to a journal (unetflow.stores.journal): each is on disk (in the page cache) or on the
+    store before the call returns, so a killed process keeps every entry it recorded."""
+    with journals.appending(Location.of(path), head=HEAD) as record:
+        yield lambda entry: record(entry.record())
 
 
 class ShardFiles:
