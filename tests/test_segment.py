@@ -90,7 +90,7 @@ def test_a_killed_run_finishes_with_the_same_ids(
         _segment(volume[0], target, (24, 48, 48))
     assert not (store.work_folder(target) / "solve.json").exists()
     monkeypatch.setattr(run, "block_edges", original)
-    journal = store.journal_path(target, run.FRAGMENTS, 0)
+    journal = store.journal_path(target, run.FRAGMENTS, 0).path
     with journal.open("a") as handle:
         handle.write("3\t1")  # a line cut short by the kill
     resumed = _segment(volume[0], target, (24, 48, 48))
@@ -252,7 +252,7 @@ def test_the_segmentation_beats_connected_components_where_cells_touch() -> None
 
 
 def test_the_work_folder_lies_beside_the_output(tmp_path: Path) -> None:
-    assert store.work_folder(tmp_path / "a.zarr") == tmp_path / "a.work"
+    assert store.work_folder(tmp_path / "a.zarr").path == tmp_path / "a.work"
     shutil.rmtree(tmp_path)
 
 

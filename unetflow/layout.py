@@ -202,6 +202,12 @@ def prediction_progress(prediction: str) -> str:
     return prediction.removesuffix("/").removesuffix(".zarr") + ".progress"
 
 
+def segmentation_work(segmentation: str) -> str:
+    """The folder of a segmentation's work files (`<out>.work`: fragments, journals, region graph,
+    assignment), beside it, on the same file system or store."""
+    return segmentation.removesuffix("/").removesuffix(".zarr") + ".work"
+
+
 def prediction_summary(prediction: str) -> str:
     """What finalising a prediction found (`<volume>.json`, beside it)."""
     return prediction.removesuffix("/").removesuffix(".zarr") + ".json"

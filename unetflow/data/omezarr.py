@@ -672,10 +672,10 @@ def update_attrs(path: Place, values: Mapping[str, Any]) -> None:
     group.attrs[ATTRS_KEY] = {**dict(group.attrs.get(ATTRS_KEY, {})), **dict(values)}
 
 
-def mark_label_image(path: str | os.PathLike[str]) -> None:
+def mark_label_image(path: Place) -> None:
     """Mark an image group as a label image (OME-NGFF "image-label"): viewers show it as labels, each id in
     its own colour (napari's labels layer, neuroglancer's segmentation layer)."""
-    group = zarr.open_group(str(path), mode="r+")
+    group = _zarr_open(path, "r+")
     attrs = group.attrs.asdict()
     if "ome" in attrs:
         ome = dict(attrs["ome"])

@@ -7,18 +7,16 @@ lists), so the same command after a kill finishes the segmentation with the same
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from unetflow.data import omezarr
+from unetflow.data import omezarr, zarrmeta
 from unetflow.errors import InputError
 from unetflow.segment import store
-from unetflow.segment.plan import read_plan
+from unetflow.segment.plan import planned_segment_groups, read_plan
 from unetflow.segment.run import (
     FRAGMENTS,
     GRAPH,
@@ -31,6 +29,7 @@ from unetflow.segment.run import (
     run_solve,
 )
 from unetflow.segment.source import ProbabilitySource
+from unetflow.stores import Location
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ PYRAMID_LEVELS = 4
 
 def segment_volume(
     source: ProbabilitySource,
-    target: str | Path,
+    target: store.Target,
     *,
     group: int | None = None,
     show_progress: bool = False,
@@ -51,12 +50,9 @@ def segment_volume(
     With `group`, only that block group's fragments and graph are computed (the agglomeration needs every
     group's graph, so it and the relabel follow only once every group is there).
     """
-    target = Path(target)
-    if target.exists() and not (target / "zarr.json").exists():
-        raise InputError(
-            f"segment: {target} exists and is not a unetflow segmentation; delete it or choose another path"
-        )
-    if not target.exists():
+    target = Location.of(target)
+    if planned_segment_groups(target) is None:
+        _check_free(target)
         init_segmentation(source, target, **options)
     plan = read_plan(target)
     groups = range(plan.groups) if group is None else [group]
@@ -66,14 +62,28 @@ def segment_volume(
         run_graph(target, index, show_progress=show_progress)
     if group is not None:
         return {"group": group}
-    if not (store.work_folder(target) / "solve.json").exists():
+    if not (store.work_folder(target) / "solve.json").is_file():
         run_solve(target)
     for index in groups:
         run_relabel(target, index, show_progress=show_progress)
     return finalize_segmentation(target, pyramid=pyramid)
 
 
-def check_complete(target: str | Path) -> None:
+def _check_free(target: Location) -> None:
+    """Refuse a target that holds something else than a segmentation this module started: an OME-Zarr of
+    another kind or any other data is never overwritten. On an object store a label image whose start was
+    killed before its plan was stored (the plan is its last write) is started again."""
+    if not target.exists():
+        return
+    meta = dict((zarrmeta.group_attrs(target) or {}).get(omezarr.ATTRS_KEY) or {})
+    if not target.is_local and "source" in meta and "probability" in meta:
+        return
+    raise InputError(
+        f"segment: {target} exists and is not a unetflow segmentation; delete it or choose another path"
+    )
+
+
+def check_complete(target: store.Target) -> None:
     """Every block of every group relabelled; an InputError naming the groups that are not."""
     plan = read_plan(target)
     missing = []
@@ -88,7 +98,7 @@ def check_complete(target: str | Path) -> None:
         )
 
 
-def build_pyramid(target: str | Path, levels: int, with_data: set[int] | None = None) -> int:
+def build_pyramid(target: store.Target, levels: int, with_data: set[int] | None = None) -> int:
     """Levels 1..`levels`-1 of the label image, each 2x coarser in y and x (the top-left voxel of each
     2x2, so labels keep their ids), written block by block over the level-0 blocks `with_data` (default:
     every block); returns how many levels there are."""
@@ -108,8 +118,8 @@ def build_pyramid(target: str | Path, levels: int, with_data: set[int] | None = 
     omezarr.add_levels(target, grids, compression_level=OUTPUT_COMPRESSION)
     base = omezarr.open_image(target)
     for level in range(1, levels):
-        below = base if level == 1 else omezarr.zarr.open_array(str(Path(target) / str(level - 1)))
-        above = omezarr.zarr.open_array(str(Path(target) / str(level)), mode="r+")
+        below = base if level == 1 else omezarr.open_image(Location.of(target) / str(level - 1))
+        above = omezarr.open_image(Location.of(target) / str(level), mode="r+")
         for z, y, x in _level_blocks(plan, with_data, level, shapes[level]):
             region = (
                 slice(z, min(z + plan.block[0], shapes[level][0])),
@@ -141,7 +151,7 @@ def _level_blocks(
     return sorted(s for s in starts if all(v < n for v, n in zip(s, shape, strict=True)))
 
 
-def finalize_segmentation(target: str | Path, *, pyramid: int = PYRAMID_LEVELS) -> dict[str, Any]:
+def finalize_segmentation(target: store.Target, *, pyramid: int = PYRAMID_LEVELS) -> dict[str, Any]:
     """Check every block is written, build the pyramid, and summarise (objects, blocks, time per step)."""
     check_complete(target)
     plan = read_plan(target)
@@ -150,10 +160,11 @@ def finalize_segmentation(target: str | Path, *, pyramid: int = PYRAMID_LEVELS) 
         counts.update(store.read_journal(store.journal_path(target, FRAGMENTS, group)))
     levels = build_pyramid(target, pyramid, {n for n, count in counts.items() if count})
     work = store.work_folder(target)
-    solve = json.loads((work / "solve.json").read_text())
+    solve = store.read_json(work / "solve.json")
     steps = {}
     for step in (FRAGMENTS, GRAPH, RELABEL):
-        runs = [json.loads(p.read_text()) for p in sorted((work / step).glob("*.json"))]
+        names = [name for name in (work / step).listdir() if name.endswith(".json")]
+        runs = [store.read_json(work / step / name) for name in names]
         seconds = sum(r["seconds"] for r in runs)
         voxels = sum(r["voxels"] for r in runs)
         steps[step] = {"seconds": seconds, "voxels_per_second": voxels / seconds if seconds else 0.0}

@@ -15,20 +15,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import resource
 import time
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zarr
 
-from unetflow.atomic import atomic_path, remove
-from unetflow.data import omezarr
+from unetflow.atomic import atomic_path
+from unetflow.data import omezarr, zarrmeta
 from unetflow.errors import InputError
 from unetflow.logs import progress_bar
 from unetflow.segment import hierarchy, store
@@ -36,6 +35,7 @@ from unetflow.segment import source as sources
 from unetflow.segment.fragments import FragmentOptions, fragments
 from unetflow.segment.graph import Edges, block_edges
 from unetflow.segment.plan import PLAN_KEY, SegmentPlan, make_plan, read_plan
+from unetflow.stores import Location
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +44,14 @@ OUTPUT_COMPRESSION = 1
 LABEL_DTYPE = np.uint64
 
 
-def _source_of(target: str | Path) -> sources.ProbabilitySource:
+def _source_of(target: store.Target) -> sources.ProbabilitySource:
     meta = omezarr.read_attrs(target)
     return sources.ProbabilitySource(**meta["source"])
 
 
 def init_segmentation(
     source: sources.ProbabilitySource,
-    target: str | Path,
+    target: store.Target,
     *,
     block: tuple[int, int, int],
     halo: tuple[int, int, int],
@@ -64,7 +64,9 @@ def init_segmentation(
     voxel_size: tuple[float, float, float] | None = None,
     max_edges: int = 10_000_000,
 ) -> SegmentPlan:
-    """Check the input, fix the plan and create the empty label image and the work folder.
+    """Check the input, fix the plan and create the empty label image and the work folder; where a
+    segmentation of the same probability with the same plan is there already (a new machine running the
+    same config on an object store), it is kept and goes on where it stopped.
 
     Bad input (a 2-D array, values outside [0, 1] in the sampled chunks, a block smaller than the halo) is
     one InputError, and nothing is written.
@@ -86,33 +88,13 @@ def init_segmentation(
         source=source.path,
         max_edges=max_edges,
     )
+    place = Location.of(target)
+    attrs = {PLAN_KEY: plan.to_dict(), "source": source.to_dict(), "probability": source.identity()}
+    if _resumable(place, attrs):
+        log.info("%s: a segmentation of this probability with this plan is there: it is resumed", place)
+        return plan
     sources.check_sample(volume, sources.stored_chunks(volume), boundary=boundary)
-    target = Path(target)
-    remove(store.work_folder(target))
-    chunk = tuple(min(b, n) for b, n in zip(plan.block, plan.shape, strict=True))
-    work = store.work_folder(target)
-    work.mkdir(parents=True, exist_ok=True)
-    zarr.create_array(
-        str(work / "fragments.zarr"),
-        shape=plan.shape,
-        chunks=chunk,
-        dtype="uint64",
-        fill_value=0,
-        compressors=zarr.codecs.ZstdCodec(level=OUTPUT_COMPRESSION),
-    )
-    with atomic_path(target) as tmp:  # the output last: where it exists, its work folder does too
-        omezarr.create_image(
-            tmp,
-            shape=plan.shape,
-            dtype=LABEL_DTYPE,
-            chunks=chunk,  # type: ignore[arg-type]
-            voxel_size=plan.voxel_size,
-            ngff="0.5",
-            attrs={PLAN_KEY: plan.to_dict(), "source": source.to_dict()},
-            name=target.stem,
-            compression_level=OUTPUT_COMPRESSION,
-        )
-        omezarr.mark_label_image(tmp)
+    _create_outputs(place, plan, attrs)
     log.info(
         "segmentation plan: %d blocks of %s (halo %s), %d group(s), mode %s, %s agglomeration at %.3f",
         plan.blocks,
@@ -126,17 +108,52 @@ def init_segmentation(
     return plan
 
 
+def _resumable(place: Location, attrs: dict[str, Any]) -> bool:
+    """Whether a segmentation with these attributes (plan, source, the probability's identity) is there."""
+    found = dict((zarrmeta.group_attrs(place) or {}).get(omezarr.ATTRS_KEY) or {})
+    wanted = json.loads(json.dumps(attrs))
+    return all(found.get(key) == value for key, value in wanted.items())
+
+
+def _create_outputs(place: Location, plan: SegmentPlan, attrs: dict[str, Any]) -> None:
+    """The empty work folder and label image of a segmentation, whose plan marks them complete: on a file
+    system the image is written to a temporary folder and renamed, after the work folder (where the output
+    exists, its work folder does too); on an object store (no rename) the old objects go first and the
+    plan is added last, so a killed start leaves nothing that looks planned."""
+    chunk = tuple(min(b, n) for b, n in zip(plan.block, plan.shape, strict=True))
+    store.work_folder(place).remove()
+    store.create_fragments(place, shape=plan.shape, chunks=chunk, level=OUTPUT_COMPRESSION)
+    local = place.is_local
+    with atomic_path(place.path) if local else contextlib.nullcontext(place) as tmp:
+        if not local:
+            place.remove()
+        omezarr.create_image(
+            tmp,
+            shape=plan.shape,
+            dtype=LABEL_DTYPE,
+            chunks=chunk,  # type: ignore[arg-type]
+            voxel_size=plan.voxel_size,
+            ngff="0.5",
+            attrs=attrs if local else {k: v for k, v in attrs.items() if k != PLAN_KEY},
+            name=place.stem,
+            compression_level=OUTPUT_COMPRESSION,
+        )
+        omezarr.mark_label_image(tmp)
+        if not local:
+            omezarr.update_attrs(place, {PLAN_KEY: attrs[PLAN_KEY]})
+
+
 class StepContext:
     """What a step of one process opens once: the plan, the source, its stored chunks, the arrays."""
 
-    def __init__(self, target: str | Path) -> None:
-        self.target = Path(target)
-        self.plan = read_plan(target)
-        self.source = _source_of(target)
+    def __init__(self, target: store.Target) -> None:
+        self.target = Location.of(target)
+        self.plan = read_plan(self.target)
+        self.source = _source_of(self.target)
         self.volume = self.source.open()
         self.stored = sources.stored_chunks(self.volume)
         self.with_data = sources.blocks_with_data(self.volume, self.stored, self.plan)
-        self.fragments = zarr.open_array(str(store.work_folder(target) / "fragments.zarr"), mode="r+")
+        self.fragments = store.open_fragments(self.target)
 
     def has_data(self, number: int) -> bool:
         return self.with_data is None or number in self.with_data
@@ -153,14 +170,14 @@ class StepContext:
 
 
 def pending_blocks(
-    target: Path, step: str, plan: SegmentPlan, group: int
+    target: store.Target, step: str, plan: SegmentPlan, group: int
 ) -> tuple[list[int], dict[int, int]]:
     """The blocks of `group` that `step`'s journal does not list yet, and the journal's entries."""
     done = store.read_journal(store.journal_path(target, step, group))
     return [n for n in plan.group_blocks(group) if n not in done], done
 
 
-def run_fragments(target: str | Path, group: int, *, show_progress: bool = False) -> dict[str, float]:
+def run_fragments(target: store.Target, group: int, *, show_progress: bool = False) -> dict[str, float]:
     """Fragments of every block of `group` not yet done; returns blocks done and seconds."""
     context = StepContext(target)
     plan, options = context.plan, context.options()
@@ -191,21 +208,18 @@ def run_fragments(target: str | Path, group: int, *, show_progress: bool = False
     return _timing(target, FRAGMENTS, group, voxels, time.perf_counter() - started)
 
 
-def _timing(target: str | Path, step: str, group: int, voxels: int, seconds: float) -> dict[str, float]:
+def _timing(target: store.Target, step: str, group: int, voxels: int, seconds: float) -> dict[str, float]:
     """Write and return what one run of a step did (voxels, seconds, peak memory) beside its journal."""
     summary = {
         "voxels": voxels,
         "seconds": seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
-    path = store.work_folder(target) / step / f"{group}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(summary) + "\n")
+    store.write_json(store.work_folder(target) / step / f"{group}.json", summary)
     return summary
 
 
-def check_fragments(target: str | Path, plan: SegmentPlan) -> dict[int, int]:
+def check_fragments(target: store.Target, plan: SegmentPlan) -> dict[int, int]:
     """Every block's fragment count; an InputError naming the groups whose fragments are not complete."""
     counts: dict[int, int] = {}
     missing = []
@@ -222,11 +236,11 @@ def check_fragments(target: str | Path, plan: SegmentPlan) -> dict[int, int]:
     return counts
 
 
-def run_graph(target: str | Path, group: int, *, show_progress: bool = False) -> dict[str, float]:
+def run_graph(target: store.Target, group: int, *, show_progress: bool = False) -> dict[str, float]:
     """The region-graph edges of every block of `group` (to itself and across its upper faces), written
     as one file for the group; done already: nothing to do."""
     path = store.work_folder(target) / GRAPH / f"{group}.npz"
-    if path.exists():
+    if path.is_file():
         return {"voxels": 0, "seconds": 0.0}
     context = StepContext(target)
     plan = context.plan
@@ -262,21 +276,45 @@ def _concatenate(parts: Iterable[Edges]) -> Edges:
     )
 
 
-def run_solve(target: str | Path) -> dict[str, Any]:
+def run_solve(target: store.Target) -> dict[str, Any]:
     """Merge every group's edges into the region graph, agglomerate it (in one pass up to the plan's
     `max_edges` edges, else in two levels: unetflow.segment.hierarchy) and write the assignment of every
     fragment to its object (objects numbered 1.. by their smallest fragment id)."""
     plan = read_plan(target)
     work = store.work_folder(target)
     check_fragments(target, plan)
-    missing = [g for g in range(plan.groups) if not (work / GRAPH / f"{g}.npz").exists()]
+    missing = [g for g in range(plan.groups) if not (work / GRAPH / f"{g}.npz").is_file()]
     if missing:
         raise InputError(
             f"segmentation {target}: the region graph of block group(s) {missing} is missing; run the graph "
             "step of those groups (the same command finishes them)"
         )
     started = time.perf_counter()
-    paths = [work / GRAPH / f"{g}.npz" for g in range(plan.groups)]
+    with store.local_copies([work / GRAPH / f"{g}.npz" for g in range(plan.groups)]) as paths:
+        keys, labels, levels, edges = _agglomerate(paths, plan)
+    assignment = number_objects(labels)
+    store.save_array(work / "keys.npy", keys)
+    store.save_array(work / "assignment.npy", assignment)
+    summary = {
+        "fragments": len(keys),
+        "edges": edges,
+        **levels,
+        "objects": int(assignment.max()),
+        "seconds": time.perf_counter() - started,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    store.write_json(work / "solve.json", summary)  # last: where it is, the assignment is complete
+    log.info(
+        "agglomerated %d fragments, %d edges into %d objects", len(keys), summary["edges"], summary["objects"]
+    )
+    return summary
+
+
+def _agglomerate(
+    paths: list[Location], plan: SegmentPlan
+) -> tuple[np.ndarray, np.ndarray, dict[str, int], int]:
+    """The fragment ids (sorted), their node labels, what the levels held and the edges of the region
+    graph whose group edges lie in `paths` (local files: each is read more than once)."""
     keys = np.unique(np.concatenate([store.load_arrays(path)["nodes"] for path in paths]))
     edges = 0
     for path in paths:
@@ -297,29 +335,7 @@ def run_solve(target: str | Path) -> dict[str, Any]:
         method=plan.method,
         threshold=plan.threshold,
     )
-    assignment = number_objects(labels)
-    np.save(_temporary(work / "keys.npy"), keys)
-    np.save(_temporary(work / "assignment.npy"), assignment)
-    for name in ("keys.npy", "assignment.npy"):
-        _temporary(work / name).replace(work / name)
-    summary = {
-        "fragments": len(keys),
-        "edges": edges,
-        **levels,
-        "objects": int(assignment.max()),
-        "seconds": time.perf_counter() - started,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
-    with atomic_path(work / "solve.json") as tmp:
-        tmp.write_text(json.dumps(summary) + "\n")
-    log.info(
-        "agglomerated %d fragments, %d edges into %d objects", len(keys), summary["edges"], summary["objects"]
-    )
-    return summary
-
-
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.partial.npy")
+    return keys, labels, levels, edges
 
 
 def number_objects(labels: np.ndarray) -> np.ndarray:
@@ -336,25 +352,29 @@ def number_objects(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def run_relabel(target: str | Path, group: int, *, show_progress: bool = False) -> dict[str, float]:
+def run_relabel(target: store.Target, group: int, *, show_progress: bool = False) -> dict[str, float]:
     """Write the objects of every block of `group` not yet written to the label image."""
     context = StepContext(target)
     plan = context.plan
     work = store.work_folder(target)
-    if not (work / "solve.json").exists():
+    if not (work / "solve.json").is_file():
         raise InputError(f"segmentation {target}: no agglomeration yet; run the solve step first")
-    keys = np.load(work / "keys.npy", mmap_mode="r")
-    assignment = np.load(work / "assignment.npy", mmap_mode="r")
-    output = omezarr.open_image(target, mode="r+")
     counts = check_fragments(target, plan)
     pending, _ = pending_blocks(context.target, RELABEL, plan, group)
     started, voxels = time.perf_counter(), 0
     path = store.journal_path(target, RELABEL, group)
     store.record_many(path, [n for n in pending if not counts[n]], 1)
     pending = [n for n in pending if counts[n]]
-    with store.journal(path) as record:
-        for number in progress_bar(pending, desc=f"relabel {group}", unit="block", disable=not show_progress):
-            if counts[number]:
+    if pending:
+        output = omezarr.open_image(context.target, mode="r+")
+        with (
+            store.mapped_array(work / "keys.npy") as keys,
+            store.mapped_array(work / "assignment.npy") as assignment,
+            store.journal(path) as record,
+        ):
+            for number in progress_bar(
+                pending, desc=f"relabel {group}", unit="block", disable=not show_progress
+            ):
                 box = plan.box(number)
                 local = np.asarray(context.fragments[box])
                 ids, inverse = np.unique(local, return_inverse=True)
@@ -362,5 +382,5 @@ def run_relabel(target: str | Path, group: int, *, show_progress: bool = False) 
                 objects[ids == 0] = 0
                 output[box] = objects[inverse.reshape(local.shape)]
                 voxels += local.size
-            record(number, 1)
+                record(number, 1)
     return _timing(target, RELABEL, group, voxels, time.perf_counter() - started)

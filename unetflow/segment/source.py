@@ -10,15 +10,18 @@ without any are never touched.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from unetflow.data import zarrmeta
 from unetflow.errors import InputError
 from unetflow.readers import Volume, open_input
-from unetflow.stores import StoreOptions
+from unetflow.stores import Location, StoreOptions
 
 SAMPLE_CHUNKS = 64
 """Chunks checked for the value range before anything is written (every block is checked again)."""
@@ -39,6 +42,22 @@ class ProbabilitySource:
     def to_dict(self) -> dict[str, Any]:
         """Plain form for the attributes."""
         return asdict(self)
+
+    def place(self) -> Location:
+        """Where the probability lies, with the options to reach its store."""
+        return Location(self.path, None if self.store is None else StoreOptions(**self.store))
+
+    def identity(self) -> str | None:
+        """A digest of the probability's own unetflow attributes (a prediction's plan, source, model,
+        threshold and normalisation: what fixes its values), None for a volume without them: a segmentation
+        started from the same identity and plan may go on where it stopped."""
+        try:
+            attrs = (zarrmeta.group_attrs(self.place()) or {}).get("unetflow")
+        except InputError:  # a place zarr does not open (precomputed://): no attributes of unetflow's
+            return None
+        if not attrs:
+            return None
+        return hashlib.sha256(json.dumps(attrs, sort_keys=True).encode()).hexdigest()[:16]
 
     def open(self) -> Volume:
         """The (z, y, x) volume, read in place through its format's reader (a path or a URL)."""

@@ -34,8 +34,9 @@ def boundary_map(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def write_submission(segmentation: str | Path, output: str | Path) -> tuple[int, int, int]:
-    """Write the submission TIFF of a segment step's label image (slice by slice); its shape."""
+def write_submission(segmentation: omezarr.Place, output: str | Path) -> tuple[int, int, int]:
+    """Write the submission TIFF of a segment step's label image (slice by slice, at a path or on a store);
+    its shape."""
     labels = omezarr.open_image(segmentation)
     shape = tuple(int(s) for s in labels.shape)
     if shape != ISBI_SHAPE:
