@@ -191,6 +191,63 @@ def _level0(model: UNet, spec: SourceSpec, tmp_path: Path) -> np.ndarray:
     return omezarr.open_image(target)[:]
 
 
+def test_a_segmentation_on_s3_killed_mid_step_resumes_to_the_same_ids(
+    s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Label image and work folder on S3: a fragments step killed after two blocks leaves a journal listing
+    those two, a chunk that a job killed before its journal entry wrote is redone, not taken for done, the
+    start on a new machine keeps the work there, and the run goes on to the ids of a fresh run on disk."""
+    from segment_volumes import voronoi_volume
+
+    from unetflow.config.model import OutputConfig, SegmentConfig
+    from unetflow.segment import run, store
+    from unetflow.segment.pipeline import finalize_segmentation, segment_volume
+    from unetflow.segment.source import ProbabilitySource
+    from unetflow.steps.segment import run_segment
+
+    boundary, _ = voronoi_volume((24, 64, 64), cells=30, noise=0.05, seed=4)
+    path = tmp_path / "boundary.zarr"  # x 64..96 never written: blocks without data, recorded at once
+    array = zarr.create_array(str(path), shape=(24, 64, 96), chunks=(12, 32, 32), dtype="float32")
+    array[..., :64] = boundary
+    source = ProbabilitySource(str(path))
+    options = {"block": (12, 32, 32), "halo": (8, 8, 8), "groups": 2, "mode": "3d", "boundary": True}
+    fresh = omezarr.open_image(segment_volume(source, tmp_path / "fresh.zarr", **options)["target"])[:]
+    remote = Location("s3://lab/segment/cells.segment.zarr", StoreOptions(endpoint_url=s3))
+    computed, fragments = [], run.fragments
+
+    def killed_after_two(*args: object, **kwargs: object) -> object:
+        if len(computed) == 2:
+            raise KeyboardInterrupt("killed")
+        computed.append(1)
+        return fragments(*args, **kwargs)
+
+    monkeypatch.setattr(run, "fragments", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        segment_volume(source, remote, **options)
+    journal = store.journal_path(remote, run.FRAGMENTS, 0)
+    assert {n for n, count in store.read_journal(journal).items() if count} == {0, 1}
+    assert any("/many/" in key for key in store.work_folder(remote).sizes())  # the blocks without data
+    store.open_fragments(remote)[0:12, 32:64, 0:32] = 7  # block 3: written, then killed before its entry
+    run.init_segmentation(source, remote, **options)  # segment_init on a new machine: the work is kept
+    computed.clear()
+    monkeypatch.setattr(run, "fragments", lambda *a, **k: computed.append(1) or fragments(*a, **k))
+    summary = remote.with_name("cells.segment.json")
+    run_segment(  # as `unetflow segment` does it, predict.output's options reaching the store
+        probability=str(path),
+        target=remote.url,
+        options=SegmentConfig(block_shape=[12, 32, 32], halo=[8, 8, 8], mode="3d", block_groups=2),
+        boundary=True,
+        summary=summary.url,
+        output=OutputConfig(url="s3://lab/segment", endpoint_url=s3),
+    )
+    assert len(computed) == 8 - 2  # 12 blocks, 4 without data, 2 done before the kill
+    np.testing.assert_array_equal(omezarr.open_image(remote)[:], fresh)
+    assert fresh.max() > 20 and not fresh[..., 64:].any()
+    assert json.loads(summary.read_text())["objects"] == fresh.max()
+    assert finalize_segmentation(remote, pyramid=2)["levels"] == 2  # segment_finalize rerun: levels anew
+    np.testing.assert_array_equal(omezarr.open_image(remote / "1")[:], fresh[:, ::2, ::2])
+
+
 def test_journal_entries_on_s3_are_objects_read_back_by_one_listing(s3: str) -> None:
     from unetflow.predict.progress import Entry, journal, read_journal
 
@@ -278,7 +335,33 @@ def test_the_workflow_predicts_an_s3_volume_into_an_s3_output_with_the_usual_com
     assert not (work / "results" / "predict" / "pretrained" / "em.zarr").exists()  # nothing written locally
     record = json.loads((work / "results" / "predict" / "pretrained" / "em.where.json").read_text())
     assert record["prediction"] == remote.url
+    _check_segmentation_on_s3(remote, work / "results", tmp_path)
     logs = "".join(p.read_text() for p in (work / "results" / "logs").rglob("*.log")) + result.stderr
+    records = "".join(p.read_text() for p in (work / "results").rglob("*.where.json"))
     for secret in (TEST_CREDENTIALS["AWS_SECRET_ACCESS_KEY"], TEST_CREDENTIALS["AWS_ACCESS_KEY_ID"]):
-        assert secret not in logs
+        assert secret not in logs + records
         assert secret not in (work / "lab.yaml").read_text()
+
+
+def _check_segmentation_on_s3(prediction: Location, results: Path, tmp_path: Path) -> None:
+    """The workflow's segmentation lies beside the prediction on S3 (label image, pyramid, work folder),
+    results/ holds only its record, flag and summary, and its ids are those of the same probability copied
+    to disk and segmented there through the Python API with the same (default) options."""
+    from unetflow.config.model import SegmentConfig
+    from unetflow.steps.segment import run_segment
+
+    segmentation = prediction.with_name("em.segment.zarr")
+    ids = omezarr.open_image(segmentation)[:]
+    copy = tmp_path / "copied" / "em.zarr"
+    prediction.fs.get(prediction.fspath, str(copy), recursive=True)
+    run_segment(probability=str(copy), target=str(tmp_path / "disk.zarr"), options=SegmentConfig())
+    np.testing.assert_array_equal(ids, omezarr.open_image(tmp_path / "disk.zarr")[:])
+    assert ids.dtype == np.uint64 and ids.max() >= 1
+    assert omezarr.open_image(segmentation / "1").shape == (2, 24, 20)  # its pyramid, on S3
+    assert "image-label" in json.loads((segmentation / "zarr.json").read_text())["attributes"]["ome"]
+    work = segmentation.with_name("em.segment.work").sizes()
+    assert any(key.startswith("relabel/0.tsv/0/") for key in work) and "solve.json" in work
+    local = results / "segment" / "pretrained"
+    assert sorted(p.name for p in local.iterdir()) == ["em.json", "em.steps", "em.where.json"]
+    assert json.loads((local / "em.where.json").read_text())["segmentation"] == segmentation.url
+    assert json.loads((local / "em.json").read_text())["objects"] == int(ids.max())

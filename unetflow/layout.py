@@ -132,11 +132,22 @@ class Layout:
 
     # segmentation
     def segmentation(self, model: str, volume: str) -> str:
-        """The instance segmentation (OME-NGFF 0.5 label image, uint64 ids) of a volume's prediction."""
+        """The instance segmentation (OME-NGFF 0.5 label image, uint64 ids) of a volume's prediction: under
+        `output` when set (maybe a URL), beside the prediction, else under results/segment."""
+        if self.output is not None:
+            return f"{self.output}/{model}/{volume}.segment.zarr"
         return self._in("segment", model, f"{volume}.zarr")
 
+    def segmentation_record(self, model: str, volume: str) -> str:
+        """What the workflow tracks of a segmentation: its folder, or with `output` a local record of where
+        it was written (as for the prediction)."""
+        if self.output is None:
+            return self.segmentation(model, volume)
+        return self._in("segment", model, f"{volume}.where.json")
+
     def segmentation_summary(self, model: str, volume: str) -> str:
-        """What finalising a segmentation found (objects, fragments, edges, time per step)."""
+        """What finalising a segmentation found (objects, fragments, edges, time per step); always under
+        results/."""
         return self._in("segment", model, f"{volume}.json")
 
     def isbi_submission(self, model: str, volume: str) -> str:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from unetflow.cli.options import add_config, format_help, sections
-from unetflow.config.model import FORMAT_NAMES
+from unetflow.config.model import FORMAT_NAMES, OutputConfig
+from unetflow.errors import InputError
 from unetflow.steps import segment as segment_steps
+from unetflow.steps.common import output_place
 
 
 def add_commands(sub: Any) -> None:
@@ -70,7 +71,8 @@ def _segment(args: argparse.Namespace) -> None:
     level: int | str | None = args.level
     if isinstance(level, str) and level.isdigit():
         level = int(level)
-    prediction = Path(args.probability, "0").exists() and args.format is None and args.member is None
+    plain = args.format is None and args.member is None
+    prediction = plain and _is_prediction(args.probability, config.predict.output)
     source = {
         "format": args.format,
         "member": args.member,
@@ -84,5 +86,16 @@ def _segment(args: argparse.Namespace) -> None:
         group=args.group,
         source=source,
         voxel_size=args.voxel_size,
-        summary=str(Path(args.target.removesuffix("/")).with_suffix(".json")),
+        summary=args.target.removesuffix("/").removesuffix(".zarr") + ".json",
+        output=config.predict.output,
     )
+
+
+def _is_prediction(probability: str, output: OutputConfig | None) -> bool:
+    """Whether `probability` is an OME-Zarr with a level 0 (a unetflow prediction: its foreground
+    probability is read there), at a path or under predict.output (a URL the readers take in another way,
+    precomputed://, is none)."""
+    try:
+        return (output_place(probability, output) / "0").exists()
+    except InputError:
+        return False

@@ -281,7 +281,8 @@ class OutputConfig(Section):
 
     url: str
     """A folder, file:// URL or an object store prefix (s3://bucket/run, gs://bucket/run): each prediction is
-    <url>/<model>/<volume>.zarr, its journals beside it."""
+    <url>/<model>/<volume>.zarr, its journals beside it, and its segmentation <volume>.segment.zarr with its
+    work folder (fragments, journals, region graph) beside them."""
     endpoint_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] | None = None
     """An S3-compatible store that is not AWS (an institute's): its address."""
     profile: ScriptSafe | None = None
@@ -350,8 +351,9 @@ class PredictConfig(Section):
     skip_empty: bool = True
     """Leave regions whose input chunks were never written (no data) at the fill value, unpredicted."""
     output: OutputConfig | None = None
-    """Where the predictions (with pyramid and journals) are written: null = results/predict; or {url:
-    s3://bucket/run} (gs://, file://, a folder), with endpoint_url/profile for S3."""
+    """Where the predictions (with pyramid and journals) and their segmentations are written: null =
+    results/predict and results/segment; or {url: s3://bucket/run} (gs://, file://, a folder), with
+    endpoint_url/profile for S3."""
 
 
 Shape3 = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=3, max_length=3)]
@@ -363,7 +365,8 @@ class SegmentConfig(Section):
     KEY: ClassVar[str] = "segment"
 
     enabled: bool = True
-    """Segment every prediction into objects (results/segment/<model>/<volume>.zarr, uint64 ids)."""
+    """Segment every prediction into objects (results/segment/<model>/<volume>.zarr, uint64 ids; with
+    predict.output <output>/<model>/<volume>.segment.zarr, beside the prediction)."""
     block_shape: Shape3 = [32, 512, 512]
     """Blocks (z, y, x) of the blockwise steps: a unit of work and of resume, and a chunk of the output."""
     halo: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=3, max_length=3)] = [32, 32, 32]

@@ -10,7 +10,7 @@ from typing import Any
 from unetflow.atomic import protect_inputs
 from unetflow.config.model import PredictConfig
 from unetflow.logs import setup_logging
-from unetflow.steps.common import write_json
+from unetflow.steps.common import output_place, write_json, write_record
 from unetflow.stores import Location
 
 log = logging.getLogger(__name__)
@@ -27,9 +27,7 @@ def resolve_threshold(option: float | str, model: str) -> float:
 
 def prediction_place(target: str, options: PredictConfig) -> Location:
     """Where a prediction is written: `target` with the options to reach predict.output's store."""
-    if options.output is not None and target.startswith(options.output.url.rstrip("/")):
-        return Location(target, options.output.options)
-    return Location(target)
+    return output_place(target, options.output)
 
 
 def run_predict_init(
@@ -69,8 +67,7 @@ def run_predict_init(
             voxel_size=voxel_size,
         )
     if record is not None:
-        place = prediction_place(target, options)
-        write_json(record, {"prediction": place.url, **place.options.to_dict()})
+        write_record(record, "prediction", prediction_place(target, options))
 
 
 def run_predict(

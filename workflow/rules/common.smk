@@ -295,9 +295,27 @@ def predicted_groups(wildcards):
     ]
 
 
+def segmentation_place(model, volume):
+    """Where a segmentation is written: a path, or beside the prediction under predict.output (maybe a URL,
+    with the options to reach its store)."""
+    return place_of(RESULTS.segmentation(model, volume), SETTINGS.predict)
+
+
+def segmentation_target(wildcards):
+    """The path or URL the segmentation jobs write."""
+    return RESULTS.segmentation(wildcards.model, wildcards.volume)
+
+
+def segmentation_record():
+    """What segment_init leaves for the workflow to track: the segmentation's folder, or with
+    predict.output a local record of where it was written (as for the prediction)."""
+    record = RESULTS.segmentation_record("{model}", "{volume}")
+    return record if OUTPUT is not None else directory(record)
+
+
 def segment_groups(model, volume):
     """Block groups of a volume's segmentation: as planned when it exists, else from the config and size."""
-    planned = planned_segment_groups(RESULTS.segmentation(model, volume))
+    planned = planned_segment_groups(segmentation_place(model, volume))
     if planned is not None:
         return planned
     shape = known_shape(volume) or (1, 1, 1)
@@ -362,6 +380,13 @@ def labelled_segmentations(model):
     if not SETTINGS.segment.enabled:
         return []
     return [RESULTS.segmentation_summary(model, volume) for volume in labelled_volumes()]
+
+
+def labelled_segmentation_targets(wildcards):
+    """The label images of a model's labelled volumes, in the order of labelled_segmentations."""
+    if not SETTINGS.segment.enabled:
+        return []
+    return [RESULTS.segmentation(wildcards.model, volume) for volume in labelled_volumes()]
 
 
 def labelled_volumes():

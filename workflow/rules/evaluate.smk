@@ -19,6 +19,7 @@ rule evaluate:
         split=config["split"],
         options=config["evaluate"],
         threshold=config["predict"]["threshold"],
+        segmentations=labelled_segmentation_targets,
     threads: 2
     resources:
         mem_mb=4000,

@@ -1,6 +1,7 @@
 # Instance segmentation of every prediction: fragments and region graph per block group, one agglomeration,
 # a relabel per block group, then the label image's pyramid (unetflow.segment). A volume planned as one
-# block group runs the four steps as one job (step `all`).
+# block group runs the four steps as one job (step `all`). With predict.output the label image and its work
+# folder lie beside the prediction there (maybe on an object store): the rules track a local record of it.
 
 
 rule segment_init:
@@ -8,7 +9,7 @@ rule segment_init:
         prediction=RESULTS.prediction_record("{model}", "{volume}"),
         summary=RESULTS.prediction_summary("{model}", "{volume}"),
     output:
-        directory(RESULTS.segmentation("{model}", "{volume}")),
+        segmentation_record(),
     log:
         RESULTS.log("segment_init", "{model}/{volume}"),
     benchmark:
@@ -17,7 +18,9 @@ rule segment_init:
         options=config["segment"],
         groups=lambda wildcards: segment_groups(wildcards.model, wildcards.volume),
         prediction=prediction_target,
-        store=None if OUTPUT is None else OUTPUT.options.to_dict(),
+        target=segmentation_target,
+        predict=config["predict"],
+        record=(RESULTS.segmentation_record("{model}", "{volume}") if OUTPUT is not None else None),
     threads: 1
     resources:
         mem_mb=2000,
@@ -30,7 +33,7 @@ rule segment_init:
 
 rule segment_step:
     input:
-        target=RESULTS.segmentation("{model}", "{volume}"),
+        target=RESULTS.segmentation_record("{model}", "{volume}"),
         before=segment_step_inputs,
     output:
         touch(RESULTS.segment_flag("{model}", "{volume}", "{step}", "{group}")),
@@ -41,6 +44,8 @@ rule segment_step:
     params:
         step="{step}",
         group="{group}",
+        target=segmentation_target,
+        predict=config["predict"],
     threads: 1
     resources:
         mem_mb=segment_memory_mb,
@@ -55,7 +60,7 @@ rule segment_step:
 
 rule segment_finalize:
     input:
-        target=RESULTS.segmentation("{model}", "{volume}"),
+        target=RESULTS.segmentation_record("{model}", "{volume}"),
         relabelled=lambda wildcards: segment_flags(wildcards, "relabel"),
     output:
         RESULTS.segmentation_summary("{model}", "{volume}"),
@@ -65,6 +70,8 @@ rule segment_finalize:
         RESULTS.benchmark("segment_finalize", "{model}/{volume}")
     params:
         options=config["segment"],
+        target=segmentation_target,
+        predict=config["predict"],
     threads: 1
     resources:
         mem_mb=4000,
@@ -78,13 +85,16 @@ rule segment_finalize:
 rule segment_submission:
     input:
         summary=RESULTS.segmentation_summary("{model}", "{volume}"),
-        segmentation=RESULTS.segmentation("{model}", "{volume}"),
+        segmentation=RESULTS.segmentation_record("{model}", "{volume}"),
     output:
         RESULTS.isbi_submission("{model}", "{volume}"),
     log:
         RESULTS.log("segment_submission", "{model}/{volume}"),
     benchmark:
         RESULTS.benchmark("segment_submission", "{model}/{volume}")
+    params:
+        segmentation=segmentation_target,
+        predict=config["predict"],
     threads: 1
     resources:
         mem_mb=2000,

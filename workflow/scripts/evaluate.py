@@ -14,5 +14,5 @@ run_evaluate(
     slices=snakemake.output.slices,
     threshold=snakemake.params.threshold,
     options=Config.section("evaluate", snakemake.params.options),
-    segmentations=[path.removesuffix(".json") + ".zarr" for path in snakemake.input.segmentations],
+    segmentations=list(snakemake.params.segmentations),
 )

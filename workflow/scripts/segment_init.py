@@ -7,8 +7,10 @@ from unetflow.steps.segment import run_segment_init
 
 run_segment_init(
     probability=snakemake.params.prediction,
-    target=snakemake.output[0],
+    target=snakemake.params.target,
     options=Config.section("segment", snakemake.params.options),
     groups=snakemake.params.groups,
-    source={"level": 0, "store": snakemake.params.store},
+    source={"level": 0},
+    output=Config.section("predict", snakemake.params.predict).output,
+    record=snakemake.params.record,
 )
