@@ -392,12 +392,21 @@ def test_dask_slurm_workers_predict_what_the_local_run_did(chain: Chain, tmp_pat
     # Key order kept: Snakemake compares params as ordered mappings (a reorder reruns the whole chain).
     (work / "chain.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     predict_jobs = set(_slurm_logs(work, "rule_predict/*/*.log"))
+    # The prediction's summary as the target: the prediction and its finalization run again, not what the
+    # chain test already ran from them (segmentation, metrics, report, export).
+    summary = "results/predict/main/synthetic.json"
     result = subprocess.run(
-        _command(*CPU_CLUSTER), cwd=work, env=chain.env, capture_output=True, text=True, check=False
+        _command(*CPU_CLUSTER, "--", summary),
+        cwd=work,
+        env=chain.env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, _tail(result)
     out = result.stdout + result.stderr
-    assert "rule train:" not in out  # only the prediction and what follows it ran again
+    assert "rule train:" not in out and "rule report:" not in out  # only the prediction ran again
+    assert "predict_finalize" in out
     assert set(_slurm_logs(work, "rule_predict/*/*.log")) == predict_jobs  # no predict job went to SLURM
     log = (work / "results" / "logs" / "predict" / "main" / "synthetic.0.log").read_text()
     assert "#SBATCH -p debug" in log and "distributed scheduler" in log, log[-3000:]
