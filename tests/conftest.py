@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import SLURM_STARTED
 
 ROOT = Path(__file__).resolve().parents[1]
 ISBI = ROOT.parent / "shared" / "data" / "isbi2012"
@@ -25,3 +27,15 @@ def isbi_dir() -> Path:
     if not (ISBI / "train-volume.tif").exists():
         pytest.skip(f"ISBI 2012 data not found at {ISBI}")
     return ISBI
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop the SLURM test cluster once every test has run (in the controller, under xdist), not when
+    tests/test_slurm.py ends: Snakemake's SLURM plugin runs `scontrol show config` whenever Snakemake starts,
+    which waits 9 s where SLURM is installed and slurmctld is down, and every later `snakemake` call of the
+    other files would wait with it."""
+    if hasattr(session.config, "workerinput") or not SLURM_STARTED.exists():
+        return
+    stop = ROOT / "tests" / "slurm" / "stop.sh"
+    subprocess.run(["timeout", "-k", "5", "60", str(stop)], capture_output=True, check=False)
+    SLURM_STARTED.unlink(missing_ok=True)

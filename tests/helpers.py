@@ -21,6 +21,8 @@ import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+SLURM_STARTED = Path("/run/slurm/unetflow-tests-started")
+"""Written by tests/test_slurm.py when it starts the SLURM test cluster (up until the session ends)."""
 
 
 def copy_workflow(folder: Path) -> Path:

@@ -351,6 +351,7 @@ def test_workflow_survives_a_killed_snakemake_and_redoes_a_deleted_shard(
         "split": None,
         "pretrained": {"path": "model.pt"},
         "predict": {"device": "cpu", "block_groups": 2},
+        "segment": {"enabled": False},  # the prediction's faults; a killed segmentation: test_segment.py
     }
     (folder / "case.yaml").write_text(yaml.safe_dump(config))
     # Snakemake and its job killed together (a closed terminal, a lost node) once block group 0 is done

@@ -70,6 +70,22 @@ def test_tiny_run_segments_at_the_threshold_of_the_models_loss(tiny_run: Path) -
     np.testing.assert_array_equal(segmentation, (probability > threshold).astype(np.uint8))
 
 
+def test_tiny_run_segments_each_prediction_in_one_job(tiny_run: Path) -> None:
+    """Each volume's segmentation (one block group: fragments to relabel as one job, step `all`): a label
+    image with its pyramid, its objects counted in the summary, scored against the labels in metrics.json."""
+    from unetflow.data import omezarr
+    from unetflow.layout import RESULTS
+
+    for volume in ("synthetic", "unlabelled", "sparse"):
+        steps = tiny_run / RESULTS.segment_flag("main", volume, "all")
+        assert sorted(p.name for p in steps.parent.iterdir()) == ["all-0.done"]
+        written = omezarr.open_image(tiny_run / RESULTS.segmentation("main", volume))[:]
+        summary = json.loads((tiny_run / RESULTS.segmentation_summary("main", volume)).read_text())
+        assert summary["objects"] == len(np.unique(written[written > 0])) and summary["levels"] == 4
+    scores = json.loads((tiny_run / RESULTS.metrics("main")).read_text())["segment"]["volumes"]
+    assert list(scores) == ["synthetic"] and scores["synthetic"]["scores"]["segmentation"]["voi"] >= 0.0
+
+
 def test_tiny_run_exports_the_model_as_a_bioimageio_package(tiny_run: Path) -> None:
     """rule all ends with results/models/<model>/bioimageio.zip: the checkpoint's weights, the metrics."""
     pytest.importorskip("bioimageio.spec")
