@@ -17,7 +17,6 @@ another's net; on the CPU each block computes on its share of the cores.
 from __future__ import annotations
 
 import collections
-import contextlib
 import copy
 import json
 import logging
@@ -34,6 +33,7 @@ import torch
 from unetflow.atomic import DISK_FULL, atomic_path
 from unetflow.config.model import PredictConfig
 from unetflow.data import omezarr
+from unetflow.data.planned import planned_output
 from unetflow.device import resolve_device
 from unetflow.errors import InputError
 from unetflow.logs import progress_bar
@@ -159,13 +159,9 @@ def _resumable(place: Location, attrs: dict[str, Any]) -> dict[str, Any] | None:
 def _create_outputs(
     place: Location, plan: PredictionPlan, attrs: dict[str, Any], voxel_size: tuple[float, float, float]
 ) -> None:
-    """The empty probability image and segmentation labels of a prediction, whose plan marks them complete:
-    written to a temporary folder then renamed on a file system; on an object store (no rename) the old
-    objects go first and the plan is added last, so a killed start leaves no store that looks planned."""
-    local = place.is_local
-    with atomic_path(place.path) if local else contextlib.nullcontext(place) as tmp:
-        if not local:
-            place.remove()
+    """The empty probability image and segmentation labels of a prediction, whose plan marks them complete
+    (unetflow.data.planned: a killed start leaves nothing that looks planned)."""
+    with planned_output(place, attrs, key=PLAN_KEY) as (tmp, now):
         omezarr.create_image(
             tmp,
             shape=plan.shape,
@@ -174,7 +170,7 @@ def _create_outputs(
             shards=plan.shard if plan.sharded else None,
             ngff=plan.ngff,
             voxel_size=voxel_size,
-            attrs=attrs if local else {k: v for k, v in attrs.items() if k != PLAN_KEY},
+            attrs=now,
             name=place.stem,
             compression_level=OUTPUT_COMPRESSION,
         )
@@ -187,8 +183,6 @@ def _create_outputs(
             kind="binary",
             compression_level=OUTPUT_COMPRESSION,
         )
-        if not local:
-            omezarr.update_attrs(place, {PLAN_KEY: attrs[PLAN_KEY]})
 
 
 def is_planned(target: str | Path | Location) -> bool:

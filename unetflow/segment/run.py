@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -26,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from unetflow.atomic import atomic_path
 from unetflow.data import omezarr, zarrmeta
+from unetflow.data.planned import planned_output
 from unetflow.errors import InputError
 from unetflow.logs import progress_bar
 from unetflow.segment import hierarchy, store
@@ -116,17 +115,12 @@ def _resumable(place: Location, attrs: dict[str, Any]) -> bool:
 
 
 def _create_outputs(place: Location, plan: SegmentPlan, attrs: dict[str, Any]) -> None:
-    """The empty work folder and label image of a segmentation, whose plan marks them complete: on a file
-    system the image is written to a temporary folder and renamed, after the work folder (where the output
-    exists, its work folder does too); on an object store (no rename) the old objects go first and the
-    plan is added last, so a killed start leaves nothing that looks planned."""
+    """The empty work folder and label image of a segmentation, whose plan marks them complete
+    (unetflow.data.planned), the work folder first: where the output is planned, its work folder is there."""
     chunk = tuple(min(b, n) for b, n in zip(plan.block, plan.shape, strict=True))
     store.work_folder(place).remove()
     store.create_fragments(place, shape=plan.shape, chunks=chunk, level=OUTPUT_COMPRESSION)
-    local = place.is_local
-    with atomic_path(place.path) if local else contextlib.nullcontext(place) as tmp:
-        if not local:
-            place.remove()
+    with planned_output(place, attrs, key=PLAN_KEY) as (tmp, now):
         omezarr.create_image(
             tmp,
             shape=plan.shape,
@@ -134,13 +128,11 @@ def _create_outputs(place: Location, plan: SegmentPlan, attrs: dict[str, Any]) -
             chunks=chunk,  # type: ignore[arg-type]
             voxel_size=plan.voxel_size,
             ngff="0.5",
-            attrs=attrs if local else {k: v for k, v in attrs.items() if k != PLAN_KEY},
+            attrs=now,
             name=place.stem,
             compression_level=OUTPUT_COMPRESSION,
         )
         omezarr.mark_label_image(tmp)
-        if not local:
-            omezarr.update_attrs(place, {PLAN_KEY: attrs[PLAN_KEY]})
 
 
 class StepContext:
