@@ -262,6 +262,18 @@ def test_journal_entries_on_s3_are_objects_read_back_by_one_listing(s3: str) -> 
     }
 
 
+def test_only_what_lies_under_the_output_gets_its_store_options() -> None:
+    """A target under predict.output is reached with its endpoint; a sibling prefix that merely starts with
+    the same letters (s3://lab/run2 beside s3://lab/run) is not."""
+    from unetflow.config.model import OutputConfig
+    from unetflow.steps.common import output_place
+
+    output = OutputConfig(url="s3://lab/run/", endpoint_url="http://127.0.0.1:9000")
+    assert output_place("s3://lab/run/main/em.zarr", output).options.endpoint_url == "http://127.0.0.1:9000"
+    assert output_place("s3://lab/run", output).options == output.options
+    assert output_place("s3://lab/run2/main/em.zarr", output).options == StoreOptions()
+
+
 def test_a_missing_bucket_or_key_is_named(s3: str) -> None:
     options = StoreOptions(endpoint_url=s3)
     with pytest.raises(InputError, match=r"s3://lab/absent.zarr: no such object or prefix in lab at http://"):

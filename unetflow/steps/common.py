@@ -20,7 +20,8 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> None:
 def output_place(target: str, output: OutputConfig | None) -> Location:
     """Where `target` lies: under predict.output (a prediction, a segmentation), with the options to reach
     its store (endpoint_url, profile: never a credential); else a plain path or URL."""
-    if output is not None and target.startswith(output.url.rstrip("/")):
+    root = None if output is None else output.url.rstrip("/")
+    if root is not None and (target == root or target.startswith(root + "/")):
         return Location(target, output.options)
     return Location(target)
 
