@@ -18,7 +18,7 @@ from unetflow.config.model import PredictConfig
 from unetflow.data import omezarr
 from unetflow.errors import InputError
 from unetflow.model.unet import UNet, UNetConfig
-from unetflow.predict import finalize_prediction, incomplete_groups, predict_volume
+from unetflow.predict import finalize_prediction, incomplete_groups, init_prediction, predict_volume
 from unetflow.predict.progress import ShardFiles, journal_path
 from unetflow.predict.run import ShardWriter
 from unetflow.predict.sources import SourceSpec
@@ -183,6 +183,12 @@ def test_an_output_on_s3_resumes_after_a_kill_and_redoes_what_changed(
     assert predict_volume(model, spec, remote, **{**RUN, "options": options, "block": 16})["computed"] == 2
     assert incomplete_groups(remote) == {}
     np.testing.assert_array_equal(omezarr.open_image(remote)[:], _level0(model, spec, tmp_path))
+    # The workflow's predict_init on a new machine: the same options resume, a changed option that the plan
+    # does not hold (test-time augmentation) starts the prediction afresh instead of keeping old values.
+    for tta, incomplete in ((False, {}), (True, {0: 9, 1: 9})):
+        again_options = options.model_copy(update={"tta": tta})
+        init_prediction(spec, remote, model=model, options=again_options, groups=2, stride=16, block=16)
+        assert incomplete_groups(remote) == incomplete
 
 
 def _level0(model: UNet, spec: SourceSpec, tmp_path: Path) -> np.ndarray:

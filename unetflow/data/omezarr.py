@@ -28,13 +28,11 @@ import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import dask.array as da
 import numcodecs
 import numpy as np
 import zarr
-from ome_zarr.format import FormatV04, FormatV05
 from zarr.codecs import ZstdCodec
 
 from unetflow.atomic import atomic_path
@@ -47,10 +45,12 @@ from unetflow.data.labels import IGNORE_STORED
 from unetflow.errors import InputError
 from unetflow.stores import Location
 
-with warnings.catch_warnings():
-    # ome-zarr-py's writer module builds a deprecated Scaler as a default argument when imported
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
+if TYPE_CHECKING:  # dask and ome-zarr-py (with pandas and xarray) are imported where used: every job of the
+    # workflow imports this module, and importing them cost each 0.8 s of CPU
+    import dask.array as da
+    from ome_zarr.format import FormatV04
+
+    ArrayLike = np.ndarray | da.Array
 
 LEVEL = "0"
 """Path of the (only) multiscale level inside an image or label group."""
@@ -69,7 +69,6 @@ LABEL_DTYPES: dict[str, np.dtype] = {"instance": np.dtype(np.uint32), "binary": 
 MAX_CHUNK_XY = 512
 
 LabelKind = Literal["instance", "binary"]
-ArrayLike = np.ndarray | da.Array
 Place = str | os.PathLike[str] | Location
 """A path or a Location (a URL with the options to reach it)."""
 
@@ -88,9 +87,21 @@ NGFF_VERSIONS = ("0.4", "0.5")
 
 
 def _format(ngff: str = "0.4") -> FormatV04:
+    """ome-zarr-py's writer format of an OME-NGFF version."""
+    from ome_zarr.format import FormatV04, FormatV05
+
     if ngff not in NGFF_VERSIONS:
         raise ValueError(f"OME-NGFF version {ngff!r} is not one of {NGFF_VERSIONS}")
     return FormatV05() if ngff == "0.5" else FormatV04()
+
+
+def _ome_writer() -> Any:
+    """ome-zarr-py's writer module, imported on first use."""
+    with warnings.catch_warnings():
+        # it builds a deprecated Scaler as a default argument when imported
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from ome_zarr import writer
+    return writer
 
 
 def ngff_version(path: Place) -> str:
@@ -172,7 +183,7 @@ def _multiscales(
     fmt: FormatV04,
     levels: int = 1,
 ) -> None:
-    write_multiscales_metadata(
+    _ome_writer().write_multiscales_metadata(
         group,
         datasets=[
             {
@@ -465,7 +476,7 @@ def _register_labels(image_path: Place, name: str, kind: str, *, ignore: int | N
     labels_group = group.require_group(LABELS_GROUP)
     listed = labels_group.attrs.get("labels", []) if fmt.zarr_format == 2 else []
     labels_group.attrs["labels"] = [n for n in listed if n != name]
-    write_label_metadata(labels_group, name, fmt=fmt, source={"image": "../../"})
+    _ome_writer().write_label_metadata(labels_group, name, fmt=fmt, source={"image": "../../"})
     meta = dict(group.attrs.get(ATTRS_KEY, {}))
     meta["labels"] = {**dict(meta.get("labels", {})), name: kind}
     ignored = {key: value for key, value in dict(meta.get("label_ignore", {})).items() if key != name}

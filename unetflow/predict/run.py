@@ -87,6 +87,7 @@ def init_prediction(
         "source": spec.to_dict(),
         "threshold": float(threshold),
         "model": dict(provenance or {}),
+        "computed": _computed_with(options),
     }
     existing = _resumable(place, attrs)
     if existing is not None:
@@ -141,9 +142,17 @@ def _plan(
     )
 
 
+def _computed_with(options: PredictConfig) -> dict[str, Any]:
+    """The options that change what a prediction holds beyond its plan (a changed one on an object store
+    starts the prediction afresh instead of resuming it)."""
+    keys = ("tta", "precision", "instances", "skip_empty", "pyramid")
+    return {key: getattr(options, key) for key in keys}
+
+
 def _resumable(place: Location, attrs: dict[str, Any]) -> dict[str, Any] | None:
-    """On an object store, the normalisation of a prediction already there with this plan, source, threshold
-    and model (a new machine running the same config goes on with it); None where a new one is needed."""
+    """On an object store, the normalisation of a prediction already there with this plan, source, threshold,
+    model and options (a new machine running the same config goes on with it); None where a new one is
+    needed."""
     if place.is_local:
         return None  # the workflow removes a local output before it is made again
     try:
@@ -152,7 +161,7 @@ def _resumable(place: Location, attrs: dict[str, Any]) -> dict[str, Any] | None:
         return None
     if "normalization" not in found or any(found.get(key) != value for key, value in attrs.items()):
         return None
-    log.info("%s: a prediction with this plan, source and model is there: it is resumed", place)
+    log.info("%s: a prediction with this plan, source, model and options is there: it is resumed", place)
     return dict(found["normalization"])
 
 
