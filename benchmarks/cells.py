@@ -12,7 +12,8 @@ frames; both directions, each and the mean. Training is configs/isbi2012-cpu.yam
 16 channels, Adam lr 1e-3 cosine, tile 196, the paper's weight map, augmentation, the raw moved onto the
 labels' measured offset: train.label_offset auto) for --steps steps; prediction with test-time augmentation
 (the 8 flips and rotations, as that recipe); cells at the checkpoint's threshold (cells: watershed and
-components, min_size 30, grow 0, as config.yaml; --seed-threshold, --min-size, --grow-cells score others).
+components, seeds maxima with dynamic 0.5, min_size 30, grow 0, as config.yaml; --seeds, --dynamic,
+--seed-threshold, --min-size, --grow-cells score others).
 
 With --data synthetic: two synthetic time-lapses in the same layout instead (unetflow.data.cellsynth:
 touching phase-contrast-like cells that move; 01 8-bit, 02 16-bit; 16 frames of 192 x 256, 24 cells).
@@ -180,6 +181,8 @@ def score(
     model: Path,
     test_seq: str,
     *,
+    seeds: str,
+    dynamic: float,
     seed_threshold: float | str,
     min_size: int,
     grow: int,
@@ -204,6 +207,8 @@ def score(
             probability,
             threshold=threshold,
             method=method,
+            seeds=seeds,
+            dynamic=dynamic,
             seed_threshold=seed_threshold,
             min_size=min_size,
             grow=grow,
@@ -229,7 +234,9 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["separated", "touching"])
     parser.add_argument("--directions", nargs="+", default=["01", "02"], help="sequences to train on")
     parser.add_argument("--workdir", type=Path, default=None)
-    parser.add_argument("--seed-threshold", default="auto", help="watershed seeds (cells.seed_threshold)")
+    parser.add_argument("--seeds", choices=["maxima", "level"], default="maxima", help="cells.seeds")
+    parser.add_argument("--dynamic", type=float, default=0.5, help="seeds maxima (cells.dynamic)")
+    parser.add_argument("--seed-threshold", default="auto", help="seeds level (cells.seed_threshold)")
     parser.add_argument("--min-size", type=int, default=30, help="smallest cell kept (cells.min_size)")
     parser.add_argument("--grow-cells", type=int, default=0, help="px predicted cells grow (cells.grow)")
     args = parser.parse_args()
@@ -255,6 +262,8 @@ def main() -> None:
                 work,
                 model,
                 test_seq,
+                seeds=args.seeds,
+                dynamic=args.dynamic,
                 seed_threshold=seeds,
                 min_size=args.min_size,
                 grow=args.grow_cells,

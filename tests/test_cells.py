@@ -23,7 +23,7 @@ def test_a_faint_gap_splits_cells_in_the_watershed_only() -> None:
     probability = joined_cells(0.6)
     components = segment_cells(probability, threshold=0.5, method="components")
     assert components.max() == 1
-    cells = segment_cells(probability, threshold=0.5)
+    cells = segment_cells(probability, threshold=0.5, seeds="level")
     assert cells.max() == 2 and cells.dtype == np.uint32
     assert (cells == 1).sum() + (cells == 2).sum() == (probability > 0.5).sum()  # nothing lost
     assert set(np.unique(cells[:, 2:14])) >= {1} and 2 not in cells[:, :14]
@@ -31,10 +31,20 @@ def test_a_faint_gap_splits_cells_in_the_watershed_only() -> None:
     assert segment_cells(joined_cells(0.1), threshold=0.5, method="components").max() == 2
 
 
+@pytest.mark.parametrize(("dip", "count"), [(0.6, 1), (0.4, 2)])
+def test_maxima_seeds_split_where_the_dip_is_deeper_than_the_dynamic(dip: float, count: int) -> None:
+    """seeds maxima (the default): two maxima of 0.95 seed two cells only where the probability between them
+    falls by more than `dynamic` (0.5): a dip to 0.6 is a cell the net saw unevenly, one to 0.4 a gap."""
+    probability = joined_cells(dip)
+    cells = segment_cells(probability, threshold=0.3)
+    assert cells.max() == count and (cells > 0).sum() == (probability > 0.3).sum()
+    assert segment_cells(probability, threshold=0.3, dynamic=0.2).max() == 2
+
+
 def test_foreground_no_seed_reaches_is_a_cell_of_its_own() -> None:
     probability = joined_cells(0.1)
     probability[2:18, 2:14] = 0.7  # above the threshold, below the seeds' level (0.75)
-    cells = segment_cells(probability, threshold=0.5)
+    cells = segment_cells(probability, threshold=0.5, seeds="level")
     assert cells.max() == 2 and np.all(cells[2:18, 2:14] > 0)
 
 
@@ -73,7 +83,7 @@ def test_small_cell_joins_the_neighbour_it_borders_most() -> None:
     probability[1:11, 13:23] = 0.95  # cell B
     probability[3:7, 11:13] = 0.6  # a 4 x 2 px piece between them, bordering A along 4 px, B along 4 px
     probability[7:9, 11] = 0.6  # and A along 2 more
-    cells = segment_cells(probability, threshold=0.5, seed_threshold=0.9, min_size=20)
+    cells = segment_cells(probability, threshold=0.5, seeds="level", seed_threshold=0.9, min_size=20)
     assert cells.max() == 2
     assert cells[4, 11] == cells[4, 5]
 
@@ -87,6 +97,8 @@ def test_options_and_bad_input() -> None:
         segment_cells(np.zeros((2, 4, 4)), threshold=0.5)
     with pytest.raises(ValueError, match="method"):
         segment_cells(np.zeros((4, 4)), threshold=0.5, method="magic")
+    with pytest.raises(ValueError, match="seeds must be one of maxima, level"):
+        segment_cells(np.zeros((4, 4)), threshold=0.5, seeds="peaks")
     with pytest.raises(InputError, match="seed_threshold"):
         CellsConfig.from_dict({"threshold": 0.6, "seed_threshold": 0.5})
     stack = segment_frames(

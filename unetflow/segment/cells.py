@@ -4,12 +4,15 @@ Two methods (`cells.method`, unetflow.config.model.CellsConfig):
 
 - components: the connected components of the thresholded foreground (probability > threshold). Cells
   the net left touching, even by one pixel, are one object.
-- watershed (the default): seeds are the connected components of the pixels the net is surest of
-  (probability > seed_threshold, auto: halfway between the threshold and 1), and each seed floods the
-  foreground downhill on the probability (scikit-image's watershed of 1 - probability, masked to the
-  foreground), so two cells joined by a gap the net saw only faintly (the probability dips there but
-  stays above the threshold) are split along that dip. Foreground that no seed reaches is a cell of its
-  own, so nothing the threshold calls foreground is lost.
+- watershed (the default): each seed floods the foreground downhill on the probability (scikit-image's
+  watershed of 1 - probability, masked to the foreground), so two cells joined by a gap the net saw only
+  faintly (the probability dips there but stays above the threshold) are split along that dip. The seeds
+  (`seeds`): `maxima`, the default, the probability's regional maxima that rise at least `dynamic` above
+  the lowest pass to any higher one (h-maxima, by morphological reconstruction: a cell whose inside the
+  net saw unevenly keeps one seed unless a dip deeper than `dynamic` parts it); `level`, the connected
+  components of the pixels the net is surest of (probability > seed_threshold, auto: halfway between the
+  threshold and 1), which cuts such a cell wherever it dips below that level. Foreground that no seed
+  reaches is a cell of its own, so nothing the threshold calls foreground is lost.
 
 Then, in both methods, the same rules: each cell's holes (background enclosed by that cell alone) are
 filled; a cell smaller than `min_size` pixels joins the neighbour it shares the longest border with (4-
@@ -23,9 +26,11 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+from skimage.morphology import local_maxima, reconstruction
 from skimage.segmentation import expand_labels, relabel_sequential, watershed
 
 METHODS = ("watershed", "components")
+SEEDS = ("maxima", "level")
 
 
 def seed_level(threshold: float, seed_threshold: float | str = "auto") -> float:
@@ -44,6 +49,8 @@ def segment_cells(
     *,
     threshold: float,
     method: str = "watershed",
+    seeds: str = "maxima",
+    dynamic: float = 0.5,
     seed_threshold: float | str = "auto",
     min_size: int = 30,
     fill_holes: bool = True,
@@ -56,6 +63,8 @@ def segment_cells(
         raise ValueError(f"segment_cells takes one 2-D (y, x) frame, got shape {values.shape}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if seeds not in SEEDS:
+        raise ValueError(f"seeds must be one of {', '.join(SEEDS)}, got {seeds!r}")
     if connectivity not in (1, 2):
         raise ValueError(f"connectivity must be 1 (4-neighbour) or 2 (8-neighbour), got {connectivity!r}")
     if not 0.0 <= threshold <= 1.0:
@@ -65,8 +74,13 @@ def segment_cells(
     if method == "components":
         cells = ndimage.label(foreground, structure=structure)[0]
     else:
-        seeds = ndimage.label(values > seed_level(threshold, seed_threshold), structure=structure)[0]
-        cells = watershed(1.0 - values.astype(np.float64), seeds, mask=foreground, connectivity=connectivity)
+        if seeds == "maxima":
+            markers = ndimage.label(_dynamic_maxima(values, dynamic, structure) & foreground, structure)[0]
+        else:
+            markers = ndimage.label(values > seed_level(threshold, seed_threshold), structure=structure)[0]
+        cells = watershed(
+            1.0 - values.astype(np.float64), markers, mask=foreground, connectivity=connectivity
+        )
         unreached = ndimage.label(foreground & (cells == 0), structure=structure)[0]
         cells = np.where(unreached > 0, unreached + cells.max(), cells)
     if fill_holes:
@@ -76,6 +90,15 @@ def segment_cells(
     if grow > 0:
         cells = expand_labels(cells, distance=grow)
     return relabel_sequential(cells.astype(np.uint32))[0].astype(np.uint32)
+
+
+def _dynamic_maxima(values: np.ndarray, dynamic: float, structure: np.ndarray) -> np.ndarray:
+    """The regional maxima of the probability lowered by `dynamic` and rebuilt under it (morphological
+    reconstruction, as h-maxima are found): maxima joined by a pass less than `dynamic` below them become one
+    plateau, hence one seed, even where they are equally high (a saturated net's 1.0s)."""
+    image = values.astype(np.float64)
+    rebuilt = reconstruction(image - dynamic, image, method="dilation", footprint=structure)
+    return local_maxima(rebuilt, footprint=structure, allow_borders=True)
 
 
 def segment_frames(probability: np.ndarray, **options: object) -> np.ndarray:

@@ -106,6 +106,8 @@ def run_ctc_cells(
                     np.asarray(probability[number : number + 1], dtype=np.float32),
                     threshold=cut,
                     method=options.method,
+                    seeds=options.seeds,
+                    dynamic=options.dynamic,
                     seed_threshold=options.seed_threshold,
                     min_size=options.min_size,
                     fill_holes=options.fill_holes,
