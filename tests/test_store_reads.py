@@ -24,6 +24,7 @@ from unetflow.stores.clients import aws_credentials
 
 SHAPE = (2, 48, 40)
 CHUNKS = (1, 16, 16)
+SHARDS = (1, 48, 32)
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +34,17 @@ def volume() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def counted(tmp_path_factory: pytest.TempPathFactory, volume: np.ndarray) -> str:
-    """A counting moto server (its own process) with `lab/plain.zarr` (Zarr v3), `lab/stack.n5`, and
-    `lab/sparse.zarr` (plain.zarr without its chunk (1, 2, 2))."""
+    """A counting moto server (its own process) with `lab/plain.zarr` (Zarr v3), `lab/sharded.zarr` (the
+    same in shards of 1 x 48 x 32), `lab/stack.n5`, and `lab/sparse.zarr` (plain.zarr without its chunk
+    (1, 2, 2))."""
     root = tmp_path_factory.mktemp("counted")
     zarr.create_array(str(root / "plain.zarr"), data=volume, chunks=CHUNKS, zarr_format=3)
+    zarr.create_array(str(root / "sharded.zarr"), data=volume, chunks=CHUNKS, shards=SHARDS, zarr_format=3)
     write_n5(root / "stack.n5" / "raw", volume, CHUNKS)
     with environment(TEST_CREDENTIALS), moto_s3_process(root / "moto.log") as endpoint:
         fs = Location("s3://lab", StoreOptions(endpoint_url=endpoint)).fs
         fs.mkdir("lab")
-        for name in ("plain.zarr", "stack.n5"):
+        for name in ("plain.zarr", "sharded.zarr", "stack.n5"):
             fs.put(str(root / name), f"lab/{name}", recursive=True)
         fs.put(str(root / "plain.zarr"), "lab/sparse.zarr", recursive=True)
         fs.rm_file("lab/sparse.zarr/c/1/2/2")  # a chunk never written
@@ -66,6 +69,28 @@ def test_a_read_fetches_each_chunk_with_one_get_and_neighbours_fetch_only_new_ch
     assert served(counted, before) == {}
     np.testing.assert_array_equal(image[0, 20:40, 0:20], volume[0, 20:40, 0:20])  # row 2 is new
     assert served(counted, before) == {"get": 2}
+
+
+@pytest.mark.parametrize("whole", [0, 64, 2**20])
+def test_an_array_read_through_fetches_each_shard_in_one_get_where_it_may_hold_it(
+    counted: str, volume: np.ndarray, whole: int
+) -> None:
+    """The pyramid reads the level below chunk by chunk: with `whole` bytes, a shard is fetched once (its
+    size, then all of it) and its chunks decoded from memory; without, or where a shard is larger (64
+    bytes: after asking its size once), each chunk is a range request."""
+    store = Location("s3://lab/sharded.zarr", StoreOptions(endpoint_url=counted)).zarr_store(
+        read_only=True, keep=True, whole=whole
+    )
+    array = zarr.open_array(store=store, mode="r", zarr_format=3)
+    before = server_counts(counted)
+    for z, y, x in np.ndindex(2, 3, 3):  # every chunk, one at a time, as the pyramid reads them
+        region = (z, slice(16 * y, 16 * y + 16), slice(16 * x, 16 * x + 16))
+        np.testing.assert_array_equal(array[region], volume[region])
+    shards = 2 * 1 * 2
+    ranges = shards + 2 * 3 * 3  # each shard's index once (kept), then one range per chunk
+    expected = {0: {"get": ranges}, 64: {"head": shards, "get": ranges}}
+    expected[2**20] = {"head": shards, "get": shards}
+    assert served(counted, before) == expected[whole]
 
 
 def test_tensorstore_reads_fetch_each_chunk_once_too(counted: str, volume: np.ndarray) -> None:

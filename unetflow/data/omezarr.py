@@ -73,13 +73,26 @@ Place = str | os.PathLike[str] | Location
 """A path or a Location (a URL with the options to reach it)."""
 
 
+_REMOTE_FORMATS: dict[str, int] = {}
+"""The Zarr format of each node at a URL this process opened: zarr-python finds an unstated format by asking
+for the metadata of both (zarr.json, .zgroup, .zarray, .zattrs, .zmetadata), 4-5 requests per open on a
+store; a node opened again is asked for its own format's metadata only."""
+
+
 def _zarr_open(place: Place, mode: str, **kwargs: Any) -> Any:
     """zarr.open_group / zarr.open at a path or a Location (`kwargs["group"]` False: any node)."""
     location = Location.of(place)
     store = location.zarr_store(read_only=mode == "r")
+    remote = not location.is_local
+    if remote and mode != "w" and "zarr_format" not in kwargs and str(location) in _REMOTE_FORMATS:
+        kwargs["zarr_format"] = _REMOTE_FORMATS[str(location)]
     if kwargs.pop("group", True):
-        return zarr.open_group(store=store, mode=mode, **kwargs)
-    return zarr.open(store=store, mode=mode, **kwargs)
+        node = zarr.open_group(store=store, mode=mode, **kwargs)
+    else:
+        node = zarr.open(store=store, mode=mode, **kwargs)
+    if remote:
+        _REMOTE_FORMATS[str(location)] = node.metadata.zarr_format
+    return node
 
 
 NGFF_VERSIONS = ("0.4", "0.5")

@@ -27,7 +27,6 @@ from scipy import ndimage
 
 from unetflow.data import omezarr
 from unetflow.errors import InputError
-from unetflow.geometry import ShardGrid
 from unetflow.logs import progress_bar
 from unetflow.predict import progress
 from unetflow.predict.plan import PredictionPlan, read_plan
@@ -41,6 +40,9 @@ PYRAMID = "pyramid"
 """Name of the finalisation's journal (the pyramid's shards)."""
 READS_IN_FLIGHT = 16
 """Chunks of the level below read at once while a level is built."""
+WHOLE_SHARD_BYTES = 256 * 2**20
+"""A shard of the level below on a store up to this size is fetched in one request and its chunks decoded
+from memory (one shard held at a time); a larger one is read chunk by chunk, in ranges."""
 
 
 def pyramid_levels(shape: tuple[int, ...], wanted: int) -> int:
@@ -72,22 +74,25 @@ def _coarsen(values: np.ndarray, *, labels: bool) -> np.ndarray:
     return total
 
 
-def _open_level(place: Location, mode: str) -> Any:
-    """The array of one pyramid level; read only (the level below, complete), it keeps what it fetched
-    from a store, so each shard's index is read once, not once per chunk."""
+def _open_level(place: Location, mode: str, zarr_format: int) -> Any:
+    """The array of one pyramid level; read only (the level below, complete, read through), a shard on a
+    store is fetched whole in one request and its chunks decoded from memory, not fetched one by one, and
+    the array is opened as the plan's `zarr_format` (no request for the other format's metadata)."""
     if mode != "r":
         return omezarr.open_image(place, mode=mode)
-    return zarr.open_array(store=place.zarr_store(read_only=True, keep=True), mode="r")
+    store = place.zarr_store(read_only=True, keep=True, whole=WHOLE_SHARD_BYTES)
+    return zarr.open_array(store=store, mode="r", zarr_format=zarr_format)
 
 
 class _Level:
     """The probability and segmentation arrays of one pyramid level, with their grid and shard files."""
 
-    def __init__(self, target: Location, grid: ShardGrid, level: int, mode: str = "r") -> None:
-        self.target, self.grid, self.level = target, grid, level
+    def __init__(self, target: Location, plan: PredictionPlan, level: int, mode: str = "r") -> None:
+        self.target, self.grid, self.level = target, plan.level_grid(level), level
+        zarr_format = 3 if plan.ngff == "0.5" else 2
         self.arrays = [
-            (_open_level(target / str(level), mode), False),
-            (_open_level(target / omezarr.LABELS_GROUP / SEGMENTATION / str(level), mode), True),
+            (_open_level(target / str(level), mode, zarr_format), False),
+            (_open_level(target / omezarr.LABELS_GROUP / SEGMENTATION / str(level), mode, zarr_format), True),
         ]
         self.files = progress.ShardFiles(target, level)
 
@@ -113,7 +118,7 @@ def build_pyramid(target: str | Path | Location, levels: int, *, show_progress: 
     with progress.journal(journal_file) as record:
         for level in range(1, levels):
             grid = grids[level]
-            lower, upper = _Level(folder, grids[level - 1], level - 1), _Level(folder, grid, level, mode="r+")
+            lower, upper = _Level(folder, plan, level - 1), _Level(folder, plan, level, mode="r+")
             finished = progress.complete(target, range(len(grid)), grid.index, entries=entries, level=level)
             todo = [n for n in range(len(grid)) if n not in finished]
             for number in progress_bar(
@@ -140,7 +145,11 @@ def _level_shard(
     if not any(any(entries.get((lower.level, n), empty).sizes) for n in lower.grid.shards_in(below)):
         return progress.Entry(shard=number, sizes=(0, 0), level=upper.level)
     upper.files.clear(index)
-    chunks = lower.grid.chunks_in(below)
+    chunks = [  # shard by shard: a shard fetched whole is done with before the next is fetched
+        start
+        for n in lower.grid.shards_in(below)
+        for start in lower.grid.chunks_in(_overlap(below, lower.grid.region(lower.grid.index(n))))
+    ]
     for (source, labels), (destination, _) in zip(lower.arrays, upper.arrays, strict=True):
         pieces: Pieces = {}
         for (z, y, x), values in _read_chunks(source, chunks, lower):
@@ -148,6 +157,12 @@ def _level_shard(
                 pieces[(z, y // 2, x // 2)] = _coarsen(values, labels=labels)
         write_pieces(destination, region, pieces)
     return progress.Entry(shard=number, sizes=upper.files.sizes(index), level=upper.level)
+
+
+def _overlap(a: tuple[slice, ...], b: tuple[slice, ...]) -> tuple[slice, slice, slice]:
+    """The voxels two (z, y, x) regions share."""
+    z, y, x = (slice(max(p.start, q.start), min(p.stop, q.stop)) for p, q in zip(a, b, strict=True))
+    return z, y, x
 
 
 def _read_chunks(

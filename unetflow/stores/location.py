@@ -402,18 +402,21 @@ class Location:
         }
 
     # the libraries that read and write arrays
-    def zarr_store(self, *, read_only: bool = True, keep: bool = False) -> Any:
+    def zarr_store(self, *, read_only: bool = True, keep: bool = False, whole: int = 0) -> Any:
         """A zarr-python store here: the local one, or fsspec's (asynchronous: a block's chunks are fetched
         concurrently) wrapped so that every request is retried and a final failure is named; with `keep`
-        (a read-only input), what it fetched is kept in memory for the next blocks (`stores.cache`)."""
+        (a read-only input), what it fetched is kept in memory for the next blocks (`stores.cache`), and an
+        object of at most `whole` bytes (a shard of an array read through) is fetched in one request, not
+        chunk by chunk."""
         from zarr.storage import FsspecStore, LocalStore
 
         if self._path is not None:
             return LocalStore(self._path, read_only=read_only)
         fs = filesystem(str(self.scheme), self.options, asynchronous=True)
-        kept = cache.ObjectCache() if keep and read_only else None
+        limit = max(cache.CHUNK_CACHE_BYTES, whole + cache.ENTRY_OVERHEAD)
+        kept = cache.ObjectCache(limit) if keep and read_only else None
         store = FsspecStore(fs, path=self.fspath, read_only=read_only)
-        return RetryingStore(store, location=self, cache=kept)
+        return RetryingStore(store, location=self, cache=kept, whole=whole)
 
     def tensorstore_context(self) -> dict[str, Any]:
         """tensorstore's context for this place: its requests retried with backoff like zarr's, and at a

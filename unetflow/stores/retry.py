@@ -4,7 +4,9 @@ One policy for every scheme and library: a dropped or refused connection, a time
 429) or a server error (5xx) is tried again after 0.2, 0.4, 0.8, 1.6 s (with jitter), five tries in all; a
 denial or a missing object is not (the answer would be the same). `RetryingStore` applies it to every
 request zarr-python makes, and counts them (`requests`), which the benchmarks report per block; with a
-`cache` (an input volume), an object fetched once is served from memory (`unetflow.stores.cache`).
+`cache` (an input volume), an object fetched once is served from memory (`unetflow.stores.cache`), and
+with `whole` bytes too (an array read through, as the pyramid reads the level below it) the first byte range
+read of an object up to that size fetches all of it, so that a shard costs two requests, not one per chunk.
 """
 
 from __future__ import annotations
@@ -92,6 +94,27 @@ class RequestCounter:
             self.counts.clear()
 
 
+class _TooBig(bytes):
+    """Marks an object too big to fetch whole (kept in the cache as a few bytes: asked once)."""
+
+
+_TOO_BIG = _TooBig()
+
+
+def _byte_range(whole: Any, byte_range: Any) -> Any:
+    """The bytes `byte_range` (zarr's range, offset or suffix request) of a whole object's buffer."""
+    from zarr.abc.store import OffsetByteRequest, RangeByteRequest, SuffixByteRequest
+
+    size = len(whole)
+    if isinstance(byte_range, RangeByteRequest):
+        return whole[byte_range.start : min(byte_range.end, size)]
+    if isinstance(byte_range, OffsetByteRequest):
+        return whole[byte_range.offset : size]
+    if isinstance(byte_range, SuffixByteRequest):
+        return whole[max(size - byte_range.suffix, 0) : size]
+    raise TypeError(f"unknown byte range {byte_range!r}")
+
+
 REQUESTS = RequestCounter()
 """Every request made through a RetryingStore in this process."""
 
@@ -101,14 +124,21 @@ class RetryingStore(WrapperStore[Any]):
     InputError naming the problem and what to set (the location's URL, never a credential)."""
 
     def __init__(
-        self, store: Any, *, location: Location | None = None, cache: ObjectCache | None = None
+        self,
+        store: Any,
+        *,
+        location: Location | None = None,
+        cache: ObjectCache | None = None,
+        whole: int = 0,
     ) -> None:
         super().__init__(store)
         self.location = location
         self.cache = cache
+        self.whole = whole if cache is not None else 0
+        self._too_big: set[str] = set()
 
     def _with_store(self, store: Any) -> RetryingStore:
-        return type(self)(store, location=self.location, cache=self.cache)
+        return type(self)(store, location=self.location, cache=self.cache, whole=self.whole)
 
     async def _call(self, kind: str, function: Callable[[], Awaitable[T]], *, action: str = "read") -> T:
         REQUESTS.add(kind)
@@ -125,7 +155,22 @@ class RetryingStore(WrapperStore[Any]):
 
         if self.cache is None:
             return await fetch()
+        if self.whole and byte_range is not None and key not in self._too_big:
+            found = await self.cache.get((key, None), lambda: self._whole_object(key, prototype))
+            if found is not _TOO_BIG:
+                return None if found is None else _byte_range(found, byte_range)
         return await self.cache.get((key, byte_range), fetch)
+
+    async def _whole_object(self, key: str, prototype: Any) -> Any:
+        """All of object `key` when it has at most `whole` bytes (one size request first), else `_TOO_BIG`."""
+        try:
+            size = await self._call("head", lambda: self._store.getsize(key))
+        except FileNotFoundError:
+            return None
+        if size > self.whole:
+            self._too_big.add(key)
+            return _TOO_BIG
+        return await self._call("get", lambda: self._store.get(key, prototype))
 
     async def get_partial_values(self, prototype: Any, key_ranges: Iterable[tuple[str, Any]]) -> list[Any]:
         ranges = list(key_ranges)
