@@ -3,8 +3,9 @@
 Seeds are the maxima of the distance to the nearest boundary voxel (boundary probability at or above
 `seed_threshold`), capped at `cap` voxels and smoothed: the recipe of cluster_tools and elf for boundary
 maps (one seed per cell where a cell is round, a few where it is long, which the agglomeration joins). The
-watershed floods the boundary map from them; every voxel with data gets a fragment, membranes included,
-as the CREMI / SNEMI3D dense ground truths do.
+watershed (bioimage-cpp's) floods the boundary map from them, its plateaus (saturated membranes, cell
+interiors at 0) ordered by the distance into them so that two seeds split a membrane halfway; every voxel
+with data gets a fragment, membranes included, as the CREMI / SNEMI3D dense ground truths do.
 
 Why the result does not depend on the block: the capped distance, its smoothing and the maxima are local
 operations whose reach (cap + 3 sigma + the maxima radius, 22 voxels with the defaults) the halo covers, so
@@ -21,8 +22,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from bioimage_cpp.distance import distance_transform
+from bioimage_cpp.segmentation import watershed
 from scipy import ndimage
-from skimage.segmentation import watershed
+
+TIE_BREAK = 1e-4
+"""Height per voxel of distance into a plateau of the boundary map (at most cap x 1e-4 = 0.0012 with the
+defaults: it orders voxels of equal probability and barely any others). Measured on the 400-cell volumes of
+benchmarks/segment.py (one block, mutex, threshold 0.5): adapted Rand 0.0338 (3-D) and 0.1869 (serial
+sections) against 0.2676 / 0.2135 without it and 0.0306 / 0.2005 for scikit-image's watershed."""
+
+
+LEVELS = 32768
+"""Steps of the heights' grid (half the flooding's 65,536 levels, so no two steps share one level)."""
 
 
 @dataclass(frozen=True)
@@ -49,21 +61,28 @@ def _per_slice(values: np.ndarray, function: object, **kwargs: object) -> np.nda
     return out
 
 
+def capped_distance(where: np.ndarray, options: FragmentOptions) -> np.ndarray:
+    """Distance (float32, in y/x voxels) of each voxel of `where` to the nearest voxel outside it, capped at
+    `cap`: per slice in mode "2d", in 3-D with the voxel size's anisotropy otherwise (bioimage-cpp's exact
+    transform, equal to SciPy's to float32 and 4x as fast)."""
+    if options.mode == "2d":
+        distance = _per_slice(where, distance_transform)
+    else:
+        z, y, x = options.sampling
+        distance = distance_transform(where, sampling=(z / y, 1.0, x / y))
+    np.minimum(distance, options.cap, out=distance)
+    return distance
+
+
 def seed_map(boundary: np.ndarray, options: FragmentOptions) -> np.ndarray:
     """The capped, smoothed distance to the boundary whose maxima seed the watershed (float32)."""
-    inside = boundary < options.seed_threshold
-    if options.mode == "2d":
-        distance = _per_slice(inside, ndimage.distance_transform_edt)
-        np.minimum(distance, options.cap, out=distance)
-        if options.sigma > 0:
-            distance = ndimage.gaussian_filter(distance, (0, options.sigma, options.sigma), truncate=3.0)
-        return distance
-    z, y, x = options.sampling
-    spacing = (z / y, 1.0, x / y)
-    distance = ndimage.distance_transform_edt(inside, sampling=spacing).astype(np.float32)
-    np.minimum(distance, options.cap, out=distance)
+    distance = capped_distance(boundary < options.seed_threshold, options)
     if options.sigma > 0:
-        sigmas = (options.sigma / spacing[0], options.sigma, options.sigma / spacing[2])
+        if options.mode == "2d":
+            sigmas: tuple[float, ...] = (0, options.sigma, options.sigma)
+        else:
+            z, y, x = options.sampling
+            sigmas = (options.sigma * y / z, options.sigma, options.sigma * y / x)
         distance = ndimage.gaussian_filter(distance, sigmas, truncate=3.0)
     return distance
 
@@ -83,13 +102,15 @@ def _structure(mode: str) -> np.ndarray:
     return ndimage.generate_binary_structure(3, 1)
 
 
-def seeds(boundary: np.ndarray, options: FragmentOptions) -> np.ndarray:
-    """Seeds (int32 ids from 1) at the maxima of the seed map that lie inside cells."""
-    distance = seed_map(boundary, options)
+def seeds(distance: np.ndarray, options: FragmentOptions) -> np.ndarray:
+    """Seeds (int32 ids from 1) at the maxima of the seed map (`seed_map`) that lie inside cells."""
     peaks = ndimage.maximum_filter(distance, footprint=_footprint(options.mode, options.radius))
-    maxima = (distance >= peaks) & (distance > 0.5)
-    labelled, _ = ndimage.label(maxima, structure=_structure(options.mode))
-    return labelled.astype(np.int32)
+    maxima = distance >= peaks
+    del peaks
+    maxima &= distance > 0.5
+    labelled = np.empty(distance.shape, dtype=np.int32)
+    ndimage.label(maxima, structure=_structure(options.mode), output=labelled)
+    return labelled
 
 
 def fragments(
@@ -109,10 +130,14 @@ def fragments(
     cut by a block face is one fragment again. A region with no seed at all (all boundary) is one fragment
     per connected piece, named by its own first voxel. Voxels without data (`mask` False) are 0 (uint64).
     """
-    markers = seeds(boundary, options)
+    distance = seed_map(boundary, options)
+    markers = seeds(distance, options)
     if mask is not None:
         markers[~mask] = 0
-    basins = watershed(boundary, markers, connectivity=_structure(options.mode), mask=mask)
+    flooded = heights(boundary, distance, options)
+    del distance  # (the block's memory: one float32 and two int32 arrays at a time, besides the input)
+    basins = flood(flooded, markers, options.mode, mask=mask)
+    del flooded
     ids = _first_voxels(markers, origin, shape)
     cropped = np.ascontiguousarray(basins[inner])
     out = ids[cropped]
@@ -124,6 +149,39 @@ def fragments(
         start = tuple(o + i.start for o, i in zip(origin, inner, strict=True))
         out[unseeded] = _first_voxels(pieces, start, shape)[pieces[unseeded]]  # type: ignore[arg-type]
     return out, len(np.unique(out[out > 0]))
+
+
+def heights(boundary: np.ndarray, distance: np.ndarray, options: FragmentOptions) -> np.ndarray:
+    """What the watershed floods: the boundary probability, its plateaus (saturated membranes, cell
+    interiors at 0) given a slope of TIE_BREAK per voxel of distance into them, so that a plateau is
+    flooded from its rim inwards and split between seeds halfway, not in the flooding's arbitrary order.
+    Local (the capped distances' reach), so a block floods as the whole volume does."""
+    membrane = capped_distance(boundary >= options.seed_threshold, options)
+    membrane -= distance
+    membrane *= np.float32(TIE_BREAK)
+    membrane += boundary
+    # on a fixed grid of LEVELS steps: the flooding quantizes the block's own range into 65,536 levels,
+    # which would order voxels differently in blocks with different ranges
+    low = -TIE_BREAK * options.cap
+    membrane -= np.float32(low)
+    membrane *= np.float32(LEVELS / (1 - 2 * low))
+    np.rint(membrane, out=membrane)
+    return membrane
+
+
+def flood(
+    heights: np.ndarray, markers: np.ndarray, mode: str, *, mask: np.ndarray | None = None
+) -> np.ndarray:
+    """The seeded watershed of `heights` from `markers` (int32 ids, 0 = unseeded), face-connected: in 3-D,
+    or slice by slice in mode "2d". bioimage-cpp's flooding (heights quantized to 65,536 levels): 7x
+    scikit-image's speed on a 96 x 192 x 192 block, and no float64 copy of the block."""
+    heights = np.ascontiguousarray(heights, dtype=np.float32)
+    if mode != "2d":
+        return watershed(heights, markers, mask=mask)
+    basins = np.empty_like(markers)
+    for z in range(heights.shape[0]):
+        basins[z] = watershed(heights[z], markers[z], mask=None if mask is None else mask[z])
+    return basins
 
 
 def _first_voxels(
