@@ -29,6 +29,7 @@ from unetflow.data import omezarr, zarrmeta
 from unetflow.data.planned import planned_output
 from unetflow.errors import InputError
 from unetflow.logs import progress_bar
+from unetflow.memory import return_freed_arrays
 from unetflow.segment import hierarchy, store
 from unetflow.segment import source as sources
 from unetflow.segment.fragments import FragmentOptions, fragments
@@ -139,6 +140,7 @@ class StepContext:
     """What a step of one process opens once: the plan, the source, its stored chunks, the arrays."""
 
     def __init__(self, target: store.Target) -> None:
+        return_freed_arrays()  # blocks' arrays come and go: a step's memory is its largest block's
         self.target = Location.of(target)
         self.plan = read_plan(self.target)
         self.source = _source_of(self.target)
