@@ -464,7 +464,11 @@ class ExportConfig(Section):
     """Run bioimageio.core's test_model on each package before it is written."""
 
 
-DEFAULT_VOLUMES = {"synthetic": VolumeConfig(synthetic=SyntheticConfig(), voxel_size=[50.0, 4.0, 4.0])}
+DEFAULT_VOLUMES = {
+    "synthetic": VolumeConfig(synthetic=SyntheticConfig(mode="3d"), voxel_size=[50.0, 4.0, 4.0])
+}
+"""The embedded default: neurites through 16 serial sections (so that its segmentation has objects to
+follow through z), sections 12.5x the pixel size."""
 DEFAULT_SPLIT = SplitConfig(volume="synthetic", train="0-9", val="10-11", test="12-15")
 
 
