@@ -18,7 +18,7 @@ from unetflow.data import omezarr
 from unetflow.errors import InputError
 from unetflow.evaluate.baseline import compare
 from unetflow.evaluate.instances import instance_scores, worst
-from unetflow.segment import run, store
+from unetflow.segment import pipeline, run, store
 from unetflow.segment.pipeline import segment_volume
 from unetflow.segment.source import ProbabilitySource
 
@@ -96,6 +96,35 @@ def test_a_killed_run_finishes_with_the_same_ids(
     resumed = _segment(volume[0], target, (24, 48, 48))
     fresh = _segment(volume[0], tmp_path / "fresh.zarr", (24, 48, 48))
     np.testing.assert_array_equal(resumed, fresh)
+
+
+def test_a_killed_pyramid_goes_on_where_it_stopped(
+    volume: tuple[Path, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "out.zarr"
+    original = pipeline._level_blocks
+
+    def dies_in_level_two(
+        plan: object, with_data: set[int], level: int, shape: tuple[int, int, int]
+    ) -> object:
+        for index, start in enumerate(original(plan, with_data, level, shape)):  # type: ignore[arg-type]
+            if level == 2 and index == 1:
+                raise KeyboardInterrupt
+            yield start
+
+    monkeypatch.setattr(pipeline, "_level_blocks", dies_in_level_two)
+    with pytest.raises(KeyboardInterrupt):
+        _segment(volume[0], target, (24, 48, 48))
+    monkeypatch.setattr(pipeline, "_level_blocks", original)
+    labels = np.asarray(omezarr.open_image(target)[:])
+    assert pipeline.finalize_segmentation(target)["levels"] == 4
+    for level in (1, 2, 3):
+        written = store.journal_path(target, pipeline.PYRAMID, level).path.read_text().splitlines()
+        assert sorted(written) == ["0\t1", "1\t1"]  # each of its 2 blocks once: none written twice
+        step = 2**level
+        np.testing.assert_array_equal(omezarr.open_image(target / str(level))[:], labels[:, ::step, ::step])
+    assert pipeline.finalize_segmentation(target, pyramid=2)["levels"] == 2  # other levels: built anew
+    assert len(store.journal_path(target, pipeline.PYRAMID, 1).path.read_text().splitlines()) == 2
 
 
 def test_a_sparse_volume_touches_only_blocks_with_data(tmp_path: Path) -> None:

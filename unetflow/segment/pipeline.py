@@ -7,6 +7,7 @@ lists), so the same command after a kill finishes the segmentation with the same
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from typing import Any
@@ -34,6 +35,8 @@ from unetflow.stores import Location
 log = logging.getLogger(__name__)
 
 PYRAMID_LEVELS = 4
+PYRAMID = "pyramid"
+"""The work folder's journals of the label image's pyramid (one per level) and what they were built from."""
 
 
 def segment_volume(
@@ -101,7 +104,11 @@ def check_complete(target: store.Target) -> None:
 def build_pyramid(target: store.Target, levels: int, with_data: set[int] | None = None) -> int:
     """Levels 1..`levels`-1 of the label image, each 2x coarser in y and x (the top-left voxel of each
     2x2, so labels keep their ids), written block by block over the level-0 blocks `with_data` (default:
-    every block); returns how many levels there are."""
+    every block); returns how many levels there are.
+
+    Journalled like the steps: each level's blocks are recorded as they are written, so a killed
+    finalisation goes on where it stopped; a pyramid of other relabelled blocks (or another number of
+    levels) is started afresh."""
     plan = read_plan(target)
     with_data = set(range(plan.blocks)) if with_data is None else with_data
     levels = max(1, min(levels, 1 + int(math.log2(max(plan.shape[1], plan.shape[2])))))
@@ -112,24 +119,45 @@ def build_pyramid(target: store.Target, levels: int, with_data: set[int] | None 
         (plan.shape[0], max(1, -(-plan.shape[1] // 2**level)), max(1, -(-plan.shape[2] // 2**level)))
         for level in range(levels)
     ]
-    grids = [
-        (shape, tuple(min(c, n) for c, n in zip(chunk, shape, strict=True)), None) for shape in shapes[1:]
-    ]
-    omezarr.add_levels(target, grids, compression_level=OUTPUT_COMPRESSION)
+    folder = store.work_folder(target) / PYRAMID
+    key = {"relabelled": _relabel_digest(target, plan.groups), "levels": levels}
+    marker = folder / "levels.json"
+    if not marker.exists() or store.read_json(marker) != key:
+        folder.remove()
+        grids = [
+            (shape, tuple(min(c, n) for c, n in zip(chunk, shape, strict=True)), None) for shape in shapes[1:]
+        ]
+        omezarr.add_levels(target, grids, compression_level=OUTPUT_COMPRESSION)
+        store.write_json(marker, key)
     base = omezarr.open_image(target)
     for level in range(1, levels):
         below = base if level == 1 else omezarr.open_image(Location.of(target) / str(level - 1))
         above = omezarr.open_image(Location.of(target) / str(level), mode="r+")
-        for z, y, x in _level_blocks(plan, with_data, level, shapes[level]):
-            region = (
-                slice(z, min(z + plan.block[0], shapes[level][0])),
-                slice(2 * y, min(2 * (y + plan.block[1]), shapes[level - 1][1])),
-                slice(2 * x, min(2 * (x + plan.block[2]), shapes[level - 1][2])),
-            )
-            values = np.asarray(below[region])[:, ::2, ::2]
-            if values.any():
-                above[region[0], y : y + values.shape[1], x : x + values.shape[2]] = values
+        path = store.journal_path(target, PYRAMID, level)
+        done = store.read_journal(path)
+        with store.journal(path) as record:
+            for index, (z, y, x) in enumerate(_level_blocks(plan, with_data, level, shapes[level])):
+                if index in done:
+                    continue
+                region = (
+                    slice(z, min(z + plan.block[0], shapes[level][0])),
+                    slice(2 * y, min(2 * (y + plan.block[1]), shapes[level - 1][1])),
+                    slice(2 * x, min(2 * (x + plan.block[2]), shapes[level - 1][2])),
+                )
+                values = np.asarray(below[region])[:, ::2, ::2]
+                if values.any():
+                    above[region[0], y : y + values.shape[1], x : x + values.shape[2]] = values
+                record(index, 1)
     return levels
+
+
+def _relabel_digest(target: store.Target, groups: int) -> str:
+    """A digest of every group's relabel journal: the pyramid journal belongs to exactly these blocks."""
+    entries = [
+        sorted(store.read_journal(store.journal_path(target, RELABEL, group)).items())
+        for group in range(groups)
+    ]
+    return hashlib.sha256(repr(entries).encode()).hexdigest()[:16]
 
 
 def _level_blocks(
