@@ -46,7 +46,9 @@ def solve(
         graph, count, mean = merge(list(parts()), nodes)
         labels = agglomerate(graph, mean, count, **options)
         return labels, {"levels": 1, "largest_job_edges": int(graph.number_of_edges)}
-    representative = np.arange(nodes, dtype=np.int64)
+    index = _node_dtype(nodes)
+    representative = np.arange(nodes, dtype=index)
+    home = home.astype(np.int32, copy=False)
     largest = 0
     for group, part in enumerate(parts()):
         largest = max(largest, _contract(part, home, group, representative, max_edges, options))
@@ -54,7 +56,7 @@ def solve(
     level, groups = 1, int(home.max()) + 1
     while len(reduced) > max_edges and groups > 1:
         level, groups, home = level + 1, -(-groups // 2), np.where(home >= 0, home // 2, -1)
-        step = np.arange(nodes, dtype=np.int64)
+        step = np.arange(nodes, dtype=index)
         owner = home[reduced.uv[:, 0].astype(np.int64)]
         for group in range(groups):
             mine = owner == group
@@ -62,13 +64,19 @@ def solve(
             largest = max(largest, _contract(part, home, group, step, max_edges, options))
         representative = step[representative]
         reduced = _reduce([reduced], step, nodes)
-    last = np.arange(nodes, dtype=np.int64)
+    last = np.arange(nodes, dtype=index)
     held = _agglomerate_compact(reduced, last, options)
     return last[representative], {
         "levels": level + 1,
         "largest_job_edges": int(max(largest, held)),
         "last_level_edges": held,
     }
+
+
+def _node_dtype(nodes: int) -> type[np.signedinteger]:
+    """The narrowest index type for `nodes` nodes: the levels hold several arrays of one entry per node
+    (33 million of them at 10^8 edges), so int32 saves a quarter of a GB per array there."""
+    return np.int32 if nodes < 2**31 else np.int64
 
 
 def _contract(
@@ -122,7 +130,7 @@ def _reduce(parts: Iterable[Edges], representative: np.ndarray, nodes: int) -> E
     for part in parts:
         uv = np.sort(representative[part.uv.astype(np.int64)], axis=1)
         keep = uv[:, 0] != uv[:, 1]
-        keys.append(uv[keep, 0] * nodes + uv[keep, 1])
+        keys.append(uv[keep, 0].astype(np.int64) * nodes + uv[keep, 1])
         counts.append(part.count[keep].astype(np.float64))
         totals.append(part.total[keep])
     key = np.concatenate(keys) if keys else np.empty(0, np.int64)
@@ -142,4 +150,4 @@ def node_groups(keys: np.ndarray, plan: object) -> np.ndarray:
     numbers = ((z // block[0]) * counts[1] + y // block[1]) * counts[2] + x // block[2]
     starts = np.array([plan.group_blocks(g).start for g in range(plan.groups)])  # type: ignore[attr-defined]
     home = np.searchsorted(starts, numbers, side="right") - 1
-    return np.concatenate([[-1], home]).astype(np.int64)
+    return np.concatenate([[-1], home]).astype(np.int32)
