@@ -59,9 +59,9 @@ def solve(
         step = np.arange(nodes, dtype=index)
         owner = home[reduced.uv[:, 0].astype(np.int64)]
         for group in range(groups):
-            mine = owner == group
-            part = Edges(reduced.uv[mine], reduced.count[mine], reduced.total[mine])
-            largest = max(largest, _contract(part, home, group, step, max_edges, options))
+            largest = max(
+                largest, _contract(_select(reduced, owner == group), home, group, step, max_edges, options)
+            )
         representative = step[representative]
         reduced = _reduce([reduced], step, nodes)
     last = np.arange(nodes, dtype=index)
@@ -102,8 +102,17 @@ def _contract(
             np.count_nonzero(inner),
             max_edges,
         )
-    inside = Edges(part.uv[inner], part.count[inner], part.total[inner])
+    inside = _select(part, inner)
+    del part, inner
     return _agglomerate_compact(inside, representative, options)
+
+
+def _select(edges: Edges, which: np.ndarray) -> Edges:
+    """The edges `which` marks: a copy of some, the same object where it marks all (a coarse level often
+    holds nearly the whole graph in one group; three copies of it would be a GB at 10^8 edges)."""
+    if which.all():
+        return edges
+    return Edges(edges.uv[which], edges.count[which], edges.total[which])
 
 
 def _agglomerate_compact(part: Edges, representative: np.ndarray, options: dict[str, object]) -> int:
