@@ -227,7 +227,9 @@ def hierarchy(edges: int, groups: int) -> None:
     side = round((edges / 3) ** (1 / 3))
     nodes = side**3 + 1
     slab = -(-side // groups)
-    home = np.concatenate([[-1], np.repeat(np.arange(side) // slab, side * side)]).astype(np.int64)
+    home = np.concatenate([[-1], np.repeat(np.arange(side) // slab, side * side)]).astype(
+        np.int32
+    )  # as node_groups gives it
 
     def parts():  # type: ignore[no-untyped-def]
         for group in range(groups):

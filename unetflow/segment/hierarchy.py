@@ -59,9 +59,9 @@ def solve(
         step = np.arange(nodes, dtype=index)
         owner = home[reduced.uv[:, 0].astype(np.int64)]
         for group in range(groups):
-            mine = owner == group
-            part = Edges(reduced.uv[mine], reduced.count[mine], reduced.total[mine])
-            largest = max(largest, _contract(part, home, group, step, max_edges, options))
+            largest = max(
+                largest, _contract(_select(reduced, owner == group), home, group, step, max_edges, options)
+            )
         representative = step[representative]
         reduced = _reduce([reduced], step, nodes)
     last = np.arange(nodes, dtype=index)
@@ -102,8 +102,17 @@ def _contract(
             np.count_nonzero(inner),
             max_edges,
         )
-    inside = Edges(part.uv[inner], part.count[inner], part.total[inner])
+    inside = _select(part, inner)
+    del part, inner
     return _agglomerate_compact(inside, representative, options)
+
+
+def _select(edges: Edges, which: np.ndarray) -> Edges:
+    """The edges `which` marks: a copy of some, the same object where it marks all (a coarse level often
+    holds nearly the whole graph in one group; three copies of it would be a GB at 10^8 edges)."""
+    if which.all():
+        return edges
+    return Edges(edges.uv[which], edges.count[which], edges.total[which])
 
 
 def _agglomerate_compact(part: Edges, representative: np.ndarray, options: dict[str, object]) -> int:
@@ -125,20 +134,41 @@ def _agglomerate_compact(part: Edges, representative: np.ndarray, options: dict[
 
 
 def _reduce(parts: Iterable[Edges], representative: np.ndarray, nodes: int) -> Edges:
-    """The edges between the regions `representative` names, their counts and sums added up."""
+    """The edges between the regions `representative` names, their counts and sums added up; part by part
+    first (a group's many edges between the same two regions become one), so that the edges of the whole
+    graph are never held at once (10^8 of them would take 5 GB), then across the parts."""
     keys, counts, totals = [], [], []
     for part in parts:
         uv = np.sort(representative[part.uv.astype(np.int64)], axis=1)
         keep = uv[:, 0] != uv[:, 1]
-        keys.append(uv[keep, 0].astype(np.int64) * nodes + uv[keep, 1])
-        counts.append(part.count[keep].astype(np.float64))
-        totals.append(part.total[keep])
-    key = np.concatenate(keys) if keys else np.empty(0, np.int64)
-    unique, inverse = np.unique(key, return_inverse=True)
-    count = np.bincount(inverse, weights=np.concatenate(counts), minlength=len(unique))
-    total = np.bincount(inverse, weights=np.concatenate(totals), minlength=len(unique))
+        key, count, total = _summed(
+            uv[keep, 0].astype(np.int64) * nodes + uv[keep, 1], part.count[keep], part.total[keep]
+        )
+        keys.append(key)
+        counts.append(count)
+        totals.append(total)
+        del uv, keep
+    key, count, total = (_joined(pieces) for pieces in (keys, counts, totals))
+    unique, count, total = _summed(key, count, total)
     uv = np.stack([unique // nodes, unique % nodes], axis=1).astype(np.uint64)
     return Edges(uv, count.astype(np.uint32), total)
+
+
+def _joined(pieces: list[np.ndarray]) -> np.ndarray:
+    """The pieces end to end; the list emptied (each piece freed once copied)."""
+    joined = np.concatenate(pieces) if pieces else np.empty(0)
+    pieces.clear()
+    return joined
+
+
+def _summed(
+    key: np.ndarray, count: np.ndarray, total: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct keys, and the counts and totals of each added up (float64)."""
+    unique, inverse = np.unique(key, return_inverse=True)
+    summed_count = np.bincount(inverse, weights=count.astype(np.float64), minlength=len(unique))
+    summed_total = np.bincount(inverse, weights=total, minlength=len(unique))
+    return unique, summed_count, summed_total
 
 
 def node_groups(keys: np.ndarray, plan: object) -> np.ndarray:
