@@ -64,6 +64,8 @@ def solve(
             )
         representative = step[representative]
         reduced = _reduce([reduced], step, nodes)
+        del step, owner
+    del home  # (the last level's solve is the step's largest: only what it needs is held through it)
     last = np.arange(nodes, dtype=index)
     held = _agglomerate_compact(reduced, last, options)
     return last[representative], {
