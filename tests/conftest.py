@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -33,8 +34,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     """Stop the SLURM test cluster once every test has run (in the controller, under xdist), not when
     tests/test_slurm.py ends: Snakemake's SLURM plugin runs `scontrol show config` whenever Snakemake starts,
     which waits 9 s where SLURM is installed and slurmctld is down, and every later `snakemake` call of the
-    other files would wait with it."""
+    other files would wait with it. Only the session that started it stops it (another pytest run beside
+    this one, in another checkout, leaves it to its owner)."""
     if hasattr(session.config, "workerinput") or not SLURM_STARTED.exists():
+        return
+    if SLURM_STARTED.read_text().strip() != str(os.getpid()):
         return
     stop = ROOT / "tests" / "slurm" / "stop.sh"
     subprocess.run(["timeout", "-k", "5", "60", str(stop)], capture_output=True, check=False)

@@ -9,6 +9,7 @@ import gzip
 import http.server
 import itertools
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,14 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SLURM_STARTED = Path("/run/slurm/unetflow-tests-started")
-"""Written by tests/test_slurm.py when it starts the SLURM test cluster (up until the session ends)."""
+"""Written by tests/test_slurm.py when it starts the SLURM test cluster (up until the session ends), holding
+the process id of the pytest session that started it (`session_pid`): only that session stops it, not a
+second one run beside it in another checkout."""
+
+
+def session_pid() -> int:
+    """The process id of this pytest session's controller: under xdist a worker's parent, else this one."""
+    return os.getppid() if os.environ.get("PYTEST_XDIST_WORKER") else os.getpid()
 
 
 def copy_workflow(folder: Path) -> Path:

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import SLURM_STARTED, copy_workflow
+from helpers import SLURM_STARTED, copy_workflow, session_pid
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "tests" / "slurm"
@@ -90,7 +90,7 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[float]:
         _say(request.config, f"{banner}\nSKIPPING tests/test_slurm.py: {reason}\n{output[-3000:]}\n{banner}")
         pytest.skip(reason)
     _say(request.config, f"{setup.stdout.strip()} (setup.sh wall time {took:.1f} s)")
-    SLURM_STARTED.touch()
+    SLURM_STARTED.write_text(str(session_pid()))
     yield took
 
 
