@@ -173,17 +173,17 @@ def heights(boundary: np.ndarray, distance: np.ndarray, options: FragmentOptions
 
 
 def flood(
-    heights: np.ndarray, markers: np.ndarray, mode: str, *, mask: np.ndarray | None = None
+    surface: np.ndarray, markers: np.ndarray, mode: str, *, mask: np.ndarray | None = None
 ) -> np.ndarray:
-    """The seeded watershed of `heights` from `markers` (int32 ids, 0 = unseeded), face-connected: in 3-D,
-    or slice by slice in mode "2d". bioimage-cpp's flooding (heights quantized to 65,536 levels): 7x
-    scikit-image's speed on a 96 x 192 x 192 block, and no float64 copy of the block."""
-    heights = np.ascontiguousarray(heights, dtype=np.float32)
+    """The seeded watershed of `surface` (`heights`) from `markers` (int32 ids, 0 = unseeded),
+    face-connected: in 3-D, or slice by slice in mode "2d". bioimage-cpp's flooding (heights quantized to
+    65,536 levels): 7x scikit-image's speed on a 96 x 192 x 192 block, and no float64 copy of the block."""
+    surface = np.ascontiguousarray(surface, dtype=np.float32)
     if mode != "2d":
-        return watershed(heights, markers, mask=mask)
+        return watershed(surface, markers, mask=mask)
     basins = np.empty_like(markers)
-    for z in range(heights.shape[0]):
-        basins[z] = watershed(heights[z], markers[z], mask=None if mask is None else mask[z])
+    for z in range(surface.shape[0]):
+        basins[z] = watershed(surface[z], markers[z], mask=None if mask is None else mask[z])
     return basins
 
 

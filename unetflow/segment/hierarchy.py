@@ -168,7 +168,7 @@ def _summed(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The distinct keys, and the counts and totals of each added up (float64)."""
     unique, inverse = np.unique(key, return_inverse=True)
-    summed_count = np.bincount(inverse, weights=count.astype(np.float64), minlength=len(unique))
+    summed_count = np.bincount(inverse, weights=count.astype(np.float64, copy=False), minlength=len(unique))
     summed_total = np.bincount(inverse, weights=total, minlength=len(unique))
     return unique, summed_count, summed_total
 

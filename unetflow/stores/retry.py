@@ -135,7 +135,6 @@ class RetryingStore(WrapperStore[Any]):
         self.location = location
         self.cache = cache
         self.whole = whole if cache is not None else 0
-        self._too_big: set[str] = set()
 
     def _with_store(self, store: Any) -> RetryingStore:
         return type(self)(store, location=self.location, cache=self.cache, whole=self.whole)
@@ -155,7 +154,7 @@ class RetryingStore(WrapperStore[Any]):
 
         if self.cache is None:
             return await fetch()
-        if self.whole and byte_range is not None and key not in self._too_big:
+        if self.whole and byte_range is not None:
             found = await self.cache.get((key, None), lambda: self._whole_object(key, prototype))
             if found is not _TOO_BIG:
                 return None if found is None else _byte_range(found, byte_range)
@@ -168,7 +167,6 @@ class RetryingStore(WrapperStore[Any]):
         except FileNotFoundError:
             return None
         if size > self.whole:
-            self._too_big.add(key)
             return _TOO_BIG
         return await self._call("get", lambda: self._store.get(key, prototype))
 
